@@ -1,0 +1,80 @@
+"""Adapters chosen by params: the notebooks ask for a problem source, a generator, an Oracle and a
+reward model, and never see which world (toy or real) is behind them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paradox.generation import Generator, HFGenerator
+from paradox.io import read_json
+from paradox.params import Params
+from paradox.paths import RunPaths
+from paradox.problems import JsonlProblemSource, ProblemSource
+
+TOY_SLM = "toy"
+
+
+class NotBuiltYet(NotImplementedError):
+    """A real-world adapter this version of the companion does not have yet."""
+
+
+def _not_built(what: str) -> NotBuiltYet:
+    return NotBuiltYet(f"{what} is not built yet in this version of the companion; "
+                       "only the toy world runs end to end (see README, 'Profiles').")
+
+
+def problem_source(params: Params, paths: RunPaths) -> ProblemSource:
+    if params.world == "toy":
+        return JsonlProblemSource(paths.world)
+    raise _not_built("the Hugging Face datasets problem source")
+
+
+def slm_path(params: Params, paths: RunPaths) -> str:
+    """The base SLM to load: the toy SLM that notebook 00 built, or a hub id / local path."""
+    if params.slm.name_or_path == TOY_SLM:
+        pointer = paths.world / "slm.json"
+        if not pointer.is_file():
+            raise FileNotFoundError(f"{pointer}: no toy SLM recorded; run notebook 00 first")
+        return str(read_json(pointer)["path"])
+    return params.slm.name_or_path
+
+
+def load_kwargs(params: Params, model_path: str) -> dict:
+    """gguf/revision apply to the base hub model only, never to a fine-tuned local checkpoint."""
+    base = params.slm.name_or_path != TOY_SLM and not Path(model_path).is_dir()
+    return {"dtype": params.slm.dtype,
+            "gguf_file": params.slm.gguf_file if base else None,
+            "revision": params.slm.revision if base else None}
+
+
+def generator(params: Params, model_path: str, batch_size: int) -> Generator:
+    if params.sampling.backend == "hf":
+        return HFGenerator.from_pretrained(model_path, batch_size, **load_kwargs(params, model_path))
+    raise _not_built("the vLLM generation backend")
+
+
+def oracle(params: Params):
+    if params.oracle.backend == "toy":
+        from paradox.toy.oracle import ToyOracle
+
+        return ToyOracle()
+    raise _not_built("the OpenAI-compatible Oracle")
+
+
+def reward_model(params: Params):
+    if params.reward.backend == "toy":
+        from paradox.toy.reward import RubricReward
+
+        return RubricReward()
+    raise _not_built("the Hugging Face reward model")
+
+
+def format_prompt(params: Params, question: str, tokenizer=None) -> str:
+    """The SLM's prompt for a question: the params template, optionally inside its chat template."""
+    text = params.slm.prompt_template.format(question=question)
+    if params.slm.use_chat_template:
+        if tokenizer is None:
+            raise ValueError("slm.use_chat_template needs the tokenizer")
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return text

@@ -1,0 +1,140 @@
+"""Atomic file IO, content hashes and provenance sidecars.
+
+Every artifact is written to a temporary name and moved into place, so an interrupted stage
+never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """Like atomic_path, for a directory (a saved model): built aside, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: Path | str, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path | str) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_jsonl(path: Path | str, rows: Iterable[dict[str, Any]]) -> Path:
+    with atomic_path(path) as tmp, tmp.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, sort_keys=True) + "\n")
+    return Path(path)
+
+
+def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    rows = []
+    with Path(path).open() as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not a JSON record: {err}") from err
+    return rows
+
+
+def file_hash(path: Path | str, n: int = 16) -> str:
+    """sha256 of a file, or of every file under a directory (names and contents)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+def git_commit() -> str:
+    """HEAD's commit, suffixed '-dirty' when the work tree has changes; 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def write_sidecar(artifact: Path | str, *, profile: str, params_hash: str, inputs: Iterable[Path | str],
+                  extra: dict[str, Any] | None = None) -> Path:
+    """`<artifact>.json`: what made this file (profile, params hash, commit, input hashes)."""
+    artifact = Path(artifact)
+    meta = {
+        "artifact": artifact.name,
+        "profile": profile,
+        "params_hash": params_hash,
+        "git_commit": git_commit(),
+        "inputs": {str(p): file_hash(p) for p in inputs},
+        **(extra or {}),
+    }
+    return write_json(artifact.with_name(artifact.name + ".json"), meta)
+
+
+class DoneMarker:
+    """Resumable units of work: `<path>.done` holds the key of the config that produced `path`.
+
+    A unit whose marker matches the current key is skipped; a changed config redoes it.
+    """
+
+    def __init__(self, path: Path | str, key: str) -> None:
+        self.path, self.key = Path(path), key
+        self.marker = self.path.with_name(self.path.name + ".done")
+
+    def is_done(self) -> bool:
+        return self.path.exists() and self.marker.is_file() and self.marker.read_text().strip() == self.key
+
+    def mark(self) -> None:
+        write_text(self.marker, self.key + "\n")

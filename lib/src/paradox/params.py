@@ -1,0 +1,248 @@
+"""Params: `params/base.yaml` layered with one profile file, validated by a strict schema.
+
+Every mistake is reported before any work starts, naming the file that set the offending key
+(or the profile file, for a key that is missing), so a typo in `toy.yaml` never silently falls
+back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PARAMS_DIR = Path("params")
+BASE_FILE = "base.yaml"
+
+
+class ParamsError(ValueError):
+    """A params file is missing, unparseable or fails the schema."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToyProblems(Strict):
+    n_train: int = Field(gt=0)
+    n_test: int = Field(gt=0)
+    n_hard: int = Field(gt=0)
+    ops: tuple[int, int]  # inclusive range of operations per problem
+    max_operand: int = Field(gt=1)
+    max_value: int = Field(gt=2)  # every intermediate value stays in [1, max_value]
+    hard_ops: tuple[int, int]
+    hard_max_operand: int = Field(gt=1)
+    hard_max_value: int = Field(gt=2)
+
+
+class ToySLM(Strict):
+    hidden_size: int = Field(gt=0)
+    n_layers: int = Field(gt=0)
+    n_heads: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=32)
+    max_position: int = Field(gt=0)
+    pretrain_problems: int = Field(gt=0)
+    pretrain_epochs: float = Field(gt=0)
+    pretrain_lr: float = Field(gt=0)
+    pretrain_batch_size: int = Field(gt=0)
+    # Share of pretraining solutions written in the Oracle's / dataset's notation: a real SLM
+    # has seen some LaTeX and some GSM8K-style text, so those notations are rare, not unseen.
+    foreign_style_fraction: float = Field(ge=0, le=1)
+
+
+class ToyWorld(Strict):
+    problems: ToyProblems
+    slm: ToySLM
+
+
+class SLM(Strict):
+    # "toy" means the SLM that notebook 00 builds; anything else is a hub id or a local path.
+    name_or_path: str
+    gguf_file: str | None = None
+    revision: str | None = None
+    prompt_template: str  # formatted with {question}
+    use_chat_template: bool = False
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class Sampling(Strict):
+    backend: Literal["hf", "vllm"] = "hf"
+    k: int = Field(gt=0)
+    temperature: float = Field(ge=0)
+    top_p: float = Field(gt=0, le=1)
+    max_new_tokens: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+
+
+class RFT(Strict):
+    # Which correct trace a solvable problem keeps: the paper does not say, so it is a choice.
+    choose: Literal["first", "shortest", "random"] = "first"
+    # Light cleaning: strip whitespace, drop text after the final-answer sentence.
+    clean: bool = True
+
+
+class Oracle(Strict):
+    backend: Literal["toy", "openai"] = "toy"
+
+
+class Reward(Strict):
+    backend: Literal["toy", "hf"] = "toy"
+
+
+class StyleAlign(Strict):
+    # A rewrite is kept only if its perplexity under the SLM is at most this multiple of the
+    # original trace's, and its character edit distance at most this fraction of its length.
+    max_ppl_ratio: float = Field(gt=0)
+    max_edit_ratio: float = Field(ge=0, le=1)
+
+
+class Lora(Strict):
+    enabled: bool = False
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class Train(Strict):
+    streams: tuple[str, ...]
+    losses: tuple[Literal["nll", "dft"], ...]
+    learning_rate: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    grad_accum: int = Field(1, gt=0)
+    epochs: float = Field(gt=0)
+    max_length: int = Field(gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    scheduler: str = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    bf16: bool = False
+    logging_steps: int = Field(5, gt=0)
+    lora: Lora = Lora()
+
+
+class Eval(Strict):
+    splits: tuple[str, ...]
+    k: int = Field(gt=0)
+    temperature: float = Field(ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    grade_timeout_s: float = Field(5.0, gt=0)
+
+
+STREAMS = ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized", "style_aligned")
+
+
+class Params(Strict):
+    profile: str
+    description: str
+    world: Literal["toy", "real"]
+    seed: int
+    toy: ToyWorld | None = None
+    slm: SLM
+    sampling: Sampling
+    rft: RFT
+    oracle: Oracle
+    reward: Reward
+    style_align: StyleAlign
+    train: Train
+    eval: Eval
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Params:
+        if self.world == "toy" and self.toy is None:
+            raise ValueError("world is 'toy' but the 'toy' section is missing")
+        unknown = [s for s in self.train.streams if s not in STREAMS]
+        if unknown:
+            raise ValueError(f"train.streams: unknown stream(s) {unknown}; known: {list(STREAMS)}")
+        return self
+
+    def hash(self) -> str:
+        """Stable hash of the validated params (the profile's identity in sidecars)."""
+        return stable_hash(self.model_dump(mode="json"))
+
+
+def stable_hash(obj: Any, n: int = 12) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def _merge(base: dict, over: dict, origin: dict, src: str, prefix: tuple = ()) -> dict:
+    """Deep-merge `over` into `base`, recording which file set each key."""
+    out = dict(base)
+    for key, value in over.items():
+        path = (*prefix, key)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, origin, src, path)
+        else:
+            out[key] = value
+            origin[path] = src
+        origin.setdefault(path, src)
+    return out
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names valid at `loc` (for 'did you mean' hints)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        nested = [a for a in candidates if issubclass(a, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _describe(err: dict, origin: dict, profile_file: str) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    src = profile_file
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in origin:
+            src = origin[loc[:n]]
+            break
+    if err["type"] == "extra_forbidden":
+        hint = difflib.get_close_matches(str(loc[-1]), _known_keys(Params, loc[:-1]), n=1)
+        more = f" (did you mean '{'.'.join(map(str, loc[:-1] + (hint[0],)))}'?)" if hint else ""
+        return f"{src}: unknown key '{key}'{more}"
+    if err["type"] == "missing":
+        return f"{src}: missing key '{key}'"
+    return f"{src}: key '{key}': {err['msg']} (got {err.get('input')!r})"
+
+
+def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
+    """Load `base.yaml` + `<profile>.yaml` and validate; raise ParamsError naming file and key."""
+    params_dir = Path(params_dir)
+    base_path, prof_path = params_dir / BASE_FILE, params_dir / f"{profile}.yaml"
+    origin: dict[tuple, str] = {}
+    merged = _merge({}, _read_yaml(base_path), origin, str(base_path))
+    merged = _merge(merged, _read_yaml(prof_path), origin, str(prof_path))
+    merged.setdefault("profile", profile)
+    origin.setdefault(("profile",), str(prof_path))
+    if merged["profile"] != profile:
+        raise ParamsError(f"{prof_path}: key 'profile' is {merged['profile']!r}, expected {profile!r}")
+    try:
+        return Params.model_validate(merged)
+    except ValidationError as err:
+        lines = [_describe(e, origin, str(prof_path)) for e in err.errors()]
+        raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,110 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Data: the SLM's own traces (SLM-RFT) and the dataset's (Ground truth)
+#
+# Rejection-sampling fine-tuning (RFT) data as in the paper: sample k traces per training
+# problem from the SLM at temperature 1.0, grade each, and keep one correct trace for every
+# problem with at least one correct sample. Which correct trace is kept is not stated in the
+# paper, so it is a parameter (`rft.choose`). The problems that survive are the problems of
+# **every** stream below, so streams differ only in their traces.
+#
+# The Ground-truth stream is the dataset's own reference solution for the same problems.
+
+# %% tags=["parameters"]
+profile = "toy"
+runs_dir = "runs"
+figures_dir = "figures"
+
+# %%
+from collections import Counter
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from paradox import backends
+from paradox.generation import SamplingSettings, sample_sharded
+from paradox.grading import grade
+from paradox.io import write_json, write_jsonl
+from paradox.params import load_params
+from paradox.paths import RunPaths
+from paradox.rft import select
+
+params = load_params(profile)
+paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+print(f"profile={profile} params_hash={params.hash()}")
+
+# %%
+problems = backends.problem_source(params, paths).load("train")
+slm = backends.slm_path(params, paths)
+gen = backends.generator(params, slm, params.sampling.batch_size)
+prompts = [backends.format_prompt(params, p.question, gen.tok) for p in problems]
+print(f"{len(problems)} training problems; SLM: {slm}")
+
+# %% [markdown]
+# ## Sampling
+# Samples are written in shards as they finish (`runs/<profile>/data/samples/`), so an
+# interrupted run resumes at the first missing shard.
+
+# %%
+s = params.sampling
+settings = SamplingSettings(s.k, s.temperature, s.top_p, s.max_new_tokens, params.seed)
+rows = sample_sharded(gen, [p.id for p in problems], prompts, settings, paths.data / "samples",
+                      s.batch_size, desc="sampling SLM traces")
+gold = {p.id: p.answer for p in problems}
+for r in tqdm(rows, desc="grading"):
+    r["correct"] = grade(r["text"], gold[r["id"]], truncated=r["truncated"], timeout_s=params.eval.grade_timeout_s)
+write_jsonl(paths.data / "samples.jsonl", rows)
+
+# %% [markdown]
+# ## Rejection sampling
+
+# %%
+chosen = select(rows, params.rft.choose, params.seed, params.rft.clean)
+if not chosen:
+    raise RuntimeError(f"profile '{profile}': the SLM solved none of the {len(problems)} training problems "
+                       f"with k={s.k}; there is nothing to fine-tune on (raise sampling.k or the SLM's training)")
+by_id = {p.id: p for p in problems}
+kept = [by_id[pid] for pid in sorted(chosen)]
+n_correct = Counter(r["id"] for r in rows if r["correct"])
+summary = {
+    "n_problems": len(problems),
+    "k": s.k,
+    "sample_accuracy": 100 * sum(r["correct"] for r in rows) / len(rows),
+    "truncated_share": 100 * sum(r["truncated"] for r in rows) / len(rows),
+    "n_solvable": len(kept),
+    "solvable_share": 100 * len(kept) / len(problems),
+    "correct_per_solvable_problem": sum(n_correct.values()) / max(1, len(n_correct)),
+    "rft_rule": params.rft.choose,
+}
+for k_, v in summary.items():
+    print(f"{k_:30s} {v:.2f}" if isinstance(v, float) else f"{k_:30s} {v}")
+
+# %%
+def stream_rows(traces: dict[str, str]):
+    return ({"id": p.id, "prompt": backends.format_prompt(params, p.question, gen.tok),
+             "completion": traces[p.id]} for p in kept)
+
+
+write_jsonl(paths.stream("slm_rft"), stream_rows(chosen))
+write_jsonl(paths.stream("ground_truth"), stream_rows({p.id: p.reference_solution for p in kept}))
+write_jsonl(paths.data / "kept_problems.jsonl", (p.to_dict() for p in kept))
+write_json(paths.data / "summary.json", summary)
+
+example = kept[0]
+print(example.question)
+print("\nSLM-RFT:\n" + chosen[example.id])
+print("\nGround truth:\n" + example.reference_solution)

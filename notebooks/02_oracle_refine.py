@@ -1,0 +1,86 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · The Oracle's streams, and what a reward model thinks of every stream
+#
+# - **Oracle-Refined**: the Oracle minimally repairs each SLM-RFT trace. Logical repair, but
+#   written in the Oracle's own notation.
+# - **Oracle-Synthesized**: the Oracle solves each problem from scratch.
+#
+# Then a reward model scores every trace of every stream: the paper's "perceived quality".
+#
+# In the toy world the Oracle is a rule and the reward model a rubric (see
+# `paradox/toy/reward.py`). **The rubric rewards polish** (named symbolic quantities, math
+# markup, a boxed answer) on top of correctness, as the paper's reward models appear to: this
+# is a modelling choice made before any result, not a finding of the toy world.
+
+# %% tags=["parameters"]
+profile = "toy"
+runs_dir = "runs"
+figures_dir = "figures"
+
+# %%
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from paradox import backends
+from paradox.grading import grade
+from paradox.io import read_jsonl, write_json, write_jsonl
+from paradox.params import load_params
+from paradox.paths import RunPaths
+from paradox.problems import Problem
+
+params = load_params(profile)
+paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+print(f"profile={profile} params_hash={params.hash()}")
+
+# %%
+problems = {p["id"]: Problem.from_dict(p) for p in read_jsonl(paths.data / "kept_problems.jsonl")}
+rft = read_jsonl(paths.stream("slm_rft"))
+oracle = backends.oracle(params)
+reward = backends.reward_model(params)
+print(f"{len(rft)} RFT traces; oracle={oracle.name}; reward model={reward.name}")
+
+# %%
+refined = [{**r, "completion": oracle.refine(problems[r["id"]], r["completion"])}
+           for r in tqdm(rft, desc="oracle refine")]
+synthesized = [{**r, "completion": oracle.synthesize(problems[r["id"]])} for r in tqdm(rft, desc="oracle synthesize")]
+write_jsonl(paths.stream("oracle_refined"), refined)
+write_jsonl(paths.stream("oracle_synthesized"), synthesized)
+
+ex = rft[0]
+print("SLM-RFT:\n" + ex["completion"])
+print("\nOracle-Refined:\n" + refined[0]["completion"])
+print("\nOracle-Synthesized:\n" + synthesized[0]["completion"])
+
+# %% [markdown]
+# ## Reward of every trace
+# The Oracle's streams should be correct by construction: their final answers are graded too,
+# as a check on the Oracle.
+
+# %%
+summary = {}
+for stream in ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized"):
+    rows = read_jsonl(paths.stream(stream))
+    scores = reward.score_many([problems[r["id"]] for r in rows], [r["completion"] for r in rows])
+    write_jsonl(paths.rewards / f"{stream}.jsonl", ({"id": r["id"], "reward": sc} for r, sc in zip(rows, scores, strict=True)))
+    correct = [grade(r["completion"], problems[r["id"]].answer) for r in rows]
+    summary[stream] = {"mean_reward": sum(scores) / len(scores), "final_answer_correct": 100 * sum(correct) / len(rows),
+                       "n": len(rows)}
+write_json(paths.rewards / "summary.json", summary)
+pd.DataFrame(summary).T

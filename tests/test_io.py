@@ -1,0 +1,41 @@
+import pytest
+
+from paradox.io import DoneMarker, atomic_dir, atomic_path, file_hash, read_jsonl, write_jsonl
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_failed_dir_leaves_previous_version(tmp_path):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "w").write_text("v1")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "w").write_text("v2")
+        raise RuntimeError("killed")
+    assert (target / "w").read_text() == "v1" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_jsonl_roundtrip_and_bad_record_names_line(tmp_path):
+    p = write_jsonl(tmp_path / "a.jsonl", [{"a": 1}, {"b": 2}])
+    assert read_jsonl(p) == [{"a": 1}, {"b": 2}]
+    p.write_text('{"a": 1}\n{oops\n')
+    with pytest.raises(ValueError, match=r"a\.jsonl:2"):
+        read_jsonl(p)
+
+
+def test_done_marker_tracks_the_key(tmp_path):
+    out = tmp_path / "thing"
+    out.write_text("x")
+    m = DoneMarker(out, "k1")
+    assert not m.is_done()
+    m.mark()
+    assert m.is_done() and not DoneMarker(out, "k2").is_done()
+    h = file_hash(out)
+    out.write_text("y")
+    assert file_hash(out) != h

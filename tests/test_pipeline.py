@@ -1,0 +1,87 @@
+"""The whole pipeline on the `smoke` profile, through the same Make/papermill path as `make paper`."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from paradox.io import read_jsonl
+from paradox.params import STREAMS, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN, FIG = ROOT / "runs" / "smoke", ROOT / "figures" / "smoke"
+
+pytestmark = pytest.mark.pipeline
+
+
+def make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", *args, "PROFILE=smoke"], cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def smoke_run():
+    shutil.rmtree(RUN, ignore_errors=True)
+    shutil.rmtree(FIG, ignore_errors=True)
+    proc = make("paper")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def test_every_stage_ran(smoke_run):
+    for stage in ("00_toy_world", "01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures"):
+        assert (RUN / "notebooks" / f"{stage}.ipynb").is_file()
+    assert not list(RUN.rglob("*.tmp"))
+
+
+def test_streams_share_problems(smoke_run):
+    ids = {s: [r["id"] for r in read_jsonl(RUN / "streams" / f"{s}.jsonl")] for s in STREAMS}
+    assert len({tuple(v) for v in ids.values()}) == 1 and ids["slm_rft"]
+    for s in STREAMS:
+        for r in read_jsonl(RUN / "streams" / f"{s}.jsonl"):
+            assert set(r) == {"id", "prompt", "completion"} and r["completion"]
+
+
+def test_eval_artifacts(smoke_run):
+    acc = pd.read_csv(RUN / "eval" / "accuracy.csv")
+    params = load_params("smoke")
+    assert len(acc) == (1 + len(STREAMS) * 2) * len(params.eval.splits)
+    assert acc["avg_at_k"].between(0, 100).all()
+    ppl = pd.read_csv(RUN / "eval" / "perplexity.csv")
+    assert set(ppl["stream"]) == set(STREAMS) and (ppl["ppl"] > 1).all()
+    curves = pd.read_csv(RUN / "models" / "loss_curves.csv")
+    assert set(curves["stream"]) == set(STREAMS) and set(curves["loss_type"]) == {"nll", "dft"}
+
+
+def test_table1_and_figures_with_sidecars(smoke_run):
+    table = pd.read_csv(FIG / "table1.csv")
+    assert list(table["Stream"]) == ["Base SLM", "SLM-RFT", "Ground truth", "Oracle-Refined",
+                                     "Oracle-Synthesized", "Style-Aligned"]
+    assert "\\toprule" in (FIG / "table1.tex").read_text()
+    params_hash = load_params("smoke").hash()
+    for stem in ("table1.csv", "table1.md", "table1.tex", "quality_vs_utility.png", "quality_vs_utility.pdf",
+                 "ppl_vs_utility.png", "loss_curves.png", "loss_curves.pdf"):
+        assert (FIG / stem).stat().st_size > 0
+        meta = json.loads((FIG / f"{stem}.json").read_text())
+        assert meta["profile"] == "smoke" and meta["params_hash"] == params_hash
+        assert meta["git_commit"] and meta["inputs"] and "Toy world" in meta["caption"]
+
+
+def test_second_run_does_nothing(smoke_run):
+    proc = subprocess.run(["make", "-q", "paper", "PROFILE=smoke"], cwd=ROOT)
+    assert proc.returncode == 0, "make paper would redo work with nothing changed"
+
+
+def test_bad_profile_fails_before_any_stage(tmp_path):
+    bad = ROOT / "params" / "pytest-bad.yaml"
+    bad.write_text("description: x\nworld: toy\nsampling:\n  temprature: 1.0\n")
+    try:
+        proc = subprocess.run(["make", "paper", "PROFILE=pytest-bad"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        bad.unlink()
+    assert proc.returncode != 0
+    assert "params/pytest-bad.yaml: unknown key 'sampling.temprature'" in proc.stderr
+    assert not (ROOT / "runs" / "pytest-bad" / "notebooks").exists()

@@ -36,7 +36,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from paradox import backends
-from paradox.generation import SamplingSettings, sample_sharded
+from paradox.generation import SamplingSettings, model_fingerprint, sample_sharded
 from paradox.grading import grade
 from paradox.io import write_json, write_jsonl
 from paradox.params import load_params
@@ -62,7 +62,7 @@ print(f"{len(problems)} training problems; SLM: {slm}")
 # %%
 s = params.sampling
 settings = SamplingSettings(s.k, s.temperature, s.top_p, s.max_new_tokens, params.seed)
-rows = sample_sharded(gen, [p.id for p in problems], prompts, settings, paths.data / "samples",
+rows = sample_sharded(gen, model_fingerprint(slm), [p.id for p in problems], prompts, settings, paths.data / "samples",
                       s.batch_size, desc="sampling SLM traces")
 gold = {p.id: p.answer for p in problems}
 for r in tqdm(rows, desc="grading"):
@@ -73,7 +73,8 @@ write_jsonl(paths.data / "samples.jsonl", rows)
 # ## Rejection sampling
 
 # %%
-chosen = select(rows, params.rft.choose, params.seed, params.rft.clean)
+chosen = select(rows, params.rft.choose, params.seed, params.rft.clean,
+                still_correct=lambda pid, text: grade(text, gold[pid], timeout_s=params.eval.grade_timeout_s))
 if not chosen:
     raise RuntimeError(f"profile '{profile}': the SLM solved none of the {len(problems)} training problems "
                        f"with k={s.k}; there is nothing to fine-tune on (raise sampling.k or the SLM's training)")

@@ -37,7 +37,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from paradox import backends
-from paradox.generation import SamplingSettings, load_model, sample_sharded
+from paradox.generation import SamplingSettings, load_model, model_fingerprint, sample_sharded
 from paradox.grading import grade
 from paradox.io import read_jsonl, write_jsonl
 from paradox.metrics import avg_at_k, perplexity, response_nll
@@ -65,10 +65,11 @@ print(f"{len(models)} models x {len(splits)} splits x k={e.k}")
 acc_rows = []
 for name, path in models.items():
     gen = backends.generator(params, path, e.batch_size)
+    fingerprint = model_fingerprint(path)
     for split, probs in splits.items():
         prompts = [backends.format_prompt(params, p.question, gen.tok) for p in probs]
         settings = SamplingSettings(e.k, e.temperature, e.top_p, e.max_new_tokens, params.seed)
-        rows = sample_sharded(gen, [p.id for p in probs], prompts, settings, paths.eval / "samples" / name / split,
+        rows = sample_sharded(gen, fingerprint, [p.id for p in probs], prompts, settings, paths.eval / "samples" / name / split,
                               e.batch_size, desc=f"{name}/{split}")
         gold = {p.id: p.answer for p in probs}
         for r in rows:

@@ -114,8 +114,9 @@ for ax, loss, title in zip(axes, ("nll", "dft"), ("SFT (nll)", "DFT"), strict=Tr
         ax.plot(c["step"], c["loss"], color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
                 markevery=max(1, len(c) // 6), label=STREAM_LABELS[s])
     ax.set_title(title)
+    ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (nats per token)")
+    ax.set_ylabel("training loss (nats per token, log scale)")
 axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
 save_figure(fig, paths.figures / "loss_curves", params, [curves_file],
             "Training loss per step for each stream, SFT and DFT (DFT's loss is probability-weighted, "

@@ -45,11 +45,14 @@ def test_sharded_sampling_resumes_without_redoing_shards(tiny_lm, tmp_path):
     gen = CountingGenerator(HFGenerator.from_pretrained(str(tiny_lm), batch_size=1))
     ids = [f"p{i}" for i in range(len(PROMPTS))]
     s = SamplingSettings(2, 1.0, 1.0, 8, seed=1)
-    first = sample_sharded(gen, ids, PROMPTS, s, tmp_path, batch_size=1)
+    first = sample_sharded(gen, "m1", ids, PROMPTS, s, tmp_path, batch_size=1)
     assert gen.calls == 3 and len(first) == 6
     (tmp_path / "shard-00001.jsonl").unlink()  # as if the run was killed before this shard finished
-    again = sample_sharded(gen, ids, PROMPTS, s, tmp_path, batch_size=1)
+    again = sample_sharded(gen, "m1", ids, PROMPTS, s, tmp_path, batch_size=1)
     assert gen.calls == 4 and again == first
     # other settings invalidate every shard
-    sample_sharded(gen, ids, PROMPTS, SamplingSettings(2, 1.0, 1.0, 8, seed=2), tmp_path, batch_size=1)
+    sample_sharded(gen, "m1", ids, PROMPTS, SamplingSettings(2, 1.0, 1.0, 8, seed=2), tmp_path, batch_size=1)
     assert gen.calls == 7
+    # other weights too
+    sample_sharded(gen, "m2", ids, PROMPTS, SamplingSettings(2, 1.0, 1.0, 8, seed=2), tmp_path, batch_size=1)
+    assert gen.calls == 10

@@ -17,6 +17,14 @@ def test_rft_keeps_one_correct_trace_per_solvable_problem():
     assert select(ROWS, "random", 5) == select(ROWS, "random", 5)
 
 
+def test_cleaning_never_keeps_a_trace_that_lost_its_answer():
+    rows = [{"id": "a", "sample": 0, "text": "the answer is 7 = 2\nso 9", "correct": True},
+            {"id": "a", "sample": 1, "text": "x\nThe answer is 9.", "correct": True}]
+    keeps_9 = lambda pid, text: "9" in text  # noqa: E731
+    assert select(rows, "first", 0, still_correct=keeps_9) == {"a": "x\nThe answer is 9."}
+    assert select(rows[:1], "first", 0, still_correct=keeps_9) == {}
+
+
 def test_clean_drops_text_after_the_answer():
     assert clean("  a\n\n b \nThe answer is 4.\nQuestion: more") == "a\nb\nThe answer is 4."
     assert clean("no answer line") == "no answer line"

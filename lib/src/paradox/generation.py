@@ -7,7 +7,6 @@ missing shard; a shard is reused only when it was made with the same settings (i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from paradox.io import DoneMarker, read_jsonl, write_jsonl
+from paradox.io import DoneMarker, file_hash, read_jsonl, write_jsonl
 from paradox.params import stable_hash
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -94,15 +93,23 @@ class HFGenerator:
         return [flat[i * s.n:(i + 1) * s.n] for i in range(len(prompts))]
 
 
-def sample_sharded(generator: Generator, ids: Sequence[str], prompts: Sequence[str], s: SamplingSettings,
-                   out_dir: Path | str, batch_size: int, desc: str = "sampling") -> list[dict[str, Any]]:
+def model_fingerprint(name_or_path: str) -> str:
+    """Identifies the weights: a content hash for a local checkpoint, the id for a hub model."""
+    path = Path(name_or_path)
+    return file_hash(path) if path.is_dir() else name_or_path
+
+
+def sample_sharded(generator: Generator, model_key: str, ids: Sequence[str], prompts: Sequence[str],
+                   s: SamplingSettings, out_dir: Path | str, batch_size: int,
+                   desc: str = "sampling") -> list[dict[str, Any]]:
     """Sample `s.n` completions for every prompt, batch by batch, one shard file per batch.
 
     Rows: {id, sample, text, truncated}. Each shard is seeded from (s.seed, shard index), so a
-    resumed run gives the numbers an uninterrupted one would.
+    resumed run gives the numbers an uninterrupted one would. A shard is reused only if it was
+    made by the same weights (`model_key`, see `model_fingerprint`) with the same settings.
     """
     out_dir = Path(out_dir)
-    key = stable_hash({"gen": generator.name, "s": s.__dict__, "batch": batch_size,
+    key = stable_hash({"gen": generator.name, "model": model_key, "s": s.__dict__, "batch": batch_size,
                        "ids": stable_hash(list(ids)), "prompts": stable_hash(list(prompts))})
     rows: list[dict[str, Any]] = []
     starts = range(0, len(prompts), batch_size)
@@ -122,7 +129,3 @@ def sample_sharded(generator: Generator, ids: Sequence[str], prompts: Sequence[s
         stale.unlink()
         stale.with_name(stale.name + ".done").unlink(missing_ok=True)
     return rows
-
-
-def dumps_settings(s: SamplingSettings) -> str:
-    return json.dumps(s.__dict__, sort_keys=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 ANSWER_LINE = re.compile(r"answer is|\\boxed\{|^####", re.IGNORECASE)
 
@@ -20,13 +20,22 @@ def clean(trace: str) -> str:
     return "\n".join(lines)
 
 
-def select(samples: Sequence[dict], rule: str, seed: int, do_clean: bool = True) -> dict[str, str]:
+def select(samples: Sequence[dict], rule: str, seed: int, do_clean: bool = True,
+           still_correct: Callable[[str, str], bool] | None = None) -> dict[str, str]:
     """samples: rows {id, sample, text, correct}. Returns {problem id: chosen trace} for every
-    problem with at least one correct sample. `rule`: first | shortest | random."""
+    problem with at least one correct sample. `rule`: first | shortest | random.
+
+    `still_correct(id, cleaned_text)` re-grades a trace after cleaning: a garbled sample can be
+    graded right on its raw text yet lose its answer when cut at its first answer line, and
+    cleaning must never turn a correct trace into a wrong one.
+    """
     correct: dict[str, list[dict]] = defaultdict(list)
     for row in samples:
-        if row["correct"]:
-            correct[row["id"]].append(row)
+        if not row["correct"]:
+            continue
+        text = clean(row["text"]) if do_clean else row["text"]
+        if still_correct is None or still_correct(row["id"], text):
+            correct[row["id"]].append({**row, "text": text})
     rng = random.Random(seed)
     chosen: dict[str, str] = {}
     for pid in sorted(correct):
@@ -39,5 +48,5 @@ def select(samples: Sequence[dict], rule: str, seed: int, do_clean: bool = True)
             row = rng.choice(rows)
         else:
             raise ValueError(f"unknown RFT selection rule {rule!r}")
-        chosen[pid] = clean(row["text"]) if do_clean else row["text"]
+        chosen[pid] = row["text"]
     return chosen

@@ -1,4 +1,4 @@
-# make paper [PROFILE=toy]  run every stage (notebooks 00-06) through papermill
+# make paper [PROFILE=toy]  run every stage (notebooks 00-07) through papermill
 # make test                 unit tests + the smoke pipeline
 # make lab                  JupyterLab with the project's kernel
 # make clean                remove runs/<profile> and the venv-less build leftovers
@@ -21,7 +21,7 @@ export PYTHONHASHSEED := 0
 
 RUN := runs/$(PROFILE)
 NBOUT := $(RUN)/notebooks
-STAGES := 00_toy_world 01_data 02_oracle_refine 03_style_align 04_train 05_eval 06_figures
+STAGES := 00_toy_world 01_data 02_oracle_refine 03_style_align 04_train 05_eval 06_figures 07_mechanism
 PARAMS := params/base.yaml params/$(PROFILE).yaml
 LIB := $(shell find lib/src -name '*.py' 2>/dev/null) pyproject.toml
 OUTPUTS := $(foreach s,$(STAGES),$(NBOUT)/$(s).ipynb)
@@ -41,13 +41,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Bad params fail here, in seconds, before any stage starts.
-check-params: | $(STAMP)
-	$(PY) -c "from paradox.params import load_params; load_params('$(PROFILE)')"
+# Bad params fail here, in seconds, before any stage starts (a stamp, so an unchanged
+# profile is not re-checked and `make paper` with nothing changed does nothing).
+PARAMS_OK := $(RUN)/.params-ok
+check-params: $(PARAMS_OK)
+$(PARAMS_OK): $(PARAMS) $(LIB) | $(STAMP)
+	$(PY) -m paradox.params $(PROFILE)
+	@mkdir -p $(RUN) && touch $@
 
 # One stage: papermill runs the notebook into a temporary file, which becomes the target only
 # when every cell succeeded. Each stage depends on its notebook, the params, lib and the stage before.
-$(NBOUT)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP) check-params
+$(NBOUT)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) $(PARAMS_OK) | $(STAMP)
 	@mkdir -p $(NBOUT)
 	$(PY) -m papermill $< $@.tmp -k python3 --cwd $(CURDIR) --log-output --no-progress-bar \
 	  -p profile $(PROFILE) -p runs_dir runs -p figures_dir figures
@@ -59,6 +63,7 @@ $(NBOUT)/03_style_align.ipynb: $(NBOUT)/02_oracle_refine.ipynb
 $(NBOUT)/04_train.ipynb: $(NBOUT)/03_style_align.ipynb
 $(NBOUT)/05_eval.ipynb: $(NBOUT)/04_train.ipynb
 $(NBOUT)/06_figures.ipynb: $(NBOUT)/05_eval.ipynb
+$(NBOUT)/07_mechanism.ipynb: $(NBOUT)/06_figures.ipynb params/prompts/retention_judge.txt
 
 test: | $(STAMP)
 	$(PY) -m ruff check lib tests notebooks

@@ -118,3 +118,59 @@ reward = backends.reward_model(params)
 scores = reward.score_many([problems[r["id"]] for r in out], [r["completion"] for r in out])
 write_jsonl(paths.rewards / "style_aligned.jsonl", ({"id": r["id"], "reward": s} for r, s in zip(out, scores, strict=True)))
 print(f"mean reward, Style-Aligned: {sum(scores) / len(scores):.3f}")
+
+# %% [markdown]
+# ## Beyond the paper (1): the drift dial
+#
+# Oracle refinement couples two changes: the logical repair and the notation. The drift dial
+# separates them. Every trace gets the same logical repair (its wrong steps fixed in the SLM's
+# wording), then a fraction f of its lines, the first ones, is rewritten in the Oracle's
+# notation. f = 0 is the repair alone (Style-Aligned without its style check); f = 1 is exactly
+# Oracle-Refined. Notebook 04 trains on each and notebook 07 plots utility against the measured
+# perplexity: a dose-response test of the mechanism.
+
+# %%
+from paradox import plan
+
+for f in params.drift.fractions:
+    name = plan.drift_stream(f)
+    rows = [{**r, "completion": oracle.rewrite_fraction(problems[r["id"]], r["completion"], f)} for r in rft]
+    write_jsonl(paths.stream(name), rows)
+    drift_rewards = reward.score_many([problems[r["id"]] for r in rows], [r["completion"] for r in rows])
+    write_jsonl(paths.rewards / f"{name}.jsonl",
+                ({"id": r["id"], "reward": v} for r, v in zip(rows, drift_rewards, strict=True)))
+    print(f"{name}: f={f:.2f}, mean reward {sum(drift_rewards) / len(drift_rewards):.3f}")
+
+# %% [markdown]
+# ## Beyond the paper (2): compatibility-aware selection
+#
+# The paper closes by calling for data selection that judges traces by reward *and* by learner
+# compatibility. Here is the simplest such rule: for each problem, among its candidate traces
+# (`selection.candidates`), keep the one maximising
+#
+#     reward - lambda * log PPL(trace | SLM)
+#
+# where log PPL is the trace's mean response-token NLL under the base SLM and lambda is
+# `selection.lam`. The result is one more training stream, `compat_selected`.
+
+# %%
+from paradox.selection import select_compatible
+
+if params.selection.enabled:
+    cand = {}
+    for c in params.selection.candidates:
+        rows = read_jsonl(paths.stream(c))
+        scored = response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
+                              desc=f"ppl {c}")
+        rewards_c = {x["id"]: x["reward"] for x in read_jsonl(paths.rewards / f"{c}.jsonl")}
+        cand[c] = {r["id"]: (rewards_c[r["id"]], sc.nll / max(1, sc.n_tokens), r)
+                   for r, sc in zip(rows, scored, strict=True)}
+    choice = select_compatible({c: {i: v[:2] for i, v in d.items()} for c, d in cand.items()}, params.selection.lam)
+    selected = [cand[choice[r["id"]]][r["id"]][2] for r in rft]
+    write_jsonl(paths.stream("compat_selected"), selected)
+    write_jsonl(paths.rewards / "compat_selected.jsonl",
+                ({"id": r["id"], "reward": cand[choice[r["id"]]][r["id"]][0]} for r in rft))
+    write_jsonl(paths.data / "compat_selection.jsonl",
+                ({"id": i, "chosen": c, **{f"{k}_reward": cand[k][i][0] for k in cand},
+                  **{f"{k}_log_ppl": cand[k][i][1] for k in cand}} for i, c in choice.items()))
+    print("chosen source per problem:", dict(Counter(choice.values())))

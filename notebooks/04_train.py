@@ -20,10 +20,13 @@
 # `loss_type="nll"` (standard SFT) and once with `loss_type="dft"` (Dynamic Fine-Tuning: each
 # token's NLL weighted by its own detached probability). Every stream trains on the **same
 # problems, for the same number of steps, from the same base model, with the same seed**: the
-# only difference is the traces. Loss curves are saved for notebook 06.
+# only difference is the traces.
 #
-# Each run is saved atomically with a key of its inputs, so an interrupted notebook resumes
-# with the runs it has not finished, and a changed setting retrains.
+# The runs come from `paradox.plan`: every stream x loss x seed (`train.seeds`), the drift-dial
+# streams with `drift.losses`, and, where a profile asks for it, the robustness grid (learning
+# rate x batch size). Runs that feed the learning curves keep `learning_curve.checkpoints`
+# evenly spaced checkpoints. Each run is saved atomically with a key of its inputs, so an
+# interrupted notebook resumes with the runs it has not finished, and a changed setting retrains.
 
 # %% tags=["parameters"]
 profile = "toy"
@@ -34,8 +37,9 @@ figures_dir = "figures"
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
-from paradox import backends
+from paradox import backends, plan
 from paradox.generation import load_model
 from paradox.io import DoneMarker, file_hash, read_json, read_jsonl
 from paradox.params import load_params, stable_hash
@@ -47,43 +51,52 @@ paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
 # %%
-t = params.train
+t, lc = params.train, params.learning_curve
 base = backends.slm_path(params, paths)
-streams = {s: read_jsonl(paths.stream(s)) for s in t.streams}
+base_key = file_hash(Path(base)) if Path(base).is_dir() else base
+runs = plan.training_runs(params)
+streams = {s: read_jsonl(paths.stream(s)) for s in dict.fromkeys(r.stream for r in runs)}
 sizes = {s: len(rows) for s, rows in streams.items()}
 assert len(set(sizes.values())) == 1, f"streams differ in size: {sizes}"
 n = next(iter(sizes.values()))
-max_steps = steps_for(n, t.batch_size, t.grad_accum, t.epochs)
-print(f"{len(streams)} streams x {len(t.losses)} losses; {n} examples each; {max_steps} steps per run")
+print(f"{len(runs)} runs over {len(streams)} streams; {n} examples per stream")
+
+
+def wants_checkpoints(r: plan.RunSpec) -> bool:
+    return r.purpose == "main" and r.loss in lc.losses and r.seed == t.seeds[0]
+
 
 # %%
-runs = []
-for stream, rows in streams.items():
-    for loss in t.losses:
-        out = paths.models / f"{stream}-{loss}"
-        settings = TrainSettings(loss_type=loss, learning_rate=t.learning_rate, batch_size=t.batch_size,
-                                 grad_accum=t.grad_accum, max_steps=max_steps, max_length=t.max_length,
-                                 seed=params.seed, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
-                                 weight_decay=t.weight_decay, bf16=t.bf16, logging_steps=t.logging_steps,
-                                 lora=t.lora)
-        key = stable_hash({"settings": repr(settings), "data": file_hash(paths.stream(stream)), "base": base,
-                           "base_hash": file_hash(Path(base)) if Path(base).is_dir() else base})
-        marker = DoneMarker(out, key)
-        if marker.is_done():
-            print(f"{stream}-{loss}: up to date")
-        else:
-            print(f"{stream}-{loss}: training")
-            model, tok = load_model(base, **backends.load_kwargs(params, base))
-            sft_train(model, tok, rows, out, settings)
-            marker.mark()
-        runs.append({"stream": stream, "loss": loss, "path": str(out), **read_json(out / "train_info.json")})
+records = []
+for r in tqdm(runs, desc="training runs"):
+    out = paths.models / r.name
+    settings = TrainSettings(
+        loss_type=r.loss, learning_rate=r.learning_rate, batch_size=r.batch_size, grad_accum=t.grad_accum,
+        max_steps=steps_for(n, r.batch_size, t.grad_accum, t.epochs), max_length=t.max_length, seed=r.seed,
+        warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, weight_decay=t.weight_decay, bf16=t.bf16,
+        logging_steps=t.logging_steps, lora=t.lora, checkpoints=lc.checkpoints if wants_checkpoints(r) else 0)
+    key = stable_hash({"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key})
+    marker = DoneMarker(out, key)
+    if not marker.is_done():
+        model, tok = load_model(base, **backends.load_kwargs(params, base))
+        sft_train(model, tok, streams[r.stream], out, settings)
+        marker.mark()
+    records.append({**r.to_dict(), **{k: v for k, v in read_json(out / "train_info.json").items()
+                                      if k in ("seconds", "max_steps", "n_rows")}})
+runs_df = pd.DataFrame(records)
+runs_df.to_csv(paths.models / "runs.csv", index=False)
+print(f"training time: {runs_df['seconds'].sum():.0f} s in all, {runs_df['seconds'].median():.1f} s per run (median)")
+
+# %% [markdown]
+# ## Loss curves (main runs, first seed)
 
 # %%
 curves = []
 for r in runs:
-    for h in read_json(Path(r["path"]) / "log_history.json"):
+    if r.purpose != "main" or r.seed != t.seeds[0]:
+        continue
+    for h in read_json(paths.models / r.name / "log_history.json"):
         if "loss" in h:
-            curves.append({"stream": r["stream"], "loss_type": r["loss"], "step": h["step"], "loss": h["loss"]})
+            curves.append({"stream": r.stream, "loss_type": r.loss, "step": h["step"], "loss": h["loss"]})
 pd.DataFrame(curves).to_csv(paths.models / "loss_curves.csv", index=False)
-pd.DataFrame(runs)[["stream", "loss", "seconds", "max_steps", "n_rows"]].to_csv(paths.models / "runs.csv", index=False)
-pd.DataFrame(runs)[["stream", "loss", "seconds", "max_steps"]]
+runs_df.groupby(["purpose", "loss"])["seconds"].describe()[["count", "mean", "max"]]

@@ -19,7 +19,8 @@
 # **Utility.** Avg@k as in the paper: k samples per problem at temperature 1.0, graded by the
 # one `grade` function (math-verify), averaged over samples and then over problems. It is a
 # mean accuracy, not pass@k. Each evaluation split is scored separately; the headline is the
-# mean over splits (the paper averages its five benchmarks). The base SLM is evaluated too.
+# mean over splits (the paper averages its five benchmarks). The base SLM is evaluated too,
+# with each seed, as are the checkpoints kept for the learning curves.
 #
 # **Adaptation cost.** The perplexity of each stream's training traces under the *base* SLM,
 # token-weighted over response tokens only (prompt tokens condition but are not scored; the
@@ -36,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from paradox import backends
+from paradox import backends, plan
 from paradox.generation import SamplingSettings, load_model, model_fingerprint, sample_sharded
 from paradox.grading import grade
 from paradox.io import read_jsonl, write_jsonl
@@ -49,39 +50,80 @@ paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
 # %%
-e = params.eval
+e, lc = params.eval, params.learning_curve
 source = backends.problem_source(params, paths)
 splits = {name: source.load(name) for name in e.splits}
 base = backends.slm_path(params, paths)
-models = {"base": base} | {f"{s}-{loss}": str(paths.models / f"{s}-{loss}")
-                           for s in params.train.streams for loss in params.train.losses}
-print(f"{len(models)} models x {len(splits)} splits x k={e.k}")
+runs = plan.training_runs(params)
+print(f"{len(runs)} fine-tuned models + the base SLM, on {len(splits)} splits, k={e.k}")
 
-# %% [markdown]
-# ## Avg@k
-# Every model samples with the same seed per split, so differences come from the weights.
 
-# %%
-acc_rows = []
-for name, path in models.items():
+def evaluate(path: str, tag: str, seed: int, split_names) -> dict[str, float]:
+    """Avg@k of one checkpoint on the given splits; samples and grades land under eval/."""
     gen = backends.generator(params, path, e.batch_size)
     fingerprint = model_fingerprint(path)
-    for split, probs in splits.items():
+    scores = {}
+    for split in split_names:
+        probs = splits[split]
         prompts = [backends.format_prompt(params, p.question, gen.tok) for p in probs]
-        settings = SamplingSettings(e.k, e.temperature, e.top_p, e.max_new_tokens, params.seed)
-        rows = sample_sharded(gen, fingerprint, [p.id for p in probs], prompts, settings, paths.eval / "samples" / name / split,
-                              e.batch_size, desc=f"{name}/{split}")
+        settings = SamplingSettings(e.k, e.temperature, e.top_p, e.max_new_tokens, seed)
+        rows = sample_sharded(gen, fingerprint, [p.id for p in probs], prompts, settings,
+                              paths.eval / "samples" / tag / split, e.batch_size, desc=f"{tag}/{split}")
         gold = {p.id: p.answer for p in probs}
         for r in rows:
             r["correct"] = grade(r["text"], gold[r["id"]], truncated=r["truncated"], timeout_s=e.grade_timeout_s)
-        write_jsonl(paths.eval / "graded" / f"{name}-{split}.jsonl", rows)
-        stream, _, loss = name.partition("-")
-        acc_rows.append({"model": name, "stream": stream, "loss": loss or "none", "split": split,
-                         "avg_at_k": avg_at_k(rows), "k": e.k, "n_problems": len(probs)})
-    del gen
+        write_jsonl(paths.eval / "graded" / tag / f"{split}.jsonl", rows)
+        scores[split] = avg_at_k(rows)
+    return scores
+
+
+# %% [markdown]
+# ## Avg@k of every model
+# A model samples with its run's seed, so the base SLM and every stream's model at the same
+# seed see the same random numbers: differences come from the weights.
+
+# %%
+acc_rows = []
+common = {"k": e.k}
+for seed in params.train.seeds:
+    for split, v in evaluate(base, f"base-s{seed}", seed, e.splits).items():
+        acc_rows.append({"model": f"base-s{seed}", "stream": "base", "loss": "none", "seed": seed,
+                         "learning_rate": 0.0, "batch_size": 0, "purpose": "base", "split": split,
+                         "avg_at_k": v, "n_problems": len(splits[split]), **common})
+for r in tqdm(runs, desc="models"):
+    for split, v in evaluate(str(paths.models / r.name), r.name, r.seed, e.splits).items():
+        acc_rows.append({"model": r.name, **{k: v_ for k, v_ in r.to_dict().items() if k != "name"},
+                         "split": split, "avg_at_k": v, "n_problems": len(splits[split]), **common})
 accuracy = pd.DataFrame(acc_rows)
 accuracy.to_csv(paths.eval / "accuracy.csv", index=False)
-accuracy.pivot_table(index="model", columns="split", values="avg_at_k")
+accuracy[accuracy["purpose"] != "grid"].pivot_table(index="model", columns="split", values="avg_at_k")
+
+# %% [markdown]
+# ## Learning curves
+# Avg@k of the checkpoints kept during training (`learning_curve.checkpoints`), on
+# `learning_curve.splits`; step 0 is the base SLM and the last step the final model.
+
+# %%
+lc_rows = []
+seed0 = params.train.seeds[0]
+base_scores = accuracy[(accuracy["model"] == f"base-s{seed0}")].set_index("split")["avg_at_k"]
+for r in runs:
+    ckpt_dir = paths.models / r.name / "checkpoints"
+    if not ckpt_dir.is_dir():
+        continue
+    final = accuracy[accuracy["model"] == r.name].set_index("split")["avg_at_k"]
+    points = {0: {s: base_scores[s] for s in lc.splits}}
+    for ckpt in sorted(ckpt_dir.iterdir(), key=lambda p: int(p.name.split("-")[1])):
+        step = int(ckpt.name.split("-")[1])
+        points[step] = evaluate(str(ckpt), f"{r.name}/{ckpt.name}", r.seed, lc.splits)
+    max_steps = int(pd.read_csv(paths.models / "runs.csv").set_index("name").loc[r.name, "max_steps"])
+    points[max_steps] = {s: final[s] for s in lc.splits}
+    for step, scores in sorted(points.items()):
+        for split, v in scores.items():
+            lc_rows.append({"stream": r.stream, "loss": r.loss, "seed": r.seed, "step": step, "split": split,
+                            "avg_at_k": v})
+pd.DataFrame(lc_rows, columns=["stream", "loss", "seed", "step", "split", "avg_at_k"]).to_csv(
+    paths.eval / "learning_curves.csv", index=False)
 
 # %% [markdown]
 # ## Perplexity of each stream under the base SLM
@@ -89,7 +131,7 @@ accuracy.pivot_table(index="model", columns="split", values="avg_at_k")
 # %%
 model, tok = load_model(base, **backends.load_kwargs(params, base))
 ppl_rows = []
-for stream in tqdm(params.train.streams, desc="streams"):
+for stream in tqdm(plan.all_streams(params), desc="streams"):
     rows = read_jsonl(paths.stream(stream))
     scored = response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
                           batch_size=e.batch_size, desc=stream)

@@ -14,11 +14,13 @@
 # ---
 
 # %% [markdown]
-# # 06 · Tables and figures
+# # 06 · Table 1 and the paper's figures
 #
 # Reads the saved artifacts of notebooks 01-05 and never trains or samples. Every table
 # (CSV, Markdown, LaTeX) and figure (PNG, PDF) gets a `.json` sidecar with the profile, the
-# params hash, the git commit and hashes of its inputs.
+# params hash, the git commit and hashes of its inputs. Utility is Avg@k averaged over the
+# evaluation splits; with several seeds it is shown as mean ± 95% interval over seeds, and
+# figures carry the interval as error bars.
 
 # %% tags=["parameters"]
 profile = "toy"
@@ -31,7 +33,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from paradox.io import read_json, read_jsonl
+from paradox.aggregate import base_utility, fmt, utility
+from paradox.io import read_jsonl
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.report import STREAM_LABELS, STREAM_STYLE, TOY_CAVEAT, save_figure, save_table, setup_style
@@ -43,7 +46,7 @@ if params.world == "toy":
     print(TOY_CAVEAT)
 
 # %%
-streams = list(params.train.streams)
+streams = list(params.train.streams) + (["compat_selected"] if params.selection.enabled else [])
 reward_files = {s: paths.rewards / f"{s}.jsonl" for s in streams}
 acc_file, ppl_file, curves_file = paths.eval / "accuracy.csv", paths.eval / "perplexity.csv", paths.models / "loss_curves.csv"
 reward = {s: pd.DataFrame(read_jsonl(f))["reward"].mean() for s, f in reward_files.items()}
@@ -51,56 +54,74 @@ accuracy = pd.read_csv(acc_file)
 ppl = pd.read_csv(ppl_file).set_index("stream")["ppl"]
 curves = pd.read_csv(curves_file)
 k = int(accuracy["k"].iloc[0])
-mean_acc = accuracy.groupby(["stream", "loss"])["avg_at_k"].mean()  # mean over evaluation splits
+util = utility(accuracy)
+base_mean, base_ci = base_utility(accuracy)
+n_seeds = int(util["n_seeds"].max())
+seeds_note = f"mean ± 95% interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+
+
+def u(stream: str, loss: str) -> tuple[float, float, int]:
+    if (stream, loss) not in util.index:
+        return float("nan"), float("nan"), 0
+    row = util.loc[(stream, loss)]
+    return float(row["mean"]), float(row["ci95"]), int(row["n_seeds"])
+
 
 # %% [markdown]
 # ## Table 1: perceived quality vs utility
 
 # %%
-rows = [{"Stream": STREAM_LABELS["base"], "Reward": float("nan"), "PPL": float("nan"),
-         f"SFT Avg@{k}": mean_acc[("base", "none")], f"DFT Avg@{k}": mean_acc[("base", "none")]}]
-for s in streams:
-    rows.append({"Stream": STREAM_LABELS[s], "Reward": reward[s], "PPL": ppl[s],
-                 f"SFT Avg@{k}": mean_acc.get((s, "nll"), float("nan")),
-                 f"DFT Avg@{k}": mean_acc.get((s, "dft"), float("nan"))})
+rows, shown = [], []
+base_row = {"Stream": STREAM_LABELS["base"], "Reward": float("nan"), "PPL": float("nan")}
+for s in ["base", *streams]:
+    sft, dft = (u("base", "none"),) * 2 if s == "base" else (u(s, "nll"), u(s, "dft"))
+    rew, p = (float("nan"), float("nan")) if s == "base" else (reward[s], ppl[s])
+    rows.append({"Stream": STREAM_LABELS[s], "Reward": rew, "PPL": p, f"SFT Avg@{k}": sft[0], "SFT ci95": sft[1],
+                 f"DFT Avg@{k}": dft[0], "DFT ci95": dft[1], "seeds": sft[2]})
+    shown.append({"Stream": STREAM_LABELS[s], "Reward": "n/a" if s == "base" else f"{rew:.2f}",
+                  "PPL": "n/a" if s == "base" else f"{p:.3g}", f"SFT Avg@{k}": fmt(*sft), f"DFT Avg@{k}": fmt(*dft)})
 table1 = pd.DataFrame(rows)
-inputs = [*reward_files.values(), acc_file, ppl_file]
 splits = ", ".join(sorted(accuracy["split"].unique()))
-save_table(table1, paths.figures / "table1", params, inputs,
-           caption=f"Table 1. Mean reward, perplexity under the base SLM, and Avg@{k} (%, mean over the "
-                   f"evaluation splits {splits}) after SFT and DFT on each stream.")
-by_split = accuracy.pivot_table(index=["model"], columns="split", values="avg_at_k").reset_index()
+save_table(table1, paths.figures / "table1", params, [*reward_files.values(), acc_file, ppl_file],
+           caption=f"Table 1. Mean reward, perplexity under the base SLM, and Avg@{k} (%, mean over the evaluation "
+                   f"splits {splits}; {seeds_note}) after SFT and DFT on each stream.",
+           display=pd.DataFrame(shown))
+main = accuracy[accuracy["purpose"].isin(["main", "base"])]
+by_split = main.groupby(["stream", "loss", "split"])["avg_at_k"].mean().unstack("split").reset_index()
 save_table(by_split, paths.figures / "accuracy_by_split", params, [acc_file],
-           caption=f"Avg@{k} (%) per evaluation split for every model.")
-table1
+           caption=f"Avg@{k} (%) per evaluation split for every stream and loss ({seeds_note}).")
+pd.DataFrame(shown)
 
 # %% [markdown]
 # ## Quality vs utility, and perplexity vs utility
 
 # %%
-def scatter(x: dict, xlabel: str, stem: str, caption: str, inputs: list[Path]) -> None:
+def scatter(x: dict, xlabel: str, stem: str, caption: str, inputs: list[Path], logx: bool = False) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, loss, title in zip(axes, ("nll", "dft"), ("SFT (nll)", "DFT"), strict=True):
         for s in streams:
-            if (s, loss) not in mean_acc:
+            m, ci, n = u(s, loss)
+            if n == 0:
                 continue
             st = STREAM_STYLE[s]
-            ax.scatter(x[s], mean_acc[(s, loss)], color=st["color"], marker=st["marker"], s=70,
-                       edgecolor="black", label=STREAM_LABELS[s], zorder=3)
-        ax.axhline(mean_acc[("base", "none")], color="grey", linestyle="--", linewidth=1, label="Base SLM")
+            ax.errorbar(x[s], m, yerr=ci if n > 1 else None, color=st["color"], marker=st["marker"], markersize=8,
+                        markeredgecolor="black", linestyle="none", capsize=3, label=STREAM_LABELS[s], zorder=3)
+        ax.axhline(base_mean, color="grey", linestyle="--", linewidth=1, label="Base SLM")
+        if logx:
+            ax.set_xscale("log")
         ax.set_title(title)
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel(f"Avg@{k} (%, mean over splits)")
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    save_figure(fig, paths.figures / stem, params, inputs, caption)
+    save_figure(fig, paths.figures / stem, params, inputs, f"{caption} Error bars: {seeds_note}.")
 
 
-scatter(reward, "mean reward (perceived quality)", "quality_vs_utility",
+scatter(reward, "mean reward of the training traces (perceived quality)", "quality_vs_utility",
         "Perceived quality (mean reward of the training traces) vs utility (Avg@k after fine-tuning).",
         [*reward_files.values(), acc_file])
-scatter(ppl.to_dict(), "perplexity of the traces under the base SLM", "ppl_vs_utility",
+scatter(ppl.to_dict(), "perplexity of the traces under the base SLM (log scale)", "ppl_vs_utility",
         "Adaptation cost (perplexity of the training traces under the base SLM) vs utility (Avg@k).",
-        [ppl_file, acc_file])
+        [ppl_file, acc_file], logx=True)
 
 # %% [markdown]
 # ## Training loss curves
@@ -119,10 +140,5 @@ for ax, loss, title in zip(axes, ("nll", "dft"), ("SFT (nll)", "DFT"), strict=Tr
     ax.set_ylabel("training loss (nats per token, log scale)")
 axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
 save_figure(fig, paths.figures / "loss_curves", params, [curves_file],
-            "Training loss per step for each stream, SFT and DFT (DFT's loss is probability-weighted, "
-            "so its scale differs).")
-
-# %%
-summary = read_json(paths.data / "summary.json")
-print(f"RFT: {summary['n_solvable']} of {summary['n_problems']} training problems solvable with k={summary['k']}")
-print(read_json(paths.data / "style_align_report.json"))
+            "Training loss per step for each stream (first seed), SFT and DFT (DFT's loss is "
+            "probability-weighted, so its scale differs).")

@@ -9,7 +9,7 @@ import pytest
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PAIRS = sorted(NB_DIR.glob("*.py"))
-STAGES = ["00_toy_world", "01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures"]
+STAGES = ["00_toy_world", "01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures", "07_mechanism"]
 
 
 def test_every_stage_has_a_pair():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from paradox import plan
 from paradox.io import read_jsonl
 from paradox.params import STREAMS, load_params
 
@@ -31,7 +32,8 @@ def smoke_run():
 
 
 def test_every_stage_ran(smoke_run):
-    for stage in ("00_toy_world", "01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures"):
+    for stage in ("00_toy_world", "01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures",
+                  "07_mechanism"):
         assert (RUN / "notebooks" / f"{stage}.ipynb").is_file()
     assert not list(RUN.rglob("*.tmp"))
 
@@ -47,26 +49,51 @@ def test_streams_share_problems(smoke_run):
 def test_eval_artifacts(smoke_run):
     acc = pd.read_csv(RUN / "eval" / "accuracy.csv")
     params = load_params("smoke")
-    assert len(acc) == (1 + len(STREAMS) * 2) * len(params.eval.splits)
+    runs = plan.training_runs(params)
+    assert len(acc) == (len(params.train.seeds) + len(runs)) * len(params.eval.splits)
     assert acc["avg_at_k"].between(0, 100).all()
+    assert set(acc["purpose"]) == {"base", "main", "grid"}
     ppl = pd.read_csv(RUN / "eval" / "perplexity.csv")
-    assert set(ppl["stream"]) == set(STREAMS) and (ppl["ppl"] > 1).all()
-    curves = pd.read_csv(RUN / "models" / "loss_curves.csv")
-    assert set(curves["stream"]) == set(STREAMS) and set(curves["loss_type"]) == {"nll", "dft"}
+    assert set(ppl["stream"]) == set(plan.all_streams(params)) and (ppl["ppl"] > 1).all()
+    lc = pd.read_csv(RUN / "eval" / "learning_curves.csv")
+    curves = {(r.stream, r.loss) for r in plan.main_runs(params) if r.loss in params.learning_curve.losses}
+    assert set(zip(lc["stream"], lc["loss"], strict=True)) == curves
+    steps = lc.groupby(["stream", "loss"])["step"].nunique()
+    assert (steps == params.learning_curve.checkpoints + 2).all()  # base, checkpoints, final
+    loss_curves = pd.read_csv(RUN / "models" / "loss_curves.csv")
+    assert set(loss_curves["stream"]) == set(plan.all_streams(params))
+    assert set(loss_curves["loss_type"]) == {"nll", "dft"}
+
+
+def test_drift_dial_endpoint_equals_oracle_refined(smoke_run):
+    assert read_jsonl(RUN / "streams" / "drift_100.jsonl") == read_jsonl(RUN / "streams" / "oracle_refined.jsonl")
 
 
 def test_table1_and_figures_with_sidecars(smoke_run):
     table = pd.read_csv(FIG / "table1.csv")
     assert list(table["Stream"]) == ["Base SLM", "SLM-RFT", "Ground truth", "Oracle-Refined",
-                                     "Oracle-Synthesized", "Style-Aligned"]
+                                     "Oracle-Synthesized", "Style-Aligned", "Compat-Selected"]
     assert "\\toprule" in (FIG / "table1.tex").read_text()
     params_hash = load_params("smoke").hash()
     for stem in ("table1.csv", "table1.md", "table1.tex", "quality_vs_utility.png", "quality_vs_utility.pdf",
-                 "ppl_vs_utility.png", "loss_curves.png", "loss_curves.pdf"):
+                 "ppl_vs_utility.png", "loss_curves.png", "loss_curves.pdf", "mechanism.csv", "mechanism.tex",
+                 "segmented_ppl.png", "segmented_ppl.csv", "q1_loss_tokens.csv", "token_shift.png", "token_shift.csv",
+                 "learning_curves.png", "drift_dial.png", "robustness_grid.csv", "correlations.csv"):
         assert (FIG / stem).stat().st_size > 0
         meta = json.loads((FIG / f"{stem}.json").read_text())
         assert meta["profile"] == "smoke" and meta["params_hash"] == params_hash
         assert meta["git_commit"] and meta["inputs"] and "Toy world" in meta["caption"]
+
+
+def test_mechanism_outputs(smoke_run):
+    mech = pd.read_csv(FIG / "mechanism.csv")
+    assert set(mech["stream"]) == set(STREAMS) | {"compat_selected"}
+    assert mech["retention"].dropna().between(1, 5).all()
+    seg = pd.read_csv(FIG / "segmented_ppl.csv")
+    assert list(seg.columns) == ["stream", "global", "Q1", "Q2", "Q3", "Q4"]
+    report = (RUN / "REPORT.md").read_text()
+    assert "Does the paradox appear?" in report and "Toy world" in report and "Spearman" not in report[:0]
+    assert (FIG / "REPORT.md").read_text() == report
 
 
 def test_second_run_does_nothing(smoke_run):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -32,6 +32,7 @@ class TraceNLL:
     nll: float  # summed over response tokens
     n_tokens: int
     token_nll: list[float]  # per response token, in order
+    token_ids: list[int] = field(default_factory=list)  # the response tokens themselves
 
 
 @torch.inference_mode()
@@ -60,8 +61,14 @@ def response_nll(model, tokenizer, prompts: Sequence[str], responses: Sequence[s
         for i, (a, b) in enumerate(zip(p_ids, r_ids, strict=True)):
             # token t is predicted at position t-1; response tokens sit at len(a) .. len(a)+len(b)-1
             vals = tok_nll[i, len(a) - 1:len(a) + len(b) - 1].tolist() if b else []
-            out.append(TraceNLL(float(sum(vals)), len(vals), vals))
+            out.append(TraceNLL(float(sum(vals)), len(vals), vals, list(b)))
     return out
+
+
+def quarter_slices(n: int) -> list[slice]:
+    """Four consecutive slices partitioning range(n) into (nearly) equal parts: quarter q is
+    [floor(q n / 4), floor((q + 1) n / 4))."""
+    return [slice(q * n // 4, (q + 1) * n // 4) for q in range(4)]
 
 
 def perplexity(scored: Sequence[TraceNLL]) -> float:

@@ -109,9 +109,13 @@ class Lora(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
+Loss = Literal["nll", "dft"]
+
+
 class Train(Strict):
     streams: tuple[str, ...]
-    losses: tuple[Literal["nll", "dft"], ...]
+    losses: tuple[Loss, ...]
+    seeds: tuple[int, ...] = Field((0,), min_length=1)  # fine-tuning and evaluation seeds
     learning_rate: float = Field(gt=0)
     batch_size: int = Field(gt=0)
     grad_accum: int = Field(1, gt=0)
@@ -135,6 +139,40 @@ class Eval(Strict):
     grade_timeout_s: float = Field(5.0, gt=0)
 
 
+class Selection(Strict):
+    # Compatibility-aware selection (beyond the paper): per problem, the candidate trace with the
+    # largest reward - lam * log PPL under the SLM becomes the `compat_selected` stream.
+    enabled: bool = False
+    lam: float = Field(1.0, ge=0)
+    candidates: tuple[str, ...] = ("slm_rft", "oracle_refined", "oracle_synthesized", "style_aligned")
+
+
+class Drift(Strict):
+    # The drift dial (beyond the paper): the same logical repair with a fraction f of each trace
+    # in the Oracle's notation; one stream `drift_<100 f>` per fraction.
+    fractions: tuple[float, ...] = ()
+    losses: tuple[Loss, ...] = ("dft",)
+
+
+class LearningCurve(Strict):
+    checkpoints: int = Field(0, ge=0)  # evenly spaced checkpoints kept per main run (first seed)
+    losses: tuple[Loss, ...] = ("dft",)
+    splits: tuple[str, ...] = ("test",)
+
+
+class Grid(Strict):
+    # Robustness grid: learning rate x batch size for these streams (first seed).
+    streams: tuple[str, ...] = ()
+    learning_rates: tuple[float, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
+    losses: tuple[Loss, ...] = ("dft",)
+
+
+class Analysis(Strict):
+    top_tokens: int = Field(12, gt=0)
+    retention_prompt: str = "params/prompts/retention_judge.txt"
+
+
 STREAMS = ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized", "style_aligned")
 
 
@@ -152,14 +190,28 @@ class Params(Strict):
     style_align: StyleAlign
     train: Train
     eval: Eval
+    selection: Selection = Selection()
+    drift: Drift = Drift()
+    learning_curve: LearningCurve = LearningCurve()
+    grid: Grid = Grid()
+    analysis: Analysis = Analysis()
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
         if self.world == "toy" and self.toy is None:
             raise ValueError("world is 'toy' but the 'toy' section is missing")
-        unknown = [s for s in self.train.streams if s not in STREAMS]
-        if unknown:
-            raise ValueError(f"train.streams: unknown stream(s) {unknown}; known: {list(STREAMS)}")
+        for key, names in (("train.streams", self.train.streams), ("grid.streams", self.grid.streams),
+                           ("selection.candidates", self.selection.candidates)):
+            unknown = [s for s in names if s not in STREAMS]
+            if unknown:
+                raise ValueError(f"{key}: unknown stream(s) {unknown}; known: {list(STREAMS)}")
+        if any(not 0 <= f <= 1 for f in self.drift.fractions):
+            raise ValueError(f"drift.fractions must lie in [0, 1], got {list(self.drift.fractions)}")
+        if self.grid.streams and not (self.grid.learning_rates and self.grid.batch_sizes):
+            raise ValueError("grid.streams is set but grid.learning_rates or grid.batch_sizes is empty")
+        missing_splits = [s for s in self.learning_curve.splits if s not in self.eval.splits]
+        if self.learning_curve.checkpoints and missing_splits:
+            raise ValueError(f"learning_curve.splits {missing_splits} are not evaluation splits (eval.splits)")
         return self
 
     def hash(self) -> str:
@@ -242,7 +294,34 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
     if merged["profile"] != profile:
         raise ParamsError(f"{prof_path}: key 'profile' is {merged['profile']!r}, expected {profile!r}")
     try:
-        return Params.model_validate(merged)
+        params = Params.model_validate(merged)
     except ValidationError as err:
         lines = [_describe(e, origin, str(prof_path)) for e in err.errors()]
         raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None
+    # Files named by params are resolved from the repository root (the parent of params/).
+    prompt = params_dir.parent / params.analysis.retention_prompt
+    if not prompt.is_file():
+        src = origin.get(("analysis", "retention_prompt"), str(base_path))
+        raise ParamsError(f"{src}: key 'analysis.retention_prompt': file not found: {prompt}")
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m paradox.params PROFILE`: validate a profile, print a one-line verdict."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m paradox.params PROFILE", file=sys.stderr)
+        return 2
+    try:
+        p = load_params(args[0])
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"params ok: profile {p.profile} ({p.description}), hash {p.hash()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,12 +27,21 @@ STREAM_LABELS = {
     "oracle_synthesized": "Oracle-Synthesized",
     "style_aligned": "Style-Aligned",
 }
+STREAM_LABELS["compat_selected"] = "Compat-Selected"
 # Colour-blind-safe colours plus a distinct marker and line style each, so figures read in B/W.
-_PALETTE = sns.color_palette("colorblind", 6)
+_PALETTE = sns.color_palette("colorblind", 7)
 STREAM_STYLE = {
-    name: {"color": _PALETTE[i], "marker": "osD^vP"[i], "linestyle": ["-", "--", "-.", ":", (0, (5, 1)), (0, (1, 1))][i]}
+    name: {"color": _PALETTE[i], "marker": "osD^vPX"[i],
+           "linestyle": ["-", "--", "-.", ":", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1))][i]}
     for i, name in enumerate(STREAM_LABELS)
 }
+
+
+def label(stream: str) -> str:
+    """Display name of a stream (drift-dial streams read 'Drift f=0.25')."""
+    if stream.startswith("drift_"):
+        return f"Drift f={int(stream.removeprefix('drift_')) / 100:.2f}"
+    return STREAM_LABELS.get(stream, stream)
 
 
 def caption_for(params: Params, text: str) -> str:
@@ -59,10 +68,11 @@ def save_figure(fig: plt.Figure, stem: Path, params: Params, inputs: Sequence[Pa
 
 
 def save_table(df: pd.DataFrame, stem: Path, params: Params, inputs: Sequence[Path], caption: str,
-               float_format: str = "{:.2f}") -> list[Path]:
-    """CSV (full precision), Markdown and LaTeX (booktabs), each with a sidecar."""
+               float_format: str = "{:.2f}", display: pd.DataFrame | None = None) -> list[Path]:
+    """CSV (full precision), Markdown and LaTeX (booktabs), each with a sidecar. `display`, if
+    given, is what Markdown and LaTeX show (e.g. 'mean ± interval' strings)."""
     caption = caption_for(params, caption)
-    shown = df.copy()
+    shown = (df if display is None else display).copy()
     for col in shown.columns:
         if pd.api.types.is_float_dtype(shown[col]):
             shown[col] = shown[col].map(lambda v: "n/a" if pd.isna(v) else float_format.format(v))

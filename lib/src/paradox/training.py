@@ -8,6 +8,7 @@ run never leaves a directory that looks like a trained model.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ class TrainSettings:
     bf16: bool = False
     logging_steps: int = 5
     lora: Lora | None = None
+    checkpoints: int = 0  # evenly spaced checkpoints to keep (for learning curves); the final model is extra
 
 
 def steps_for(n_examples: int, batch_size: int, grad_accum: int, epochs: float) -> int:
@@ -71,7 +73,9 @@ def sft_train(model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase, 
             bf16=s.bf16,
             logging_steps=s.logging_steps,
             logging_first_step=True,
-            save_strategy="no",
+            save_strategy="steps" if s.checkpoints else "no",
+            save_steps=math.ceil(s.max_steps / (s.checkpoints + 1)) if s.checkpoints else 500,
+            save_only_model=True,
             report_to="none",
             seed=s.seed,
             data_seed=s.seed,
@@ -93,7 +97,11 @@ def sft_train(model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase, 
         write_json(tmp / "log_history.json", history)
         write_json(tmp / "train_info.json", {"seconds": seconds, "n_rows": len(rows), **s.__dict__,
                                             "lora": s.lora.model_dump() if s.lora else None})
-        import shutil
-
+        for ckpt in sorted((tmp / "trainer").glob("checkpoint-*")):
+            step = int(ckpt.name.split("-")[1])
+            if step < s.max_steps:  # the last one is the final model itself
+                tokenizer.save_pretrained(ckpt)
+                (tmp / "checkpoints").mkdir(exist_ok=True)
+                shutil.move(ckpt, tmp / "checkpoints" / f"step-{step}")
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
     return history

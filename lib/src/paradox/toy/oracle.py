@@ -22,6 +22,11 @@ class ToyOracle:
         """The Oracle's own solution from scratch, in its own order of steps."""
         return styles.render_synthesized(problem.meta)
 
+    def rewrite_fraction(self, problem: Problem, trace: str, fraction: float) -> str:
+        """The drift dial: the same repair, then a fraction of the lines in the Oracle's notation."""
+        repaired, _ = steps.repair(trace, problem.meta)
+        return steps.to_oracle_notation(repaired, problem.meta, fraction=fraction)
+
     def first_wrong_step(self, problem: Problem, trace: str) -> int | None:
         """The validator: index of the first wrong step, or None."""
         err = steps.first_wrong_step(trace, problem.meta)

@@ -1,0 +1,73 @@
+"""Which fine-tuning runs a profile asks for: one place, read by 04 (train), 05 (eval) and 06/07.
+
+Main runs: every stream in `train.streams` x its losses x every seed in `train.seeds`. Drift-dial
+streams use `drift.losses`. Grid runs: `grid.streams` x learning rates x batch sizes x
+`grid.losses` at the first seed; a grid cell equal to the main setting reuses the main run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from paradox.params import Params
+
+DRIFT_PREFIX = "drift_"
+
+
+def drift_stream(fraction: float) -> str:
+    return f"{DRIFT_PREFIX}{round(fraction * 100):03d}"
+
+
+def drift_fraction(stream: str) -> float:
+    return int(stream.removeprefix(DRIFT_PREFIX)) / 100
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str  # directory under runs/<profile>/models/
+    stream: str
+    loss: str
+    seed: int
+    learning_rate: float
+    batch_size: int
+    purpose: str  # "main" | "grid"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def losses_for(params: Params, stream: str) -> tuple[str, ...]:
+    return params.drift.losses if stream.startswith(DRIFT_PREFIX) else params.train.losses
+
+
+def main_runs(params: Params) -> list[RunSpec]:
+    t = params.train
+    return [RunSpec(f"{stream}-{loss}-s{seed}", stream, loss, seed, t.learning_rate, t.batch_size, "main")
+            for stream in all_streams(params) for loss in losses_for(params, stream) for seed in t.seeds]
+
+
+def grid_runs(params: Params) -> list[RunSpec]:
+    t, g = params.train, params.grid
+    seed = t.seeds[0]
+    runs = []
+    for stream in g.streams:
+        for loss in g.losses:
+            for lr in g.learning_rates:
+                for bs in g.batch_sizes:
+                    if (lr, bs) == (t.learning_rate, t.batch_size):
+                        continue  # the main run is this cell
+                    runs.append(RunSpec(f"{stream}-{loss}-lr{lr:g}-bs{bs}-s{seed}", stream, loss, seed, lr, bs, "grid"))
+    return runs
+
+
+def all_streams(params: Params) -> list[str]:
+    """Training streams in order: the paper's, then selection, then the drift dial."""
+    streams = list(params.train.streams)
+    if params.selection.enabled:
+        streams.append("compat_selected")
+    streams += [drift_stream(f) for f in params.drift.fractions]
+    return streams
+
+
+def training_runs(params: Params) -> list[RunSpec]:
+    return main_runs(params) + grid_runs(params)

@@ -44,7 +44,7 @@ from paradox.generation import load_model
 from paradox.io import DoneMarker, file_hash, read_json, read_jsonl
 from paradox.params import load_params, stable_hash
 from paradox.paths import RunPaths
-from paradox.training import TrainSettings, sft_train, steps_for
+from paradox.training import TrainSettings, copy_model, sft_train, steps_for
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -62,25 +62,32 @@ n = next(iter(sizes.values()))
 print(f"{len(runs)} runs over {len(streams)} streams; {n} examples per stream")
 
 
-def wants_checkpoints(r: plan.RunSpec) -> bool:
-    return r.purpose == "main" and r.loss in lc.losses and r.seed == t.seeds[0]
-
+# %% [markdown]
+# Identical inputs give identical weights on a CPU (same data, settings, base model and seed),
+# so a run whose key matches one already trained is copied, not retrained: e.g. the drift dial
+# at f = 1 is Oracle-Refined's data exactly.
 
 # %%
 records = []
+trained_by_key: dict[str, Path] = {}
 for r in tqdm(runs, desc="training runs"):
     out = paths.models / r.name
     settings = TrainSettings(
         loss_type=r.loss, learning_rate=r.learning_rate, batch_size=r.batch_size, grad_accum=t.grad_accum,
         max_steps=steps_for(n, r.batch_size, t.grad_accum, t.epochs), max_length=t.max_length, seed=r.seed,
         warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, weight_decay=t.weight_decay, bf16=t.bf16,
-        logging_steps=t.logging_steps, lora=t.lora, checkpoints=lc.checkpoints if wants_checkpoints(r) else 0)
+        logging_steps=t.logging_steps, lora=t.lora, checkpoints=lc.checkpoints if plan.keeps_checkpoints(params, r) else 0)
     key = stable_hash({"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key})
     marker = DoneMarker(out, key)
     if not marker.is_done():
-        model, tok = load_model(base, **backends.load_kwargs(params, base))
-        sft_train(model, tok, streams[r.stream], out, settings)
+        if key in trained_by_key:
+            copy_model(trained_by_key[key], out)
+            print(f"{r.name}: same inputs as {trained_by_key[key].name}, copied")
+        else:
+            model, tok = load_model(base, **backends.load_kwargs(params, base))
+            sft_train(model, tok, streams[r.stream], out, settings)
         marker.mark()
+    trained_by_key.setdefault(key, out)
     records.append({**r.to_dict(), **{k: v for k, v in read_json(out / "train_info.json").items()
                                       if k in ("seconds", "max_steps", "n_rows")}})
 runs_df = pd.DataFrame(records)

@@ -67,8 +67,10 @@ def evaluate(path: str, tag: str, seed: int, split_names) -> dict[str, float]:
         probs = splits[split]
         prompts = [backends.format_prompt(params, p.question, gen.tok) for p in probs]
         settings = SamplingSettings(e.k, e.temperature, e.top_p, e.max_new_tokens, seed)
+        # Samples are stored by weights, not by name: two runs with identical weights share them.
         rows = sample_sharded(gen, fingerprint, [p.id for p in probs], prompts, settings,
-                              paths.eval / "samples" / tag / split, e.batch_size, desc=f"{tag}/{split}")
+                              paths.eval / "samples" / f"{fingerprint}-s{seed}" / split, e.batch_size,
+                              desc=f"{tag}/{split}")
         gold = {p.id: p.answer for p in probs}
         for r in rows:
             r["correct"] = grade(r["text"], gold[r["id"]], truncated=r["truncated"], timeout_s=e.grade_timeout_s)
@@ -108,9 +110,9 @@ lc_rows = []
 seed0 = params.train.seeds[0]
 base_scores = accuracy[(accuracy["model"] == f"base-s{seed0}")].set_index("split")["avg_at_k"]
 for r in runs:
-    ckpt_dir = paths.models / r.name / "checkpoints"
-    if not ckpt_dir.is_dir():
+    if not plan.keeps_checkpoints(params, r):
         continue
+    ckpt_dir = paths.models / r.name / "checkpoints"
     final = accuracy[accuracy["model"] == r.name].set_index("split")["avg_at_k"]
     points = {0: {s: base_scores[s] for s in lc.splits}}
     for ckpt in sorted(ckpt_dir.iterdir(), key=lambda p: int(p.name.split("-")[1])):

@@ -17,7 +17,7 @@ def pdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("profile", ["toy", "smoke"])
+@pytest.mark.parametrize("profile", ["toy", "smoke", "toy-full"])
 def test_shipped_profiles_validate(profile):
     p = load_params(profile, ROOT / "params")
     assert p.profile == profile and p.world == "toy"
@@ -58,6 +58,20 @@ def test_missing_toy_section_and_unknown_stream(pdir):
                                     "\ntrain:\n  streams: [slm_rft, oracle_refind]\n")
     with pytest.raises(ParamsError, match="oracle_refind"):
         load_params("bad2", pdir)
+
+
+def test_experiment_sections_are_checked(pdir):
+    smoke = (ROOT / "params" / "smoke.yaml").read_text()
+    (pdir / "prompts").mkdir()
+    (pdir / "b1.yaml").write_text(smoke + "\ngrid:\n  streams: [slm_rtf]\n")
+    with pytest.raises(ParamsError, match="grid.streams: unknown stream"):
+        load_params("b1", pdir)
+    (pdir / "b2.yaml").write_text(smoke + "\ndrift:\n  fractions: [0.5, 1.5]\n")
+    with pytest.raises(ParamsError, match=r"drift.fractions must lie in \[0, 1\]"):
+        load_params("b2", pdir)
+    (pdir / "b3.yaml").write_text(smoke + "\nanalysis:\n  retention_prompt: params/prompts/nope.txt\n")
+    with pytest.raises(ParamsError, match=r"b3\.yaml: key 'analysis.retention_prompt': file not found"):
+        load_params("b3", pdir)
 
 
 def test_bad_params_fail_fast_from_the_command_line(pdir):

@@ -56,7 +56,7 @@ def test_eval_artifacts(smoke_run):
     ppl = pd.read_csv(RUN / "eval" / "perplexity.csv")
     assert set(ppl["stream"]) == set(plan.all_streams(params)) and (ppl["ppl"] > 1).all()
     lc = pd.read_csv(RUN / "eval" / "learning_curves.csv")
-    curves = {(r.stream, r.loss) for r in plan.main_runs(params) if r.loss in params.learning_curve.losses}
+    curves = {(r.stream, r.loss) for r in plan.main_runs(params) if plan.keeps_checkpoints(params, r)}
     assert set(zip(lc["stream"], lc["loss"], strict=True)) == curves
     steps = lc.groupby(["stream", "loss"])["step"].nunique()
     assert (steps == params.learning_curve.checkpoints + 2).all()  # base, checkpoints, final

@@ -20,6 +20,9 @@ PARAMS_DIR = Path("params")
 BASE_FILE = "base.yaml"
 
 
+STREAMS = ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized", "style_aligned")
+
+
 class ParamsError(ValueError):
     """A params file is missing, unparseable or fails the schema."""
 
@@ -156,6 +159,7 @@ class Drift(Strict):
 
 class LearningCurve(Strict):
     checkpoints: int = Field(0, ge=0)  # evenly spaced checkpoints kept per main run (first seed)
+    streams: tuple[str, ...] = STREAMS
     losses: tuple[Loss, ...] = ("dft",)
     splits: tuple[str, ...] = ("test",)
 
@@ -173,7 +177,6 @@ class Analysis(Strict):
     retention_prompt: str = "params/prompts/retention_judge.txt"
 
 
-STREAMS = ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized", "style_aligned")
 
 
 class Params(Strict):
@@ -201,7 +204,8 @@ class Params(Strict):
         if self.world == "toy" and self.toy is None:
             raise ValueError("world is 'toy' but the 'toy' section is missing")
         for key, names in (("train.streams", self.train.streams), ("grid.streams", self.grid.streams),
-                           ("selection.candidates", self.selection.candidates)):
+                           ("selection.candidates", self.selection.candidates),
+                           ("learning_curve.streams", self.learning_curve.streams)):
             unknown = [s for s in names if s not in STREAMS]
             if unknown:
                 raise ValueError(f"{key}: unknown stream(s) {unknown}; known: {list(STREAMS)}")

@@ -69,5 +69,12 @@ def all_streams(params: Params) -> list[str]:
     return streams
 
 
+def keeps_checkpoints(params: Params, run: RunSpec) -> bool:
+    """Runs that feed the learning curves: main runs of `learning_curve.streams` and `.losses`, first seed."""
+    lc = params.learning_curve
+    return (lc.checkpoints > 0 and run.purpose == "main" and run.stream in lc.streams and run.loss in lc.losses
+            and run.seed == params.train.seeds[0])
+
+
 def training_runs(params: Params) -> list[RunSpec]:
     return main_runs(params) + grid_runs(params)

@@ -46,6 +46,12 @@ def steps_for(n_examples: int, batch_size: int, grad_accum: int, epochs: float) 
     return max(1, math.ceil(epochs * n_examples / (batch_size * grad_accum)))
 
 
+def copy_model(src: Path | str, dst: Path | str) -> None:
+    """Copy a saved run (weights, tokenizer, logs, checkpoints) atomically."""
+    with atomic_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
 def sft_train(model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, str]],
               out_dir: Path | str, s: TrainSettings) -> list[dict[str, Any]]:
     """Train on prompt/completion rows (loss on completion tokens only); save model, tokenizer, logs."""

@@ -87,12 +87,16 @@ for r in tqdm(runs, desc="training runs"):
             model, tok = load_model(base, **backends.load_kwargs(params, base))
             sft_train(model, tok, streams[r.stream], out, settings)
         marker.mark()
-    trained_by_key.setdefault(key, out)
-    records.append({**r.to_dict(), **{k: v for k, v in read_json(out / "train_info.json").items()
-                                      if k in ("seconds", "max_steps", "n_rows")}})
+    source = trained_by_key.setdefault(key, out)
+    info = read_json(out / "train_info.json")
+    records.append({**r.to_dict(), "max_steps": info["max_steps"], "n_rows": info["n_rows"],
+                    "copied_from": "" if source == out else source.name,
+                    "seconds": info["seconds"] if source == out else 0.0})
 runs_df = pd.DataFrame(records)
 runs_df.to_csv(paths.models / "runs.csv", index=False)
-print(f"training time: {runs_df['seconds'].sum():.0f} s in all, {runs_df['seconds'].median():.1f} s per run (median)")
+trained = runs_df[runs_df["copied_from"] == ""]
+print(f"{len(trained)} runs trained ({len(runs_df) - len(trained)} copied): {trained['seconds'].sum():.0f} s of "
+      f"training, {trained['seconds'].median():.1f} s per run (median)")
 
 # %% [markdown]
 # ## Loss curves (main runs, first seed)

@@ -1,0 +1,64 @@
+"""The Hugging Face problem source on small local fixtures (no hub here)."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from paradox.hf_sources import HFProblemSource, last_boxed, to_problems
+
+
+def spec(**kw):
+    base = dict(hub_id="AI-MO/NuminaMath-CoT", config=None, split="train", revision=None, local_path=None,
+                question_field="problem", answer_field=None, answer_from="boxed_in_solution",
+                solution_field="solution", id_field=None, limit=None)
+    return SimpleNamespace(**{**base, **kw})
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("so \\boxed{42}.", "42"),
+    ("\\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed {x^{2}+1}", "x^{2}+1"),
+    ("no box", None),
+    ("\\boxed{unbalanced", None),
+])
+def test_last_boxed(text, expected):
+    assert last_boxed(text) == expected
+
+
+def test_numina_style_rows_map_to_problems(tmp_path):
+    rows = [{"problem": "What is 2+2?", "solution": "2+2=4, so \\boxed{4}.", "source": "amc"},
+            {"problem": "No answer here", "solution": "We cannot say.", "source": "x"}]
+    path = tmp_path / "numina.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    src = HFProblemSource({"train": spec(local_path=str(path))}, seed=0)
+    [p] = src.load("train")  # the row without a gold answer is skipped, not guessed
+    assert (p.id, p.question, p.answer, p.source) == ("train-0", "What is 2+2?", "4", "train")
+    assert p.reference_solution.startswith("2+2=4")
+
+
+def test_benchmark_styles(tmp_path):
+    gsm = [{"question": "Tom has 3+4 apples?", "answer": "3+4=<<3+4=7>>7\n#### 1,007"}]
+    assert to_problems(gsm, spec(question_field="question", answer_field="answer", answer_from="gsm8k_hash",
+                                 solution_field="answer"), "gsm8k")[0].answer == "1007"
+    olympiad = [{"id": 17, "question": "Find x.", "final_answer": ["$3$"]}]
+    [p] = to_problems(olympiad, spec(question_field="question", answer_field="final_answer", answer_from="field",
+                                     solution_field=None, id_field="id"), "olympiadbench")
+    assert (p.id, p.answer, p.reference_solution) == ("olympiadbench-17", "$3$", "")
+
+
+def test_missing_field_is_named(tmp_path):
+    with pytest.raises(KeyError, match=r"no field\(s\) \['problem'\]; fields are \['question'"):
+        to_problems([{"question": "q", "solution": "\\boxed{1}"}], spec(), "math500")
+
+
+def test_limit_is_a_seeded_sample(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps({"problem": f"q{i}", "solution": f"\\boxed{{{i}}}"}) for i in range(20)))
+    a = HFProblemSource({"test": spec(local_path=str(path), limit=5)}, seed=1).load("test")
+    b = HFProblemSource({"test": spec(local_path=str(path), limit=5)}, seed=1).load("test")
+    assert [p.id for p in a] == [p.id for p in b] and len(a) == 5
+    with pytest.raises(KeyError, match="no dataset named 'hard'"):
+        HFProblemSource({"test": spec(local_path=str(path))}, seed=1).load("hard")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        HFProblemSource({"test": spec(local_path=str(tmp_path / "nope.jsonl"))}, seed=1).load("test")

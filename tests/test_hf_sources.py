@@ -62,3 +62,35 @@ def test_limit_is_a_seeded_sample(tmp_path):
         HFProblemSource({"test": spec(local_path=str(path))}, seed=1).load("hard")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         HFProblemSource({"test": spec(local_path=str(tmp_path / "nope.jsonl"))}, seed=1).load("test")
+
+
+def test_real_world_profile_reads_datasets_through_the_backend(tmp_path):
+    """A `world: real` profile whose datasets point at local copies loads through the same factory."""
+    import shutil
+    from pathlib import Path
+
+    from paradox import backends
+    from paradox.params import ParamsError, load_params
+    from paradox.paths import RunPaths
+
+    root = Path(__file__).resolve().parents[1]
+    pdir = tmp_path / "params"
+    pdir.mkdir()
+    shutil.copy(root / "params" / "base.yaml", pdir / "base.yaml")
+    shutil.copytree(root / "params" / "prompts", pdir / "prompts")
+    data = tmp_path / "numina.jsonl"
+    data.write_text(json.dumps({"problem": "1+1?", "solution": "\\boxed{2}"}) + "\n")
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": "2+2?", "answer": "4"}) + "\n")
+    ds = lambda **kw: "\n".join(f"    {k}: {v}" for k, v in kw.items())  # noqa: E731
+    (pdir / "real.yaml").write_text(
+        "description: real, offline\nworld: real\nslm:\n  name_or_path: some/model\n"
+        "eval:\n  splits: [bench]\nlearning_curve:\n  splits: [bench]\ndatasets:\n"
+        f"  train:\n{ds(hub_id='AI-MO/NuminaMath-CoT', split='train', local_path=data, question_field='problem', answer_from='boxed_in_solution', solution_field='solution')}\n"
+        f"  bench:\n{ds(hub_id='x/bench', split='test', local_path=bench, question_field='question', answer_field='answer')}\n")
+    params = load_params("real", pdir)
+    source = backends.problem_source(params, RunPaths("real", tmp_path / "runs"))
+    assert [p.answer for p in source.load("train")] == ["2"] and [p.answer for p in source.load("bench")] == ["4"]
+    (pdir / "bad.yaml").write_text("description: x\nworld: real\neval:\n  splits: [bench]\n")
+    with pytest.raises(ParamsError, match=r"no entry for split\(s\) \['train', 'bench'\]"):
+        load_params("bad", pdir)

@@ -26,7 +26,9 @@ def _not_built(what: str) -> NotBuiltYet:
 def problem_source(params: Params, paths: RunPaths) -> ProblemSource:
     if params.world == "toy":
         return JsonlProblemSource(paths.world)
-    raise _not_built("the Hugging Face datasets problem source")
+    from paradox.hf_sources import HFProblemSource
+
+    return HFProblemSource(params.datasets, params.seed)
 
 
 def slm_path(params: Params, paths: RunPaths) -> str:

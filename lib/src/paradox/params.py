@@ -172,6 +172,29 @@ class Grid(Strict):
     losses: tuple[Loss, ...] = ("dft",)
 
 
+class DatasetSpec(Strict):
+    """One Hugging Face dataset mapped to the Problem record (see `paradox.hf_sources`)."""
+    hub_id: str
+    config: str | None = None
+    split: str
+    revision: str | None = None
+    local_path: str | None = None  # offline copy (JSON/JSONL/Parquet file or save_to_disk dir)
+    question_field: str
+    answer_field: str | None = None
+    answer_from: Literal["field", "boxed_in_solution", "gsm8k_hash"] = "field"
+    solution_field: str | None = None
+    id_field: str | None = None
+    limit: int | None = Field(None, gt=0)  # a seeded sample of this many problems
+
+    @model_validator(mode="after")
+    def _fields(self) -> DatasetSpec:
+        if self.answer_from in ("field", "gsm8k_hash") and not self.answer_field:
+            raise ValueError(f"answer_from '{self.answer_from}' needs answer_field")
+        if self.answer_from == "boxed_in_solution" and not self.solution_field:
+            raise ValueError("answer_from 'boxed_in_solution' needs solution_field")
+        return self
+
+
 class Analysis(Strict):
     top_tokens: int = Field(12, gt=0)
     retention_prompt: str = "params/prompts/retention_judge.txt"
@@ -198,11 +221,17 @@ class Params(Strict):
     learning_curve: LearningCurve = LearningCurve()
     grid: Grid = Grid()
     analysis: Analysis = Analysis()
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)  # world "real": split name -> dataset
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
         if self.world == "toy" and self.toy is None:
             raise ValueError("world is 'toy' but the 'toy' section is missing")
+        if self.world == "real":
+            needed = ["train", *self.eval.splits]
+            missing = [s for s in needed if s not in self.datasets]
+            if missing:
+                raise ValueError(f"world is 'real' but datasets has no entry for split(s) {missing}")
         for key, names in (("train.streams", self.train.streams), ("grid.streams", self.grid.streams),
                            ("selection.candidates", self.selection.candidates),
                            ("learning_curve.streams", self.learning_curve.streams)):
@@ -283,6 +312,8 @@ def _describe(err: dict, origin: dict, profile_file: str) -> str:
         return f"{src}: unknown key '{key}'{more}"
     if err["type"] == "missing":
         return f"{src}: missing key '{key}'"
+    if not loc:  # a rule across keys: the input is the whole profile, too long to echo
+        return f"{src}: {err['msg'].removeprefix('Value error, ')}"
     return f"{src}: key '{key}': {err['msg']} (got {err.get('input')!r})"
 
 

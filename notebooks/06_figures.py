@@ -28,12 +28,13 @@ runs_dir = "runs"
 figures_dir = "figures"
 
 # %%
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from paradox.aggregate import base_utility, fmt, utility
+from paradox.aggregate import base_utility, fmt, lookup, utility
 from paradox.io import read_jsonl
 from paradox.params import load_params
 from paradox.paths import RunPaths
@@ -58,13 +59,7 @@ util = utility(accuracy)
 base_mean, base_ci = base_utility(accuracy)
 n_seeds = int(util["n_seeds"].max())
 seeds_note = f"mean ± 95% interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
-
-
-def u(stream: str, loss: str) -> tuple[float, float, int]:
-    if (stream, loss) not in util.index:
-        return float("nan"), float("nan"), 0
-    row = util.loc[(stream, loss)]
-    return float(row["mean"]), float(row["ci95"]), int(row["n_seeds"])
+u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
 
 
 # %% [markdown]
@@ -72,7 +67,6 @@ def u(stream: str, loss: str) -> tuple[float, float, int]:
 
 # %%
 rows, shown = [], []
-base_row = {"Stream": STREAM_LABELS["base"], "Reward": float("nan"), "PPL": float("nan")}
 for s in ["base", *streams]:
     sft, dft = (u("base", "none"),) * 2 if s == "base" else (u(s, "nll"), u(s, "dft"))
     rew, p = (float("nan"), float("nan")) if s == "base" else (reward[s], ppl[s])

@@ -34,6 +34,7 @@ figures_dir = "figures"
 
 # %%
 from collections import Counter, defaultdict
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -41,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from paradox import backends, plan
-from paradox.aggregate import fmt, utility
+from paradox.aggregate import fmt, lookup, utility
 from paradox.generation import load_model
 from paradox.io import read_jsonl, write_text
 from paradox.metrics import perplexity, quarter_slices, response_nll
@@ -200,14 +201,7 @@ pd.Series(retention, name="retention (1-5)").rename(index=label)
 # %%
 reward = {s: pd.DataFrame(read_jsonl(paths.rewards / f"{s}.jsonl"))["reward"].mean() for s in data}
 ppl = pd.read_csv(paths.eval / "perplexity.csv").set_index("stream")["ppl"]
-
-
-def u(stream: str, loss: str) -> tuple[float, float, int]:
-    if (stream, loss) not in util.index:
-        return float("nan"), float("nan"), 0
-    r = util.loc[(stream, loss)]
-    return float(r["mean"]), float(r["ci95"]), int(r["n_seeds"])
-
+u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
 
 mech_rows, mech_shown = [], []
 for s in sorted(streams, key=lambda s: ppl[s]):

@@ -22,6 +22,14 @@ def utility(accuracy: pd.DataFrame, purpose: str = "main") -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["stream", "loss"])
 
 
+def lookup(util: pd.DataFrame, stream: str, loss: str) -> tuple[float, float, int]:
+    """(mean, ci95, n_seeds) of one (stream, loss) in `utility(...)`; (nan, nan, 0) if it was not run."""
+    if (stream, loss) not in util.index:
+        return float("nan"), float("nan"), 0
+    row = util.loc[(stream, loss)]
+    return float(row["mean"]), float(row["ci95"]), int(row["n_seeds"])
+
+
 def base_utility(accuracy: pd.DataFrame) -> tuple[float, float]:
     u = utility(accuracy).loc[("base", "none")]
     return float(u["mean"]), float(u["ci95"])

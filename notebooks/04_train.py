@@ -64,8 +64,8 @@ print(f"{len(runs)} runs over {len(streams)} streams; {n} examples per stream")
 
 # %% [markdown]
 # Identical inputs give identical weights on a CPU (same data, settings, base model and seed),
-# so a run whose key matches one already trained is copied, not retrained: e.g. the drift dial
-# at f = 1 is Oracle-Refined's data exactly.
+# so a run whose key matches one already trained is copied, not retrained (e.g. a selected
+# stream whose traces all come from one source stream).
 
 # %%
 records = []

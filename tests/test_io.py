@@ -39,3 +39,20 @@ def test_done_marker_tracks_the_key(tmp_path):
     h = file_hash(out)
     out.write_text("y")
     assert file_hash(out) != h
+    twin = tmp_path / "other-name"
+    twin.write_text("y")
+    assert file_hash(twin) == file_hash(out)  # content, not name: identical streams share a key
+
+
+def test_model_fingerprint_ignores_logs(tmp_path):
+    from paradox.generation import model_fingerprint
+
+    for name, secs in (("a", "1.0"), ("b", "2.0")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"weights")
+        (d / "train_info.json").write_text(secs)
+    assert model_fingerprint(str(tmp_path / "a")) == model_fingerprint(str(tmp_path / "b"))
+    (tmp_path / "b" / "model.safetensors").write_bytes(b"other")
+    assert model_fingerprint(str(tmp_path / "a")) != model_fingerprint(str(tmp_path / "b"))
+    assert model_fingerprint("Qwen/Qwen2.5-Math-1.5B") == "Qwen/Qwen2.5-Math-1.5B"

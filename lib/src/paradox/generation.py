@@ -94,9 +94,10 @@ class HFGenerator:
 
 
 def model_fingerprint(name_or_path: str) -> str:
-    """Identifies the weights: a content hash for a local checkpoint, the id for a hub model."""
+    """Identifies the weights: a hash of a local checkpoint's weight files (not of its logs or
+    timings, so two runs that trained identical weights share one fingerprint), or the hub id."""
     path = Path(name_or_path)
-    return file_hash(path) if path.is_dir() else name_or_path
+    return file_hash(path, pattern="*.safetensors") if path.is_dir() else name_or_path
 
 
 def sample_sharded(generator: Generator, model_key: str, ids: Sequence[str], prompts: Sequence[str],

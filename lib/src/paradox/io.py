@@ -84,13 +84,15 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     return rows
 
 
-def file_hash(path: Path | str, n: int = 16) -> str:
-    """sha256 of a file, or of every file under a directory (names and contents)."""
+def file_hash(path: Path | str, n: int = 16, pattern: str = "*") -> str:
+    """sha256 of a file's content (its name does not count), or of every file under a directory
+    matching `pattern` (relative names and contents)."""
     path = Path(path)
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob(pattern) if p.is_file()) if path.is_dir() else [path]
     for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
         with f.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)

@@ -107,6 +107,7 @@ accuracy[accuracy["purpose"] != "grid"].pivot_table(index="model", columns="spli
 
 # %%
 lc_rows = []
+max_steps_of = pd.read_csv(paths.models / "runs.csv").set_index("name")["max_steps"]
 seed0 = params.train.seeds[0]
 base_scores = accuracy[(accuracy["model"] == f"base-s{seed0}")].set_index("split")["avg_at_k"]
 for r in runs:
@@ -118,8 +119,7 @@ for r in runs:
     for ckpt in sorted(ckpt_dir.iterdir(), key=lambda p: int(p.name.split("-")[1])):
         step = int(ckpt.name.split("-")[1])
         points[step] = evaluate(str(ckpt), f"{r.name}/{ckpt.name}", r.seed, lc.splits)
-    max_steps = int(pd.read_csv(paths.models / "runs.csv").set_index("name").loc[r.name, "max_steps"])
-    points[max_steps] = {s: final[s] for s in lc.splits}
+    points[int(max_steps_of[r.name])] = {s: final[s] for s in lc.splits}
     for step, scores in sorted(points.items()):
         for split, v in scores.items():
             lc_rows.append({"stream": r.stream, "loss": r.loss, "seed": r.seed, "step": step, "split": split,

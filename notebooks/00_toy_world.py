@@ -127,7 +127,7 @@ else:
     settings = TrainSettings(
         loss_type="nll", learning_rate=toy.slm.pretrain_lr, batch_size=toy.slm.pretrain_batch_size,
         grad_accum=1, max_length=toy.slm.max_position, seed=params.seed, warmup_ratio=0.05,
-        max_steps=steps_for(len(corpus), toy.slm.pretrain_batch_size, 1, toy.slm.pretrain_epochs),
+        max_steps=steps_for(len(corpus), toy.slm.pretrain_batch_size, toy.slm.pretrain_epochs),
         logging_steps=25)
     sft_train(model, tokenizer, corpus, slm_dir, settings)
 write_json(paths.world / "slm.json", {"path": str(slm_dir), "cache_key": key})

@@ -72,9 +72,10 @@ records = []
 trained_by_key: dict[str, Path] = {}
 for r in tqdm(runs, desc="training runs"):
     out = paths.models / r.name
+    per_device, accum = t.split_batch(r.batch_size)  # r.batch_size is the effective batch
     settings = TrainSettings(
-        loss_type=r.loss, learning_rate=r.learning_rate, batch_size=r.batch_size, grad_accum=t.grad_accum,
-        max_steps=steps_for(n, r.batch_size, t.grad_accum, t.epochs), max_length=t.max_length, seed=r.seed,
+        loss_type=r.loss, learning_rate=r.learning_rate, batch_size=per_device, grad_accum=accum,
+        max_steps=steps_for(n, r.batch_size, t.epochs), max_length=t.max_length, seed=r.seed,
         warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, weight_decay=t.weight_decay, bf16=t.bf16,
         logging_steps=t.logging_steps, lora=t.lora, checkpoints=lc.checkpoints if plan.keeps_checkpoints(params, r) else 0)
     key = stable_hash({"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key})

@@ -74,6 +74,15 @@ class SLM(Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
+class VLLMEngine(Strict):
+    """vLLM engine settings, used wherever a backend is `vllm` (sampling, evaluation, reward)."""
+    tensor_parallel_size: int = Field(1, gt=0)
+    data_parallel_size: int = Field(1, gt=0)  # engine replicas, each on tensor_parallel_size GPUs
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = Field(None, gt=0)
+    enforce_eager: bool = False
+
+
 class Sampling(Strict):
     backend: Literal["hf", "vllm"] = "hf"
     k: int = Field(gt=0)
@@ -90,12 +99,70 @@ class RFT(Strict):
     clean: bool = True
 
 
+class OraclePrompts(Strict):
+    """Prompt files (paths from the repository root); each names its placeholders in braces."""
+    refine: str = "params/prompts/oracle_refine.txt"
+    synthesize: str = "params/prompts/oracle_synthesize.txt"
+    locate: str = "params/prompts/oracle_locate_error.txt"
+    style_align: str = "params/prompts/style_align.txt"
+    drift: str = "params/prompts/oracle_drift.txt"
+
+
 class Oracle(Strict):
     backend: Literal["toy", "openai"] = "toy"
+    # openai: any OpenAI-compatible endpoint (a hosted API or a `vllm serve`d model).
+    base_url: str | None = None
+    model: str | None = None
+    # The NAME of the environment variable holding the API key; the key itself never enters params.
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(4096, gt=0)
+    seed: int | None = None
+    concurrency: int = Field(8, gt=0)   # requests in flight
+    max_retries: int = Field(6, ge=0)   # on 429, 5xx, timeouts and dropped connections, with backoff
+    timeout_s: float = Field(600.0, gt=0)
+    prompts: OraclePrompts = OraclePrompts()
+    # Style-Aligned Refinement's error locator: the Oracle with the `locate` prompt, or a PRM.
+    locator: Literal["oracle", "prm"] = "oracle"
+    prm: str | None = None              # e.g. Qwen/Qwen2.5-Math-PRM-7B (locator: prm)
+    prm_threshold: float = Field(0.5, gt=0, lt=1)  # first step whose PRM score is below this is wrong
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> Oracle:
+        if self.backend == "openai" and not (self.base_url and self.model):
+            raise ValueError("oracle.backend 'openai' needs oracle.base_url and oracle.model")
+        if self.locator == "prm" and not self.prm:
+            raise ValueError("oracle.locator 'prm' needs oracle.prm (a process reward model)")
+        if not self.api_key_env.replace("_", "").isalnum() or self.api_key_env.startswith("sk-"):
+            raise ValueError("oracle.api_key_env names an environment variable (e.g. OPENAI_API_KEY); "
+                             "never put the key itself in params")
+        return self
 
 
-class Reward(Strict):
-    backend: Literal["toy", "hf"] = "toy"
+class RewardModel(Strict):
+    backend: Literal["toy", "hf", "vllm"] = "toy"
+    name_or_path: str | None = None
+    revision: str | None = None
+    # seq_cls: AutoModelForSequenceClassification (Skywork-Reward class); remote_code: the model's
+    # own AutoModel class whose first output is the score (Qwen2.5-Math-RM-72B).
+    head: Literal["seq_cls", "remote_code"] = "seq_cls"
+    trust_remote_code: bool = False
+    system_prompt: str | None = None    # chat: system (optional), user = question, assistant = trace
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    batch_size: int = Field(8, gt=0)
+    max_length: int = Field(4096, gt=0)
+
+    @model_validator(mode="after")
+    def _model(self) -> RewardModel:
+        if self.backend != "toy" and not self.name_or_path:
+            raise ValueError(f"reward backend '{self.backend}' needs name_or_path")
+        return self
+
+
+class Reward(RewardModel):
+    # More reward models scored beside the main one, as the paper's cross-check (Skywork, Nemotron).
+    cross_check: tuple[RewardModel, ...] = ()
 
 
 class StyleAlign(Strict):
@@ -120,16 +187,33 @@ class Train(Strict):
     losses: tuple[Loss, ...]
     seeds: tuple[int, ...] = Field((0,), min_length=1)  # fine-tuning and evaluation seeds
     learning_rate: float = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    grad_accum: int = Field(1, gt=0)
+    batch_size: int = Field(gt=0)  # effective (global) batch size, as papers report it
+    # Examples per device per forward pass; the rest of the batch is gradient accumulation.
+    # None: the whole batch in one pass on one process.
+    per_device_batch_size: int | None = Field(None, gt=0)
     epochs: float = Field(gt=0)
     max_length: int = Field(gt=0)
+    # inline: TRL in the notebook's process (CPU or one GPU). accelerate: `accelerate launch` of
+    # `python -m paradox.train_run` with `accelerate_config` (FSDP/DeepSpeed) on num_processes.
+    launcher: Literal["inline", "accelerate"] = "inline"
+    accelerate_config: str | None = None
+    num_processes: int = Field(1, gt=0)
+    gradient_checkpointing: bool = False
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     scheduler: str = "cosine"
     weight_decay: float = Field(0.0, ge=0)
     bf16: bool = False
     logging_steps: int = Field(5, gt=0)
     lora: Lora = Lora()
+
+    def split_batch(self, batch_size: int) -> tuple[int, int]:
+        """(per-device batch, gradient-accumulation steps) giving the effective `batch_size`."""
+        per_device = self.per_device_batch_size or batch_size // self.num_processes
+        accum, rest = divmod(batch_size, per_device * self.num_processes)
+        if rest or accum == 0:
+            raise ValueError(f"batch size {batch_size} is not a multiple of per_device_batch_size "
+                             f"{per_device} x num_processes {self.num_processes}")
+        return per_device, accum
 
 
 class Eval(Strict):
@@ -200,8 +284,6 @@ class Analysis(Strict):
     retention_prompt: str = "params/prompts/retention_judge.txt"
 
 
-
-
 class Params(Strict):
     profile: str
     description: str
@@ -221,6 +303,7 @@ class Params(Strict):
     learning_curve: LearningCurve = LearningCurve()
     grid: Grid = Grid()
     analysis: Analysis = Analysis()
+    vllm: VLLMEngine = VLLMEngine()
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)  # world "real": split name -> dataset
 
     @model_validator(mode="after")
@@ -242,6 +325,10 @@ class Params(Strict):
             raise ValueError(f"drift.fractions must lie in [0, 1], got {list(self.drift.fractions)}")
         if self.grid.streams and not (self.grid.learning_rates and self.grid.batch_sizes):
             raise ValueError("grid.streams is set but grid.learning_rates or grid.batch_sizes is empty")
+        for bs in (self.train.batch_size, *self.grid.batch_sizes):
+            self.train.split_batch(bs)
+        if self.train.launcher == "accelerate" and not self.train.accelerate_config:
+            raise ValueError("train.launcher 'accelerate' needs train.accelerate_config (a file under params/accelerate/)")
         missing_splits = [s for s in self.learning_curve.splits if s not in self.eval.splits]
         if self.learning_curve.checkpoints and missing_splits:
             raise ValueError(f"learning_curve.splits {missing_splits} are not evaluation splits (eval.splits)")
@@ -334,10 +421,14 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
         lines = [_describe(e, origin, str(prof_path)) for e in err.errors()]
         raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None
     # Files named by params are resolved from the repository root (the parent of params/).
-    prompt = params_dir.parent / params.analysis.retention_prompt
-    if not prompt.is_file():
-        src = origin.get(("analysis", "retention_prompt"), str(base_path))
-        raise ParamsError(f"{src}: key 'analysis.retention_prompt': file not found: {prompt}")
+    files = {("analysis", "retention_prompt"): params.analysis.retention_prompt,
+             ("train", "accelerate_config"): params.train.accelerate_config}
+    if params.oracle.backend == "openai":
+        files |= {("oracle", "prompts", k): v for k, v in params.oracle.prompts.model_dump().items()}
+    for key, rel in files.items():
+        if rel is not None and not (params_dir.parent / rel).is_file():
+            src = origin.get(key, origin.get(key[:2], str(base_path)))
+            raise ParamsError(f"{src}: key '{'.'.join(key)}': file not found: {params_dir.parent / rel}")
     return params
 
 

@@ -41,9 +41,9 @@ class TrainSettings:
     checkpoints: int = 0  # evenly spaced checkpoints to keep (for learning curves); the final model is extra
 
 
-def steps_for(n_examples: int, batch_size: int, grad_accum: int, epochs: float) -> int:
+def steps_for(n_examples: int, effective_batch_size: int, epochs: float) -> int:
     """Optimizer steps for `epochs` passes: the same for every stream (they share problems)."""
-    return max(1, math.ceil(epochs * n_examples / (batch_size * grad_accum)))
+    return max(1, math.ceil(epochs * n_examples / effective_batch_size))
 
 
 def copy_model(src: Path | str, dst: Path | str) -> None:

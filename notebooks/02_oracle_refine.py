@@ -36,7 +36,6 @@ figures_dir = "figures"
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from paradox import backends
 from paradox.grading import grade
@@ -52,14 +51,22 @@ print(f"profile={profile} params_hash={params.hash()}")
 # %%
 problems = {p["id"]: Problem.from_dict(p) for p in read_jsonl(paths.data / "kept_problems.jsonl")}
 rft = read_jsonl(paths.stream("slm_rft"))
-oracle = backends.oracle(params)
+oracle = backends.oracle(params, paths)
 reward = backends.reward_model(params)
 print(f"{len(rft)} RFT traces; oracle={oracle.name}; reward model={reward.name}")
 
+# %% [markdown]
+# A real Oracle (`oracle.backend: openai`) gets its requests concurrently, retried on rate limits
+# and server errors, and cached one answer per file under `runs/<profile>/cache/oracle/`: a rerun,
+# or a resumed one, pays only for the answers it does not have yet. An empty answer keeps the RFT
+# trace (refine) and is counted.
+
 # %%
-refined = [{**r, "completion": oracle.refine(problems[r["id"]], r["completion"])}
-           for r in tqdm(rft, desc="oracle refine")]
-synthesized = [{**r, "completion": oracle.synthesize(problems[r["id"]])} for r in tqdm(rft, desc="oracle synthesize")]
+rft_problems = [problems[r["id"]] for r in rft]
+refined = [{**r, "completion": c}
+           for r, c in zip(rft, oracle.refine_many(rft_problems, [r["completion"] for r in rft]), strict=True)]
+synthesized = [{**r, "completion": c} for r, c in zip(rft, oracle.synthesize_many(rft_problems), strict=True)]
+print("oracle counts:", oracle.stats())
 write_jsonl(paths.stream("oracle_refined"), refined)
 write_jsonl(paths.stream("oracle_synthesized"), synthesized)
 

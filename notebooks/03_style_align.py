@@ -40,7 +40,6 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from paradox import backends
 from paradox.generation import load_model
@@ -59,16 +58,19 @@ print(f"profile={profile} params_hash={params.hash()}")
 # %%
 problems = {p["id"]: Problem.from_dict(p) for p in read_jsonl(paths.data / "kept_problems.jsonl")}
 rft = read_jsonl(paths.stream("slm_rft"))
-oracle = backends.oracle(params)
+oracle = backends.oracle(params, paths)
 
-located = []
-for r in tqdm(rft, desc="locate + rewrite"):
-    p = problems[r["id"]]
-    first_wrong = oracle.first_wrong_step(p, r["completion"])
-    rewrite, changed = (r["completion"], []) if first_wrong is None else oracle.rewrite_in_style(p, r["completion"])
-    located.append({"first_wrong": first_wrong, "rewrite": rewrite, "changed": changed})
+# Locate for every trace, then rewrite the ones with a wrong step (batches: a real Oracle runs them
+# concurrently). Real Oracle: steps are blank-line paragraphs (lines for a one-paragraph trace), an
+# unparseable locate answer counts as "not located", a malformed rewrite keeps the original; both counted.
+rft_problems, rft_traces = [problems[r["id"]] for r in rft], [r["completion"] for r in rft]
+first_wrong = oracle.locate_many(rft_problems, rft_traces)
+rewrites = oracle.rewrite_in_style_many(rft_problems, rft_traces, first_wrong)
+located = [{"first_wrong": k, "rewrite": rewrite, "changed": changed}
+           for k, (rewrite, changed) in zip(first_wrong, rewrites, strict=True)]
 n_wrong = sum(x["first_wrong"] is not None for x in located)
 print(f"{n_wrong} of {len(rft)} RFT traces have a wrong step despite a correct final answer")
+print("oracle counts:", oracle.stats())
 
 # %% [markdown]
 # ## Style-consistency check
@@ -127,14 +129,17 @@ print(f"mean reward, Style-Aligned: {sum(scores) / len(scores):.3f}")
 # wording), then a fraction f of its lines, the first ones, is rewritten in the Oracle's
 # notation. f = 0 is the repair alone (Style-Aligned without its style check); f = 1 is exactly
 # Oracle-Refined. Notebook 04 trains on each and notebook 07 plots utility against the measured
-# perplexity: a dose-response test of the mechanism.
+# perplexity: a dose-response test of the mechanism. With a real Oracle the unit is a step (as
+# for the repair), and the `drift` prompt rewrites the first round(f n) steps in the Oracle's own
+# notation while the rest is copied verbatim; the repair's requests come from the cache.
 
 # %%
 from paradox import plan
 
 for f in params.drift.fractions:
     name = plan.drift_stream(f)
-    rows = [{**r, "completion": oracle.rewrite_fraction(problems[r["id"]], r["completion"], f)} for r in rft]
+    rows = [{**r, "completion": c} for r, c in zip(rft, oracle.rewrite_fraction_many(rft_problems, rft_traces, f),
+                                                    strict=True)]
     write_jsonl(paths.stream(name), rows)
     drift_rewards = reward.score_many([problems[r["id"]] for r in rows], [r["completion"] for r in rows])
     write_jsonl(paths.rewards / f"{name}.jsonl",

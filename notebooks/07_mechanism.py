@@ -46,6 +46,7 @@ from paradox.aggregate import fmt, lookup, utility
 from paradox.generation import load_model
 from paradox.io import read_jsonl, write_text
 from paradox.metrics import perplexity, quarter_slices, response_nll
+from paradox.oracle_client import thread_map
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.report import (
@@ -56,7 +57,7 @@ from paradox.report import (
     save_table,
     setup_style,
 )
-from paradox.retention import toy_retention
+from paradox.retention import judge_retention, load_prompt, toy_retention
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -183,16 +184,31 @@ attribution.pivot_table(index="rank", columns="stream", values="token", aggfunc=
 # it is exact, computed from the parsed steps; real profiles use the LLM-judge prompt
 # `params/prompts/retention_judge.txt` behind the same signature (`paradox.retention`). A
 # repaired wrong value counts as *not* kept here, so a rewrite that fixes an error loses a little.
+#
+# With a real Oracle (`oracle.backend: openai`) the judge is the Oracle's endpoint with that
+# prompt, asked concurrently and cached like every Oracle request; a judge answer with no score is
+# left out of the mean and counted.
 
 # %%
-if params.world != "toy":
-    raise NotImplementedError("the LLM-judge retention needs the Oracle client, not built in this version")
 rft_by_id = {r["id"]: r["completion"] for r in data["slm_rft"]}
-retention = {}
-for s in streams + [x for x in data if x.startswith(plan.DRIFT_PREFIX)]:
-    if s == "slm_rft":
-        continue
-    retention[s] = float(np.mean([toy_retention(rft_by_id[r["id"]], r["completion"]) for r in data[s]]))
+rewrites = [s for s in streams + [x for x in data if x.startswith(plan.DRIFT_PREFIX)] if s != "slm_rft"]
+retention, retention_unscored = {}, {}
+if params.oracle.backend == "openai":
+    judge = backends.oracle(params, paths).client
+    judge_prompt = load_prompt(params.analysis.retention_prompt)
+    for s in rewrites:
+        pairs = [(rft_by_id[r["id"]], r["completion"]) for r in data[s]]
+        scores = thread_map(lambda pair: judge_retention(judge, judge_prompt, *pair), pairs,
+                            params.oracle.concurrency, desc=f"retention {s}")
+        got = [x for x in scores if x is not None]
+        retention[s] = float(np.mean(got)) if got else float("nan")
+        retention_unscored[s] = len(scores) - len(got)
+    print("judge answers without a score, per stream:", retention_unscored, "; oracle counts:", judge.stats())
+elif params.world == "toy":
+    for s in rewrites:
+        retention[s] = float(np.mean([toy_retention(rft_by_id[r["id"]], r["completion"]) for r in data[s]]))
+else:
+    raise NotImplementedError("retention for world 'real' needs the LLM judge: set oracle.backend 'openai'")
 pd.Series(retention, name="retention (1-5)").rename(index=label)
 
 # %% [markdown]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from paradox.generation import Generator, HFGenerator
 from paradox.io import read_json
-from paradox.params import Params
+from paradox.params import PARAMS_DIR, Params
 from paradox.paths import RunPaths
 from paradox.problems import JsonlProblemSource, ProblemSource
 
@@ -55,12 +55,26 @@ def generator(params: Params, model_path: str, batch_size: int) -> Generator:
     raise _not_built("the vLLM generation backend")
 
 
-def oracle(params: Params):
+def oracle_cache_dir(paths: RunPaths) -> Path:
+    """The Oracle's answers, one JSON file per request (see `paradox.oracle_client`)."""
+    return paths.root / "cache" / "oracle"
+
+
+def oracle(params: Params, paths: RunPaths):
+    """ToyOracle, or PromptOracle on an OpenAI-compatible endpoint (cached under the run dir)."""
     if params.oracle.backend == "toy":
         from paradox.toy.oracle import ToyOracle
 
         return ToyOracle()
-    raise _not_built("the OpenAI-compatible Oracle")
+    if params.oracle.locator == "prm":
+        raise _not_built("the process-reward-model error locator (oracle.locator 'prm'; use 'oracle')")
+    from paradox.oracle_client import OracleClient
+    from paradox.real_oracle import PromptOracle, load_prompts
+
+    client = OracleClient.from_params(params.oracle, oracle_cache_dir(paths))
+    # Prompt files are named from the repository root, the parent of params/ (as load_params checks).
+    prompts = load_prompts(params.oracle.prompts.model_dump(), root=PARAMS_DIR.resolve().parent)
+    return PromptOracle(client, prompts, name=f"{params.oracle.model} ({client.endpoint})")
 
 
 def reward_model(params: Params):

@@ -1,7 +1,7 @@
 """The toy Oracle: rule-based, correct by construction, writing in its own notation.
 
-It stands in for GPT-5.2 / Qwen2.5-Math-72B-Instruct behind the same interface the real
-(OpenAI-compatible) Oracle will implement.
+It stands in for GPT-5.2 / Qwen2.5-Math-72B-Instruct behind the same interface as the real
+(OpenAI-compatible) Oracle, `paradox.real_oracle.PromptOracle`.
 """
 
 from __future__ import annotations
@@ -35,3 +35,27 @@ class ToyOracle:
     def rewrite_in_style(self, problem: Problem, trace: str) -> tuple[str, list[int]]:
         """Change only the wrong steps, in the trace's own wording; returns (trace, changed lines)."""
         return steps.repair(trace, problem.meta)
+
+    # Batch versions, so notebooks call `*_many` for either world (the real Oracle runs them
+    # concurrently); here simple loops returning exactly what the single calls return.
+    def refine_many(self, problems: list[Problem], traces: list[str]) -> list[str]:
+        return [self.refine(p, t) for p, t in zip(problems, traces, strict=True)]
+
+    def synthesize_many(self, problems: list[Problem]) -> list[str]:
+        return [self.synthesize(p) for p in problems]
+
+    def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
+        return [self.first_wrong_step(p, t) for p, t in zip(problems, traces, strict=True)]
+
+    def rewrite_in_style_many(self, problems: list[Problem], traces: list[str],
+                              first_wrong: list[int | None]) -> list[tuple[str, list[int]]]:
+        """Traces with no wrong step are returned unchanged, as notebook 03 always did."""
+        return [(t, []) if k is None else self.rewrite_in_style(p, t)
+                for p, t, k in zip(problems, traces, first_wrong, strict=True)]
+
+    def rewrite_fraction_many(self, problems: list[Problem], traces: list[str], fraction: float) -> list[str]:
+        return [self.rewrite_fraction(p, t, fraction) for p, t in zip(problems, traces, strict=True)]
+
+    def stats(self) -> dict[str, int]:
+        """The rule never fails, so there is nothing to count (the real Oracle counts fallbacks)."""
+        return {}

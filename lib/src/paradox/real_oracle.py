@@ -1,0 +1,283 @@
+"""The real Oracle: prompts (params/prompts/) sent to an OpenAI-compatible endpoint.
+
+Same methods as `paradox.toy.oracle.ToyOracle`, plus `*_many` batch versions that send their
+requests concurrently (the notebooks call those, for either world).
+
+Style-Aligned Refinement, real variant:
+1. the trace is split into steps: blank-line separated paragraphs, as Qwen2.5-Math-PRM and
+   ProcessBench do, or its lines when it has a single paragraph;
+2. the `locate` prompt (ProcessBench's task) asks for the index of the earliest wrong step, or
+   -1; an answer with no usable index counts as "not located" (counted, never a crash);
+3. the `style_align` prompt rewrites the steps from the wrong one on, in the SLM's own wording;
+   the steps before it are kept verbatim (they are copied, not asked for).
+
+The drift dial: f = 0 is that repair alone, f = 1 is exactly `refine`, otherwise the `drift`
+prompt rewrites the first round(f n) steps of the repaired trace in the Oracle's own notation
+and the rest is copied verbatim.
+
+Model outputs can be empty or malformed: the original trace is kept instead, and counted
+(`stats()`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from paradox.grading import grade
+from paradox.problems import Problem
+
+# Placeholders each prompt file must contain ({n_steps} is optional everywhere).
+REQUIRED = {
+    "refine": ("{question}", "{trace}"),
+    "synthesize": ("{question}",),
+    "locate": ("{question}", "{steps}"),
+    "style_align": ("{question}", "{steps}", "{index}"),
+    "drift": ("{steps}",),
+}
+
+BLANK_LINE = re.compile(r"\n[ \t]*\n")
+NEWLINE = re.compile(r"\n")
+THINK = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
+BOXED_INT = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
+# Fallback when there is no \boxed{}: "index is 2", "Answer: -1" (never "paragraph 3 is fine").
+STATED_INT = re.compile(r"\b(?:index|answer)\s*(?:is|:|=)\s*[*`$]*\s*(-?\d+)", re.IGNORECASE)
+
+
+class BatchCompleter(Protocol):
+    def complete(self, prompt: str) -> str: ...
+    def complete_many(self, prompts: list[str], desc: str | None = ...) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A trace cut into steps; `spans` are (start, end) of each step's text in `text`."""
+    text: str
+    spans: list[tuple[int, int]]
+    mode: str  # "paragraph" | "line"
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, i: int) -> str:
+        s, e = self.spans[i]
+        return self.text[s:e]
+
+    @property
+    def items(self) -> list[str]:
+        return [self[i] for i in range(len(self))]
+
+    def head(self, i: int) -> str:
+        """The text before step i, verbatim (separator included); the whole text for i = len."""
+        return self.text if i >= len(self) else self.text[:self.spans[i][0]]
+
+    def tail(self, i: int) -> str:
+        """The text from step i on, verbatim."""
+        return "" if i >= len(self) else self.text[self.spans[i][0]:]
+
+
+def split_steps(trace: str, mode: str | None = None) -> Steps:
+    """Blank-line separated paragraphs; the lines when the trace has a single paragraph."""
+    if mode is None:
+        mode = "paragraph" if BLANK_LINE.search(trace.strip()) else "line"
+    sep = BLANK_LINE if mode == "paragraph" else NEWLINE
+    spans, pos = [], 0
+    for m in [*sep.finditer(trace), None]:
+        end = len(trace) if m is None else m.start()
+        chunk = trace[pos:end]
+        if chunk.strip():
+            spans.append((pos + len(chunk) - len(chunk.lstrip()), pos + len(chunk.rstrip())))
+        if m is not None:
+            pos = m.end()
+    return Steps(trace, spans, mode)
+
+
+def tag_steps(steps: list[str], first: int = 0) -> str:
+    """ProcessBench's layout: each step in <paragraph_i> tags, indexed from `first`."""
+    return "\n\n".join(f"<paragraph_{first + i}>\n{s}\n</paragraph_{first + i}>" for i, s in enumerate(steps))
+
+
+def fill(template: str, **fields: object) -> str:
+    """str.replace, not str.format: math is full of braces."""
+    for key, value in fields.items():
+        template = template.replace("{" + key + "}", str(value))
+    return template
+
+
+def strip_think(answer: str | None) -> str:
+    """Drop a leading <think>...</think> block (reasoning models served without a reasoning parser)."""
+    return THINK.sub("", answer or "", count=1)
+
+
+def parse_index(answer: str | None, n_steps: int) -> tuple[int | None, bool]:
+    """(earliest wrong step or None for -1, parsed?) from a locate answer.
+
+    The last \\boxed{int} wins; failing that, the last "index is N" / "answer: N"; failing that, a
+    bare integer answer. Anything else, or an index outside [-1, n_steps), is not parsed.
+    """
+    text = strip_think(answer).strip()
+    found = BOXED_INT.findall(text) or STATED_INT.findall(text)
+    if not found and re.fullmatch(r"-?\d+\.?", text):
+        found = [text.rstrip(".")]
+    if not found:
+        return None, False
+    i = int(found[-1])
+    if i == -1:
+        return None, True
+    return (i, True) if 0 <= i < n_steps else (None, False)
+
+
+def extract(answer: str | None, tag: str) -> str:
+    """The text inside the last <tag>...</tag> (or after an unclosed <tag>), else the whole answer."""
+    text = strip_think(answer)
+    opened = text.rfind(f"<{tag}>")
+    if opened >= 0:
+        text = text[opened + len(tag) + 2:]
+        closed = text.find(f"</{tag}>")
+        text = text if closed < 0 else text[:closed]
+    return text.strip("\n").rstrip()
+
+
+def load_prompts(paths: dict[str, str], root: Path | str = ".") -> dict[str, str]:
+    out = {}
+    for name, rel in paths.items():
+        path = Path(root) / rel
+        text = path.read_text()
+        missing = [f for f in REQUIRED[name] if f not in text]
+        if missing:
+            raise ValueError(f"{path}: the {name} prompt lacks the placeholder(s) {missing}")
+        out[name] = text
+    return out
+
+
+class PromptOracle:
+    """The Oracle behind an OpenAI-compatible endpoint, with the prompts of `params.oracle.prompts`."""
+
+    def __init__(self, client: BatchCompleter, prompts: dict[str, str], name: str = "oracle") -> None:
+        missing = set(REQUIRED) - set(prompts)
+        if missing:
+            raise ValueError(f"PromptOracle needs prompts for {sorted(missing)}")
+        self.client, self.prompts, self.name = client, prompts, name
+        self._stats: Counter[str] = Counter()
+
+    def stats(self) -> dict[str, int]:
+        """Fallbacks and parse failures so far (plus the client's request counts, if it has them)."""
+        client_stats = getattr(self.client, "stats", None)
+        return {**dict(self._stats), **(client_stats() if callable(client_stats) else {})}
+
+    def _ask(self, prompts: list[str], desc: str) -> list[str]:
+        return self.client.complete_many(prompts, desc=desc) if prompts else []
+
+    # --- Oracle-Refined and Oracle-Synthesized ------------------------------------------------
+    def refine_many(self, problems: list[Problem], traces: list[str]) -> list[str]:
+        """Minimal repair of each trace, in whatever notation the Oracle writes."""
+        answers = self._ask([fill(self.prompts["refine"], question=p.question, trace=t)
+                             for p, t in zip(problems, traces, strict=True)], "oracle refine")
+        out = []
+        for trace, ans in zip(traces, answers, strict=True):
+            text = extract(ans, "solution")
+            if not text.strip():
+                self._stats["refine_empty"] += 1  # keep the original trace
+            out.append(text if text.strip() else trace)
+        return out
+
+    def synthesize_many(self, problems: list[Problem]) -> list[str]:
+        """The Oracle's own solution from scratch; an empty answer stays empty (there is no
+        original to fall back to) and is counted."""
+        answers = self._ask([fill(self.prompts["synthesize"], question=p.question) for p in problems],
+                            "oracle synthesize")
+        out = [extract(a, "solution") for a in answers]
+        self._stats["synthesize_empty"] += sum(not t.strip() for t in out)
+        return out
+
+    # --- Style-Aligned Refinement -------------------------------------------------------------
+    def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
+        """Earliest wrong step (index into `split_steps(trace)`), or None: none, or not located."""
+        steps = [split_steps(t) for t in traces]
+        answers = self._ask([fill(self.prompts["locate"], question=p.question, steps=tag_steps(s.items),
+                                  n_steps=len(s)) for p, s in zip(problems, steps, strict=True)], "oracle locate")
+        out = []
+        for s, ans in zip(steps, answers, strict=True):
+            index, parsed = parse_index(ans, len(s))
+            if not parsed:
+                self._stats["locate_unparsed"] += 1  # counted as "not located"
+            out.append(index)
+        return out
+
+    def rewrite_in_style_many(self, problems: list[Problem], traces: list[str],
+                              first_wrong: list[int | None]) -> list[tuple[str, list[int]]]:
+        """Rewrite the steps from the first wrong one on, in the trace's own wording.
+
+        Returns (trace, changed step indices); the steps before the wrong one are copied verbatim.
+        A trace with no located error is returned as is, with no change.
+        """
+        steps = [split_steps(t) for t in traces]
+        todo = [i for i, k in enumerate(first_wrong) if k is not None and k < len(steps[i])]
+        answers = self._ask([fill(self.prompts["style_align"], question=problems[i].question, trace=traces[i],
+                                  steps=tag_steps(steps[i].items), index=first_wrong[i], n_steps=len(steps[i]))
+                             for i in todo], "oracle style-align")
+        out: list[tuple[str, list[int]]] = [(t, []) for t in traces]
+        for i, ans in zip(todo, answers, strict=True):
+            k, orig = first_wrong[i], steps[i]
+            assert k is not None
+            new_tail = extract(ans, "rewrite")
+            if not new_tail.strip():
+                self._stats["style_empty"] += 1
+                continue
+            trailing = orig.text[len(orig.text.rstrip()):]  # keep the original's final newline(s)
+            rewrite = orig.head(k) + new_tail.lstrip() + trailing
+            if grade(orig.text, problems[i].answer) and not grade(rewrite, problems[i].answer):
+                self._stats["style_answer_lost"] += 1  # the "repair" broke a correct answer: keep the original
+                continue
+            new = split_steps(rewrite, orig.mode)
+            changed = [j for j in range(k, max(len(new), len(orig)))
+                       if j >= len(new) or j >= len(orig) or new[j] != orig[j]]
+            out[i] = (rewrite, changed)
+        return out
+
+    # --- the drift dial -----------------------------------------------------------------------
+    def rewrite_fraction_many(self, problems: list[Problem], traces: list[str], fraction: float) -> list[str]:
+        """f = 0: the style-aligned repair alone; f = 1: `refine`; otherwise the first round(f n)
+        steps of the repaired trace in the Oracle's notation, the rest verbatim."""
+        if fraction >= 1.0:
+            return self.refine_many(problems, traces)
+        # The repair's requests repeat for every fraction, and come from the cache after the first.
+        first_wrong = self.locate_many(problems, traces)
+        repaired = [r for r, _ in self.rewrite_in_style_many(problems, traces, first_wrong)]
+        if fraction <= 0.0:
+            return repaired
+        steps = [split_steps(t) for t in repaired]
+        m = [round(fraction * len(s)) for s in steps]
+        todo = [i for i, n in enumerate(m) if n > 0]
+        answers = self._ask([fill(self.prompts["drift"], question=problems[i].question, trace=repaired[i],
+                                  steps=tag_steps(steps[i].items[:m[i]]), n_steps=m[i]) for i in todo],
+                            f"oracle drift {fraction:g}")
+        out = list(repaired)
+        for i, ans in zip(todo, answers, strict=True):
+            head = extract(ans, "rewrite").strip()
+            if not head:
+                self._stats["drift_empty"] += 1  # keep the repaired trace
+                continue
+            s, n = steps[i], m[i]
+            sep = s.text[s.spans[n - 1][1]:s.spans[n][0]] if n < len(s) else s.text[s.spans[-1][1]:]
+            out[i] = head + sep + s.tail(n)
+        return out
+
+    # --- one problem at a time (the ToyOracle interface) ---------------------------------------
+    def refine(self, problem: Problem, trace: str) -> str:
+        return self.refine_many([problem], [trace])[0]
+
+    def synthesize(self, problem: Problem) -> str:
+        return self.synthesize_many([problem])[0]
+
+    def first_wrong_step(self, problem: Problem, trace: str) -> int | None:
+        return self.locate_many([problem], [trace])[0]
+
+    def rewrite_in_style(self, problem: Problem, trace: str) -> tuple[str, list[int]]:
+        return self.rewrite_in_style_many([problem], [trace], [self.first_wrong_step(problem, trace)])[0]
+
+    def rewrite_fraction(self, problem: Problem, trace: str, fraction: float) -> str:
+        return self.rewrite_fraction_many([problem], [trace], fraction)[0]

@@ -1,0 +1,143 @@
+"""The OpenAI-compatible Oracle client against a fake endpoint that injects faults (fault_proxy)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fault_proxy import FaultServer
+from oracle_helpers import KEY_ENV, cache_files, cached_prompts, kill_mid_run
+
+from paradox.oracle_client import OracleClient, OracleError, display_url
+
+SECRET = "sk-test-not-a-real-key-7f3a9c"
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    return SECRET
+
+
+def client(url: str, cache: Path, **kw: object) -> OracleClient:
+    """Fast settings: tiny backoff, short timeout."""
+    opts: dict = {"model": "fake-model", "api_key_env": KEY_ENV, "concurrency": 4, "max_retries": 4,
+                  "timeout_s": 5.0, "backoff_base_s": 0.01, "backoff_max_s": 0.05} | kw
+    return OracleClient(base_url=url, cache_dir=cache, **opts)
+
+
+def test_retries_through_429_500_timeout_and_dropped_connection(tmp_path):
+    with FaultServer(timeout_delay_s=1.5) as srv:
+        srv.schedule(["429", "500", "timeout", "drop", "503"])
+        c = client(srv.url, tmp_path, timeout_s=0.5, max_retries=5)
+        assert c.complete("hello") == "echo: hello"
+        actions = [r.action for r in srv.chat_requests()]
+    assert actions == ["429", "500", "timeout", "drop", "503", "ok"]
+    assert c.stats() == {"requests": 6, "cache_hits": 0, "retries": 5, "failures": 0}
+    assert len(cache_files(tmp_path)) == 1
+
+
+def test_concurrency_limit_is_respected(tmp_path):
+    with FaultServer(delay_s=0.15) as srv:
+        c = client(srv.url, tmp_path, concurrency=3)
+        prompts = [f"p{i}" for i in range(12)]
+        t0 = time.monotonic()
+        out = c.complete_many(prompts, desc=None)
+        elapsed = time.monotonic() - t0
+    assert out == [f"echo: p{i}" for i in range(12)]  # input order
+    assert srv.max_in_flight == 3  # never more than the limit, and the limit is used
+    assert elapsed < 12 * 0.15  # really concurrent
+
+
+def test_cache_hit_makes_no_request_and_repeats_are_asked_once(tmp_path):
+    with FaultServer() as srv:
+        first = client(srv.url, tmp_path)
+        assert first.complete_many(["a", "b", "a"], desc=None) == ["echo: a", "echo: b", "echo: a"]
+        assert len(srv.chat_requests()) == 2  # "a" asked once
+        again = client(srv.url, tmp_path)  # a new run on the same cache
+        assert again.complete_many(["b", "a"], desc=None) == ["echo: b", "echo: a"]
+        assert again.complete("a") == "echo: a"
+        assert len(srv.chat_requests()) == 2
+    assert again.stats()["cache_hits"] == 3 and again.stats()["requests"] == 0
+
+
+def test_cache_key_changes_with_sampling_params_only(tmp_path, monkeypatch):
+    base = client("http://127.0.0.1:1/v1", tmp_path)
+    keys = {base.cache_key("q")}
+    for change in ({"temperature": 0.7}, {"top_p": 0.9}, {"max_tokens": 17}, {"seed": 3}, {"model": "other"}):
+        keys.add(client("http://127.0.0.1:1/v1", tmp_path, **change).cache_key("q"))
+    assert len(keys) == 6
+    assert base.cache_key("q2") != base.cache_key("q")
+    # Neither the endpoint nor the key is part of the key (a proxy or a new key reuses the cache).
+    monkeypatch.setenv(KEY_ENV, "sk-another")
+    assert client("https://user:pw@example.org/v1?token=x", tmp_path).cache_key("q") == base.cache_key("q")
+    with FaultServer() as srv:
+        client(srv.url, tmp_path).complete("q")
+        client(srv.url, tmp_path, temperature=0.7, seed=3).complete("q")  # a new key: asked again
+        bodies = [r.body for r in srv.chat_requests()]
+    assert len(bodies) == 2
+    assert bodies[0]["temperature"] == 0.0 and "seed" not in bodies[0]
+    assert bodies[1]["temperature"] == 0.7 and bodies[1]["seed"] == 3 and bodies[1]["max_tokens"] == 4096
+
+
+def test_api_key_reaches_server_but_no_file(tmp_path):
+    with FaultServer() as srv:
+        c = client(srv.url, tmp_path)
+        c.complete_many(["x", "y"], desc=None)
+        auth = {r.headers.get("authorization") for r in srv.chat_requests()}
+    assert auth == {f"Bearer {SECRET}"}
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files
+    for p in files:
+        text = p.read_text()
+        assert SECRET not in text and "127.0.0.1" not in text, p
+
+
+def test_failure_after_retries_is_clear_and_keeps_finished_answers(tmp_path):
+    rule = lambda body: "500" if body["messages"][-1]["content"] == "bad" else None  # noqa: E731
+    with FaultServer(rule=rule, delay_s=0.05) as srv:
+        c = client(srv.url, tmp_path, concurrency=3, max_retries=2)
+        with pytest.raises(OracleError) as err:
+            c.complete_many(["good0", "good1", "bad"], desc=None)
+        n_bad = sum(r.prompt == "bad" for r in srv.chat_requests())
+    msg = str(err.value)
+    assert display_url(srv.url) in msg and "fake-model" in msg and "HTTP 500" in msg and "3 attempt" in msg
+    assert SECRET not in msg
+    assert n_bad == 3  # one try and two retries
+    assert cached_prompts(tmp_path) == {"good0", "good1"}
+    assert c.stats()["failures"] == 1
+
+
+def test_non_retryable_status_fails_at_once(tmp_path):
+    with FaultServer() as srv:
+        srv.schedule(["401"])
+        with pytest.raises(OracleError, match="HTTP 401"):
+            client(srv.url, tmp_path).complete("q")
+        assert len(srv.chat_requests()) == 1
+    assert not cache_files(tmp_path)
+
+
+def test_empty_answer_is_returned_and_cached(tmp_path):
+    with FaultServer(responder=lambda body: "") as srv:
+        c = client(srv.url, tmp_path)
+        assert c.complete("q") == ""
+        assert c.complete("q") == ""
+        assert len(srv.chat_requests()) == 1
+
+
+def test_killed_run_resumes_without_repeating_finished_prompts(tmp_path):
+    n = 60
+    prompts = [f"prompt {i}" for i in range(n)]
+    with FaultServer(delay_s=0.05) as srv:
+        kill_mid_run(srv.url, "fake-model", tmp_path, n, after=10, log=tmp_path.parent / "client.log")
+        done = cached_prompts(tmp_path)
+        assert 10 <= len(done) < n
+        mark = len(srv.chat_requests())
+        c = client(srv.url, tmp_path, concurrency=4)
+        assert c.complete_many(prompts, desc=None) == [f"echo: {p}" for p in prompts]
+        resumed = [r.prompt for r in srv.chat_requests()[mark:]]
+    assert not set(resumed) & done  # nothing finished is asked again
+    assert sorted(resumed) == sorted(set(prompts) - done)  # everything else exactly once
+    assert c.stats()["cache_hits"] == len(done)
+    assert cached_prompts(tmp_path) == set(prompts)

@@ -404,13 +404,32 @@ def _describe(err: dict, origin: dict, profile_file: str) -> str:
     return f"{src}: key '{key}': {err['msg']} (got {err.get('input')!r})"
 
 
+def _profile_chain(params_dir: Path, profile: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The profile file and the profiles it `extends`, most general first (base.yaml comes before all)."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    name: str | None = profile
+    while name is not None:
+        path = params_dir / f"{name}.yaml"
+        if any(path == p for p, _ in chain):
+            raise ParamsError(f"{chain[-1][0]}: key 'extends': profiles extend each other in a cycle ({name})")
+        data = _read_yaml(path)
+        parent = data.pop("extends", None)
+        if parent is not None and (not isinstance(parent, str) or parent == BASE_FILE.removesuffix(".yaml")):
+            raise ParamsError(f"{path}: key 'extends' must name another profile (base.yaml is always first)")
+        chain.append((path, data))
+        name = parent
+    return chain[::-1]
+
+
 def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
-    """Load `base.yaml` + `<profile>.yaml` and validate; raise ParamsError naming file and key."""
+    """Load `base.yaml` + `<profile>.yaml` (after the profiles it `extends`, if any) and validate;
+    raise ParamsError naming the file and the key."""
     params_dir = Path(params_dir)
     base_path, prof_path = params_dir / BASE_FILE, params_dir / f"{profile}.yaml"
     origin: dict[tuple, str] = {}
     merged = _merge({}, _read_yaml(base_path), origin, str(base_path))
-    merged = _merge(merged, _read_yaml(prof_path), origin, str(prof_path))
+    for path, data in _profile_chain(params_dir, profile):
+        merged = _merge(merged, data, origin, str(path))
     merged.setdefault("profile", profile)
     origin.setdefault(("profile",), str(prof_path))
     if merged["profile"] != profile:
@@ -437,15 +456,17 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    world_only = args[:1] == ["--world"]  # for the Makefile: which stages a profile has
+    args = args[1:] if world_only else args
     if len(args) != 1:
-        print("usage: python -m paradox.params PROFILE", file=sys.stderr)
+        print("usage: python -m paradox.params [--world] PROFILE", file=sys.stderr)
         return 2
     try:
         p = load_params(args[0])
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"params ok: profile {p.profile} ({p.description}), hash {p.hash()}")
+    print(p.world if world_only else f"params ok: profile {p.profile} ({p.description}), hash {p.hash()}")
     return 0
 
 

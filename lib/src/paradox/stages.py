@@ -1,0 +1,186 @@
+"""`make plan PROFILE=...`: every stage of a profile with its models, datasets, sizes and outputs,
+computed from the params alone. Nothing is loaded, downloaded or run, so it works on a laptop for
+a profile meant for eight GPUs, and a bad profile fails here in a second with the params error.
+
+Sizes that depend on results (how many problems survive rejection sampling) are upper bounds and
+say so.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from paradox import plan
+from paradox.params import Params, ParamsError, RewardModel, load_params
+from paradox.paths import RunPaths
+
+
+@dataclass
+class Stage:
+    notebook: str
+    does: str
+    models: list[str] = field(default_factory=list)
+    data: list[str] = field(default_factory=list)
+    sizes: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+def _dataset(params: Params, split: str) -> str:
+    if params.world == "toy":
+        return f"toy '{split}' split (runs/{params.profile}/world/{split}.jsonl)"
+    d = params.datasets[split]
+    where = f"local {d.local_path}" if d.local_path else f"hub {d.hub_id}" + (f"@{d.revision}" if d.revision else "")
+    cfg = f", config {d.config}" if d.config else ""
+    limit = f", sample of {d.limit:,}" if d.limit else ""
+    return f"{split}: {where} (split {d.split}{cfg}{limit})"
+
+
+def _n_train(params: Params) -> tuple[int | None, str]:
+    if params.world == "toy":
+        assert params.toy is not None
+        return params.toy.problems.n_train, ""
+    limit = params.datasets["train"].limit
+    return limit, "" if limit else "all rows of"
+
+
+def _reward(r: RewardModel) -> str:
+    if r.backend == "toy":
+        return "toy rubric reward (paradox.toy.reward)"
+    return f"{r.name_or_path} via {r.backend} ({r.head}, {r.dtype}, batch {r.batch_size})"
+
+
+def _slm(params: Params) -> str:
+    if params.slm.name_or_path == "toy":
+        return "the toy SLM built by 00 (a small Llama trained from scratch)"
+    s = params.slm
+    return f"{s.name_or_path} ({s.dtype}{', chat template' if s.use_chat_template else ', raw prompt'})"
+
+
+def _engine(params: Params, backend: str) -> str:
+    if backend == "hf":
+        return "transformers generate"
+    v = params.vllm
+    return f"vLLM (tensor parallel {v.tensor_parallel_size}, data parallel {v.data_parallel_size})"
+
+
+def _oracle(params: Params) -> str:
+    o = params.oracle
+    if o.backend == "toy":
+        return "toy rule Oracle (paradox.toy.oracle)"
+    return (f"{o.model} at {o.base_url} (OpenAI-compatible; key from ${o.api_key_env}; "
+            f"{o.concurrency} requests in flight; cached under runs/{params.profile}/cache/oracle)")
+
+
+def stages(params: Params) -> list[Stage]:
+    p, t, e = params, params.train, params.eval
+    paths = RunPaths(p.profile)
+    root = f"runs/{p.profile}"
+    n, qual = _n_train(p)
+    n_txt = f"{qual} {n:,}".strip() if n else "all"
+    runs = plan.training_runs(p)
+    streams = plan.all_streams(p)
+    per_device, accum = t.split_batch(t.batch_size)
+    out: list[Stage] = []
+    if p.world == "toy":
+        assert p.toy is not None
+        tp, ts = p.toy.problems, p.toy.slm
+        out.append(Stage("00_toy_world", "build the toy world and pretrain its SLM on native-style solutions",
+                         models=[f"toy Llama: hidden {ts.hidden_size}, {ts.n_layers} layers, vocab {ts.vocab_size}"],
+                         sizes=[f"problems: train {tp.n_train}, test {tp.n_test}, hard {tp.n_hard}",
+                                f"pretraining: {ts.pretrain_problems:,} solutions x {ts.pretrain_epochs:g} epochs"],
+                         outputs=[f"{paths.world}/", f"{paths.slm_cache}/<key>/"]))
+    k = p.sampling
+    out.append(Stage("01_data", "rejection sampling: k samples per training problem, keep one correct trace",
+                     models=[f"{_slm(p)} on {_engine(p, k.backend)}"], data=[_dataset(p, "train")],
+                     sizes=[f"problems: {n_txt}", f"generations: {k.k} per problem"
+                            + (f" = {n * k.k:,}" if n else "") + f", at most {k.max_new_tokens:,} new tokens each",
+                            "kept problems: those with a correct sample (known only after sampling"
+                            + ("; the paper kept ~34K of 100K)" if p.world == "real" else ")")],
+                     outputs=[f"{paths.data}/samples/", f"{paths.data}/kept_problems.jsonl",
+                              f"{paths.streams}/slm_rft.jsonl", f"{paths.streams}/ground_truth.jsonl"]))
+    out.append(Stage("02_oracle_refine", "Oracle-Refined and Oracle-Synthesized streams; reward of every stream",
+                     models=[f"Oracle: {_oracle(p)}", f"reward: {_reward(p.reward)}",
+                             *[f"reward cross-check: {_reward(r)}" for r in p.reward.cross_check]],
+                     sizes=[("Oracle requests: 2 per kept problem (refine, synthesize), at most "
+                             f"{p.oracle.max_tokens:,} tokens each") if p.oracle.backend == "openai"
+                            else "Oracle: 2 rule calls per kept problem",
+                            f"reward scores: 4 streams x kept problems x {1 + len(p.reward.cross_check)} model(s)"],
+                     outputs=[f"{paths.streams}/oracle_refined.jsonl", f"{paths.streams}/oracle_synthesized.jsonl",
+                              f"{paths.rewards}/<stream>.jsonl"]))
+    sa = p.style_align
+    out.append(Stage("03_style_align", "Style-Aligned Refinement (locate the wrong step, fix it in the SLM's wording, "
+                     "style check); drift dial; compatibility-aware selection",
+                     models=[f"Oracle: {_oracle(p)}", f"locator: {p.oracle.locator}"
+                             + (f" ({p.oracle.prm})" if p.oracle.locator == "prm" else ""),
+                             f"perplexity: {_slm(p)}"],
+                     sizes=[f"style check: PPL ratio <= {sa.max_ppl_ratio}, edit ratio <= {sa.max_edit_ratio}",
+                            f"drift dial fractions: {list(p.drift.fractions) or 'none'}",
+                            f"selection: {'on, lambda ' + str(p.selection.lam) if p.selection.enabled else 'off'}"],
+                     outputs=[f"{paths.streams}/style_aligned.jsonl", f"{paths.data}/style_align_decisions.jsonl",
+                              *([f"{paths.streams}/compat_selected.jsonl"] if p.selection.enabled else []),
+                              *[f"{paths.streams}/{plan.drift_stream(f)}.jsonl" for f in p.drift.fractions]]))
+    launcher = ("inline TRL SFTTrainer" if t.launcher == "inline"
+                else f"accelerate launch ({t.accelerate_config}, {t.num_processes} processes)")
+    n_main = sum(r.purpose == "main" for r in runs)
+    out.append(Stage("04_train", "fine-tune the SLM on every stream with SFT (nll) and DFT",
+                     models=[f"base: {_slm(p)}", f"trainer: {launcher}; "
+                             + (f"LoRA r={t.lora.r}" if t.lora.enabled else "full fine-tuning")
+                             + (", bf16" if t.bf16 else "")],
+                     sizes=[f"runs: {len(runs)} ({n_main} main = {len(streams)} streams x losses x "
+                            f"{len(t.seeds)} seed(s); {len(runs) - n_main} grid)",
+                            f"batch {t.batch_size} = {per_device} per device x {t.num_processes} process(es) x "
+                            f"{accum} accumulation; lr {t.learning_rate:g}; {t.epochs:g} epoch(s); max length "
+                            f"{t.max_length:,}",
+                            "steps per run: ceil(epochs x kept problems / batch)"
+                            + (f" <= {-(-int(t.epochs * n) // t.batch_size):,}" if n else "")],
+                     outputs=[f"{paths.models}/<stream>-<loss>-s<seed>/", f"{paths.models}/runs.csv"]))
+    n_eval_models = len(runs) + 1  # + the base SLM
+    out.append(Stage("05_eval", "Avg@k of every fine-tuned model (and the base SLM); perplexity of every stream",
+                     models=[f"{n_eval_models} models on {_engine(p, k.backend)}"],
+                     data=[_dataset(p, s) for s in e.splits],
+                     sizes=[f"k = {e.k} samples per problem at temperature {e.temperature:g}, at most "
+                            f"{e.max_new_tokens:,} new tokens",
+                            f"learning-curve checkpoints: {p.learning_curve.checkpoints} per run of "
+                            f"{list(p.learning_curve.streams)} ({list(p.learning_curve.losses)})"],
+                     outputs=[f"{paths.eval}/accuracy.csv", f"{paths.eval}/perplexity.csv",
+                              f"{paths.eval}/learning_curves.csv", f"{paths.eval}/graded/"]))
+    out.append(Stage("06_figures", "Table 1, accuracy by split, loss curves (each with a sidecar)",
+                     outputs=[f"{paths.figures}/table1.*", f"{paths.figures}/*.png + *.json sidecars"]))
+    out.append(Stage("07_mechanism", "segmented perplexity, token attribution, retention, learning curves, "
+                     "drift dial, selection, correlations, REPORT.md",
+                     models=[f"perplexity: {_slm(p)}",
+                             "retention: exact toy atoms" if p.world == "toy"
+                             else f"retention judge: {_oracle(p)} with {p.analysis.retention_prompt}"],
+                     outputs=[f"{paths.figures}/mechanism_table.*", f"{root}/REPORT.md"]))
+    return out
+
+
+def render(params: Params) -> str:
+    lines = [f"profile {params.profile}: {params.description}", f"params hash {params.hash()}; world {params.world}; "
+             f"seed {params.seed}", ""]
+    for s in stages(params):
+        lines.append(f"{s.notebook}: {s.does}")
+        for label, items in (("model", s.models), ("data", s.data), ("size", s.sizes), ("writes", s.outputs)):
+            lines += [f"    {label:<7}{item}" for item in items]
+        lines.append("")
+    lines.append(f"Nothing was run. `make paper PROFILE={params.profile}` runs these stages in order.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m paradox.stages PROFILE", file=sys.stderr)
+        return 2
+    try:
+        params = load_params(args[0])
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(render(params))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -141,3 +141,14 @@ def test_killed_run_resumes_without_repeating_finished_prompts(tmp_path):
     assert sorted(resumed) == sorted(set(prompts) - done)  # everything else exactly once
     assert c.stats()["cache_hits"] == len(done)
     assert cached_prompts(tmp_path) == set(prompts)
+
+
+def test_reasoning_model_request_fields(tmp_path):
+    """GPT-5-class APIs reject sampling params and want max_completion_tokens: params can say so."""
+    with FaultServer() as srv:
+        c = client(srv.url, tmp_path, temperature=None, top_p=None, max_tokens=99,
+                   token_limit_field="max_completion_tokens")
+        assert c.complete("q") == "echo: q"
+        [req] = srv.chat_requests()
+    assert req.body["max_completion_tokens"] == 99
+    assert not {"max_tokens", "temperature", "top_p"} & set(req.body)

@@ -88,13 +88,14 @@ class OracleClient:
     """`complete(prompt) -> str` (fits `retention.Completer`) and `complete_many(prompts, desc)`."""
 
     def __init__(self, *, base_url: str, model: str, cache_dir: Path | str, api_key_env: str = "OPENAI_API_KEY",
-                 temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 4096, seed: int | None = None,
-                 concurrency: int = 8, max_retries: int = 6, timeout_s: float = 600.0,
+                 temperature: float | None = 0.0, top_p: float | None = 1.0, max_tokens: int = 4096,
+                 seed: int | None = None, token_limit_field: str = "max_tokens", concurrency: int = 8, max_retries: int = 6, timeout_s: float = 600.0,
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0) -> None:
         self.base_url, self.model = base_url, model
         self.endpoint = display_url(base_url)
         self.cache_dir = Path(cache_dir)
-        self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
+        # None values are not sent (see `Oracle.temperature`); the token limit goes under the field the API wants.
+        self.sampling = {"temperature": temperature, "top_p": top_p, token_limit_field: max_tokens, "seed": seed}
         self.concurrency, self.max_retries, self.timeout_s = concurrency, max_retries, timeout_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         api_key = os.environ.get(api_key_env)
@@ -115,7 +116,7 @@ class OracleClient:
             raise ValueError("OracleClient needs oracle.backend 'openai' with base_url and model")
         return cls(base_url=oracle.base_url, model=oracle.model, cache_dir=cache_dir, api_key_env=oracle.api_key_env,
                    temperature=oracle.temperature, top_p=oracle.top_p, max_tokens=oracle.max_tokens,
-                   seed=oracle.seed, concurrency=oracle.concurrency, max_retries=oracle.max_retries,
+                   seed=oracle.seed, token_limit_field=oracle.token_limit_field, concurrency=oracle.concurrency, max_retries=oracle.max_retries,
                    timeout_s=oracle.timeout_s)
 
     # --- counters -------------------------------------------------------------------------

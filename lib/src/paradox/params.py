@@ -115,9 +115,12 @@ class Oracle(Strict):
     model: str | None = None
     # The NAME of the environment variable holding the API key; the key itself never enters params.
     api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = Field(0.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    # null = not sent: reasoning models (OpenAI's GPT-5 class) accept only their defaults.
+    temperature: float | None = Field(0.0, ge=0)
+    top_p: float | None = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(4096, gt=0)
+    # The request field carrying max_tokens: OpenAI's reasoning models take max_completion_tokens.
+    token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     seed: int | None = None
     concurrency: int = Field(8, gt=0)   # requests in flight
     max_retries: int = Field(6, ge=0)   # on 429, 5xx, timeouts and dropped connections, with backoff

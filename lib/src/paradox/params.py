@@ -459,8 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = sys.argv[1:] if argv is None else argv
-    world_only = args[:1] == ["--world"]  # for the Makefile: which stages a profile has
-    args = args[1:] if world_only else args
+    # --world: for the Makefile, the profile's world, then the params files it is made of
+    # (a stage depends on all of them, parents included, and a real world has no stage 00).
+    for_make = args[:1] == ["--world"]
+    args = args[1:] if for_make else args
     if len(args) != 1:
         print("usage: python -m paradox.params [--world] PROFILE", file=sys.stderr)
         return 2
@@ -469,7 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(p.world if world_only else f"params ok: profile {p.profile} ({p.description}), hash {p.hash()}")
+    if for_make:
+        files = [PARAMS_DIR / BASE_FILE, *(path for path, _ in _profile_chain(PARAMS_DIR, args[0]))]
+        print(" ".join([p.world, *map(str, files)]))
+    else:
+        print(f"params ok: profile {p.profile} ({p.description}), hash {p.hash()}")
     return 0
 
 

@@ -42,8 +42,10 @@ from tqdm.auto import tqdm
 from paradox import backends, plan
 from paradox.generation import load_model
 from paradox.io import DoneMarker, file_hash, read_json, read_jsonl
+from paradox.launch import launch_training
 from paradox.params import load_params, stable_hash
 from paradox.paths import RunPaths
+from paradox.train_run import make_job
 from paradox.training import TrainSettings, copy_model, sft_train, steps_for
 
 params = load_params(profile)
@@ -66,6 +68,12 @@ print(f"{len(runs)} runs over {len(streams)} streams; {n} examples per stream")
 # Identical inputs give identical weights on a CPU (same data, settings, base model and seed),
 # so a run whose key matches one already trained is copied, not retrained (e.g. a selected
 # stream whose traces all come from one source stream).
+#
+# `train.launcher: inline` trains in this process (CPU or one GPU). `accelerate` starts
+# `accelerate launch --config_file <train.accelerate_config> --num_processes <train.num_processes>
+# -m paradox.train_run JOB` for each run (`paradox.launch`): every process trains, the main one
+# saves the same files as an inline run (plus `launch.log`), and a failed launch stops the
+# notebook with the log's tail and leaves no finished-looking model.
 
 # %%
 records = []
@@ -84,6 +92,10 @@ for r in tqdm(runs, desc="training runs"):
         if key in trained_by_key:
             copy_model(trained_by_key[key], out)
             print(f"{r.name}: same inputs as {trained_by_key[key].name}, copied")
+        elif t.launcher == "accelerate":  # one `accelerate launch` per run, its output shown as it comes
+            job = make_job(paths.stream(r.stream), out, base, settings, backends.load_kwargs(params, base),
+                           gradient_checkpointing=t.gradient_checkpointing)
+            launch_training(job, t.accelerate_config, t.num_processes)
         else:
             model, tok = load_model(base, **backends.load_kwargs(params, base))
             sft_train(model, tok, streams[r.stream], out, settings)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from paradox.generation import Generator, HFGenerator
 from paradox.io import read_json
-from paradox.params import PARAMS_DIR, Params
+from paradox.params import PARAMS_DIR, Params, RewardModel
 from paradox.paths import RunPaths
 from paradox.problems import JsonlProblemSource, ProblemSource
 
@@ -77,12 +77,27 @@ def oracle(params: Params, paths: RunPaths):
     return PromptOracle(client, prompts, name=f"{params.oracle.model} ({client.endpoint})")
 
 
-def reward_model(params: Params):
-    if params.reward.backend == "toy":
+def reward_model(params: Params, spec: RewardModel | None = None):
+    """The reward model `spec` describes: by default the main one (`params.reward`); a cross-check
+    model passes its own spec (see `cross_check_rewards`). Each has `name` and `score_many`."""
+    spec = params.reward if spec is None else spec
+    if spec.backend == "toy":
         from paradox.toy.reward import RubricReward
 
         return RubricReward()
-    raise _not_built("the Hugging Face reward model")
+    if spec.backend == "hf":
+        from paradox.reward_models import HFReward
+
+        return HFReward(spec)
+    raise _not_built(f"the '{spec.backend}' reward backend")
+
+
+def cross_check_rewards(params: Params) -> list:
+    """The reward models scored beside the main one (`reward.cross_check`), in params order.
+
+    Hugging Face models load their weights on first use and free them with `close()`, so the list
+    can be built at once and scored one model at a time."""
+    return [reward_model(params, spec) for spec in params.reward.cross_check]
 
 
 def format_prompt(params: Params, question: str, tokenizer=None) -> str:

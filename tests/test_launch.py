@@ -1,0 +1,108 @@
+"""Multi-process training: `accelerate launch` of `paradox.train_run` with two CPU processes (gloo)
+on the tiny toy model, the job file, and the FSDP config as accelerate reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from paradox.io import read_json, write_jsonl
+from paradox.launch import LaunchError, launch_command, launch_training
+from paradox.params import Lora
+from paradox.train_run import make_job, run_job, settings_from_job
+from paradox.training import TrainSettings, sft_train
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_2PROC = ROOT / "params" / "accelerate" / "cpu-2proc.yaml"
+
+
+def _rows(n: int = 16) -> list[dict[str, str]]:
+    return [{"prompt": f"Question: Tom has {i} apples and buys 2.\nAnswer:\n",
+             "completion": f"He has {i} + 2 = {i + 2} apples. The answer is {i + 2}."} for i in range(n)]
+
+
+def _settings(**kw) -> TrainSettings:
+    base = dict(loss_type="nll", learning_rate=1e-3, batch_size=2, grad_accum=2, max_steps=3, max_length=64,
+                seed=0, logging_steps=1)
+    return TrainSettings(**{**base, **kw})
+
+
+def test_job_round_trips_settings(tmp_path, tiny_lm):
+    s = _settings(loss_type="dft", lora=Lora(enabled=True, r=4, alpha=8), checkpoints=2)
+    job = make_job(tmp_path / "rows.jsonl", tmp_path / "out", str(tiny_lm), s, {"dtype": "float32"})
+    assert settings_from_job(job) == s
+    assert Path(job["rows"]).is_absolute() and job["model"] == str(Path(tiny_lm).resolve())
+    assert make_job("r", "o", "Qwen/Qwen2.5-Math-1.5B", s)["model"] == "Qwen/Qwen2.5-Math-1.5B"  # hub id kept
+    cmd = launch_command("job.json", CPU_2PROC, 2, 12345)
+    assert cmd[1:] == ["-m", "accelerate.commands.launch", "--config_file", str(CPU_2PROC), "--num_processes", "2",
+                       "--main_process_port", "12345", "-m", "paradox.train_run", "job.json"]
+
+
+def test_train_run_in_one_process_matches_the_inline_call(tmp_path, tiny_lm):
+    """The job path (model given as a path, loaded by TRL) trains the very weights the inline path does."""
+    from paradox.generation import load_model
+
+    rows, s = _rows(), _settings()
+    model, tok = load_model(str(tiny_lm))
+    inline = sft_train(model, tok, rows, tmp_path / "inline", s)
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    job = run_job(make_job(tmp_path / "rows.jsonl", tmp_path / "job", str(tiny_lm), s,
+                           {"dtype": "float32", "revision": None, "gguf_file": None}))
+    drop = ("train_runtime", "train_samples_per_second", "train_steps_per_second")
+    assert [{k: v for k, v in h.items() if k not in drop} for h in job] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in inline]
+    a, b = load_file(tmp_path / "inline" / "model.safetensors"), load_file(tmp_path / "job" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == sorted(p.name for p in (tmp_path / "inline").iterdir())
+    assert "world_size" not in read_json(tmp_path / "job" / "train_info.json")  # one process: files as before
+
+
+def test_accelerate_two_cpu_processes_train_and_save(tmp_path, tiny_lm):
+    from transformers import AutoModelForCausalLM
+
+    rows = _rows()
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    out = tmp_path / "models" / "run"
+    job = make_job(tmp_path / "rows.jsonl", out, str(tiny_lm), _settings(), {"dtype": "float32"})
+    lines: list[str] = []
+    history = launch_training(job, CPU_2PROC, 2, echo=lines.append)
+    assert history == read_json(out / "log_history.json")
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3]
+    # 2 processes x 2 per device x 2 accumulation = 8 rows per step: 16 rows are 2 steps an epoch
+    assert history[0]["epoch"] == pytest.approx(0.5)
+    info = read_json(out / "train_info.json")
+    assert info["world_size"] == 2 and info["max_steps"] == 3 and info["n_rows"] == len(rows)
+    log = (out / "launch.log").read_text()
+    assert "rank 0: world size 2" in log and "rank 1: world size 2" in log
+    assert any("world size 2" in ln for ln in lines)  # streamed to the caller as it came
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.num_parameters() > 0 and (out / "tokenizer.json").is_file()
+    assert not (out / "trainer").exists() and not (out / "training_args.bin").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no temporary directory left
+
+
+def test_failed_launch_leaves_nothing_that_looks_finished(tmp_path, tiny_lm):
+    out = tmp_path / "models" / "run"
+    job = make_job(tmp_path / "missing.jsonl", out, str(tiny_lm), _settings(), {"dtype": "float32"})
+    with pytest.raises(LaunchError, match="FileNotFoundError.*missing.jsonl"):
+        launch_training(job, CPU_2PROC, 2, echo=None)
+    assert not out.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run.launch.log"]  # the log, kept for reading
+
+
+def test_fsdp_config_reads_as_full_shard_on_8_gpus():
+    """params/accelerate/fsdp.yaml through accelerate's own launch checks, down to the environment
+    each process gets (building the FSDP plugin itself needs GPUs)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    argv = ["--config_file", str(ROOT / "params" / "accelerate" / "fsdp.yaml"), "-m", "paradox.train_run", "job.json"]
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(argv))
+    assert args.use_fsdp and args.num_processes == 8 and args.num_machines == 1
+    env = prepare_multi_gpu_env(args)
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD"
+    assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
+    assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"  # sft_train needs one loadable checkpoint

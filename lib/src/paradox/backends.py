@@ -52,7 +52,14 @@ def load_kwargs(params: Params, model_path: str) -> dict:
 def generator(params: Params, model_path: str, batch_size: int) -> Generator:
     if params.sampling.backend == "hf":
         return HFGenerator.from_pretrained(model_path, batch_size, **load_kwargs(params, model_path))
-    raise _not_built("the vLLM generation backend")
+    # vllm: the engine batches by itself (batch_size only shapes the shards of sample_sharded).
+    kw = load_kwargs(params, model_path)
+    if kw["gguf_file"]:
+        raise _not_built("GGUF weights with the vLLM backend (use sampling.backend 'hf')")
+    from paradox.vllm_backend import VLLMGenerator
+
+    return VLLMGenerator.from_pretrained(model_path, params.vllm, dtype=kw["dtype"], revision=kw["revision"],
+                                         seed=params.seed)
 
 
 def oracle_cache_dir(paths: RunPaths) -> Path:
@@ -89,6 +96,10 @@ def reward_model(params: Params, spec: RewardModel | None = None):
         from paradox.reward_models import HFReward
 
         return HFReward(spec)
+    if spec.backend == "vllm":
+        from paradox.vllm_backend import VLLMReward
+
+        return VLLMReward(spec, params.vllm, seed=params.seed)  # the engine starts on first use
     raise _not_built(f"the '{spec.backend}' reward backend")
 
 

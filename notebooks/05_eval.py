@@ -60,9 +60,9 @@ print(f"{len(runs)} fine-tuned models + the base SLM, on {len(splits)} splits, k
 
 def evaluate(path: str, tag: str, seed: int, split_names) -> dict[str, float]:
     """Avg@k of one checkpoint on the given splits; samples and grades land under eval/."""
-    gen = backends.generator(params, path, e.batch_size)
     fingerprint = model_fingerprint(path)
     scores = {}
+    gen = backends.generator(params, path, e.batch_size)
     for split in split_names:
         probs = splits[split]
         prompts = [backends.format_prompt(params, p.question, gen.tok) for p in probs]
@@ -76,6 +76,7 @@ def evaluate(path: str, tag: str, seed: int, split_names) -> dict[str, float]:
             r["correct"] = grade(r["text"], gold[r["id"]], truncated=r["truncated"], timeout_s=e.grade_timeout_s)
         write_jsonl(paths.eval / "graded" / tag / f"{split}.jsonl", rows)
         scores[split] = avg_at_k(rows)
+    gen.close()  # one model in memory at a time (a vLLM engine claims most of the GPU)
     return scores
 
 

@@ -8,9 +8,9 @@ from paradox.problems import Problem
 from paradox.toy import problems as toy_problems
 from paradox.toy import styles
 
-# tests/vllm/ needs the vLLM environment and runs through `make test-vllm`; `pytest tests/vllm`
+# tests/vllm_engine/ needs the vLLM environment and runs through `make test-vllm`; `pytest tests/vllm_engine`
 # still collects it (an explicit path is not ignored).
-collect_ignore = ["vllm"]
+collect_ignore = ["vllm_engine"]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Helpers shared by the Oracle client tests (main suite and tests/vllm): cache inspection and a
+"""Helpers shared by the Oracle client tests (main suite and tests/vllm_engine): cache inspection and a
 client run in a subprocess that is killed mid-run."""
 
 from __future__ import annotations

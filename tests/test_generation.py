@@ -56,3 +56,14 @@ def test_sharded_sampling_resumes_without_redoing_shards(tiny_lm, tmp_path):
     # other weights too
     sample_sharded(gen, "m2", ids, PROMPTS, SamplingSettings(2, 1.0, 1.0, 8, seed=2), tmp_path, batch_size=1)
     assert gen.calls == 10
+
+
+def test_greedy_with_n_samples_repeats_the_one_greedy_answer_and_close_frees(tiny_lm):
+    gen = HFGenerator.from_pretrained(str(tiny_lm), batch_size=2)
+    prompts = ["Question: 1 + 2?\nAnswer:\n", "Question: 3 + 4?\nAnswer:\n"]
+    one = gen.generate(prompts, SamplingSettings(1, 0.0, 1.0, 6, 0))
+    three = gen.generate(prompts, SamplingSettings(3, 0.0, 1.0, 6, 0))
+    assert [len(c) for c in three] == [3, 3]
+    assert all(c == [o[0]] * 3 for c, o in zip(three, one, strict=True))
+    gen.close()
+    assert gen.model is None

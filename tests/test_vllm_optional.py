@@ -1,5 +1,5 @@
 """The vLLM backend is optional: the main environment imports it and gets a clear error on use.
-(Its behaviour is tested in tests/vllm/, in the vLLM environment: `make test-vllm`.)"""
+(Its behaviour is tested in tests/vllm_engine/, in the vLLM environment: `make test-vllm`.)"""
 
 from pathlib import Path
 
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _has_vllm() -> bool:
-    # Not find_spec("vllm"): with tests/ on sys.path, tests/vllm/ is found as a namespace package.
+    # Not find_spec("vllm"): any directory named vllm on sys.path is found as a namespace package.
     try:
         from vllm import LLM  # noqa: F401
     except ImportError:
@@ -20,7 +20,7 @@ def _has_vllm() -> bool:
     return True
 
 
-pytestmark = pytest.mark.skipif(_has_vllm(), reason="vLLM is installed: tests/vllm/ covers it")
+pytestmark = pytest.mark.skipif(_has_vllm(), reason="vLLM is installed: tests/vllm_engine/ covers it")
 
 
 def test_module_imports_without_vllm_and_says_how_to_get_it():

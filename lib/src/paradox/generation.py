@@ -42,6 +42,8 @@ class Generator(Protocol):
 
     def generate(self, prompts: Sequence[str], s: SamplingSettings) -> list[list[Completion]]: ...
 
+    def close(self) -> None: ...  # free the weights (a vLLM engine holds most of a GPU's memory)
+
 
 def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None = None,
                revision: str | None = None):
@@ -78,10 +80,12 @@ class HFGenerator:
         enc = self.tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
         sample = s.temperature > 0
+        # Greedy decoding gives one answer per prompt (transformers refuses n > 1 without sampling).
+        n = s.n if sample else 1
         out = self.model.generate(
             **enc, do_sample=sample, temperature=s.temperature if sample else None,
             top_p=s.top_p if sample else None, top_k=0 if sample else None,
-            max_new_tokens=s.max_new_tokens, num_return_sequences=s.n,
+            max_new_tokens=s.max_new_tokens, num_return_sequences=n,
             pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
             cache_implementation="static",  # preallocated KV cache: ~2x faster than growing one at batch 100+
         )
@@ -90,7 +94,12 @@ class HFGenerator:
         done = (new == eos).any(dim=1).tolist()
         texts = self.tok.batch_decode(new, skip_special_tokens=True)
         flat = [Completion(t.strip(), not d) for t, d in zip(texts, done, strict=True)]
-        return [flat[i * s.n:(i + 1) * s.n] for i in range(len(prompts))]
+        return [flat[i * n:(i + 1) * n] * (s.n // n) for i in range(len(prompts))]
+
+    def close(self) -> None:
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def model_fingerprint(name_or_path: str) -> str:

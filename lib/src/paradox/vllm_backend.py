@@ -37,7 +37,7 @@ class VLLMMissing(ImportError):
 
 def _vllm() -> Any:
     try:
-        # `from vllm import LLM`, not `import vllm`: under pytest the directory tests/vllm/ can pass
+        # `from vllm import LLM`, not `import vllm`: any directory named vllm on sys.path can pass
         # for a namespace package named vllm, which imports but has no LLM.
         import vllm
         from vllm import LLM  # noqa: F401

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 # The vLLM environment only (`make test-vllm`), even if collected elsewhere. Checked without importing
-# vLLM, and a namespace package does not count (`tests/vllm` itself would be found as one).
+# vLLM, and a namespace package (any directory named vllm on sys.path) does not count.
 _vllm = importlib.util.find_spec("vllm")
 if _vllm is None or _vllm.origin is None:
     pytest.skip("vLLM is not installed in this environment", allow_module_level=True)

@@ -40,7 +40,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from paradox import backends, plan
-from paradox.generation import load_model
+from paradox.generation import load_model, model_fingerprint
 from paradox.io import DoneMarker, file_hash, read_json, read_jsonl
 from paradox.launch import launch_training
 from paradox.params import load_params, stable_hash
@@ -55,7 +55,7 @@ print(f"profile={profile} params_hash={params.hash()}")
 # %%
 t, lc = params.train, params.learning_curve
 base = backends.slm_path(params, paths)
-base_key = file_hash(Path(base)) if Path(base).is_dir() else base
+base_key = model_fingerprint(base)  # the base weights (or hub id), not its logs: a rebuilt identical SLM keeps the runs
 runs = plan.training_runs(params)
 streams = {s: read_jsonl(paths.stream(s)) for s in dict.fromkeys(r.stream for r in runs)}
 sizes = {s: len(rows) for s, rows in streams.items()}

@@ -273,6 +273,7 @@ if params.grid.streams:
     cells = cells[[s for s in params.grid.streams if s in cells.columns]]
     cells["best"] = cells.idxmax(axis=1).map(label)
     grid_table = cells.rename(columns=label).reset_index()
+    grid_table["learning_rate"] = grid_table["learning_rate"].map("{:g}".format)  # 2.5e-4, not 0.00
     save_table(grid_table, fig_dir / "robustness_grid", params, [paths.eval / "accuracy.csv"],
                caption=f"Robustness grid: Avg@{k} (%, mean over splits, first seed) per learning rate and batch size.")
 grid_table

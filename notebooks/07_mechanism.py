@@ -347,7 +347,8 @@ for loss, v in verdicts.items():
 
 # %%
 def md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, floatfmt=".3f")
+    # Learning rates keep their significant digits (2.5e-04 would print as 0.000 at .3f).
+    return df.to_markdown(index=False, floatfmt=["g" if c == "learning_rate" else ".3f" for c in df.columns])
 
 
 figure_links = "\n".join(f"- [{p.name}]({Path('../../figures') / profile / p.name})"

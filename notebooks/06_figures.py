@@ -19,7 +19,7 @@
 # Reads the saved artifacts of notebooks 01-05 and never trains or samples. Every table
 # (CSV, Markdown, LaTeX) and figure (PNG, PDF) gets a `.json` sidecar with the profile, the
 # params hash, the git commit and hashes of its inputs. Utility is Avg@k averaged over the
-# evaluation splits; with several seeds it is shown as mean ± 95% interval over seeds, and
+# evaluation splits; with several seeds it is shown as mean ± 95% Student-t interval over seeds, and
 # figures carry the interval as error bars.
 
 # %% tags=["parameters"]
@@ -58,7 +58,7 @@ k = int(accuracy["k"].iloc[0])
 util = utility(accuracy)
 base_mean, base_ci = base_utility(accuracy)
 n_seeds = int(util["n_seeds"].max())
-seeds_note = f"mean ± 95% interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+seeds_note = f"mean ± 95% Student-t interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
 u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
 
 
@@ -91,20 +91,22 @@ pd.DataFrame(shown)
 
 # %%
 def scatter(x: dict, xlabel: str, stem: str, caption: str, inputs: list[Path], logx: bool = False) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True, layout="constrained")
     for ax, loss, title in zip(axes, ("nll", "dft"), ("SFT (nll)", "DFT"), strict=True):
         for s in streams:
             m, ci, n = u(s, loss)
             if n == 0:
                 continue
             st = STREAM_STYLE[s]
-            ax.errorbar(x[s], m, yerr=ci if n > 1 else None, color=st["color"], marker=st["marker"], markersize=8,
-                        markeredgecolor="black", linestyle="none", capsize=3, label=STREAM_LABELS[s], zorder=3)
+            face = dict(markerfacecolor="none", markeredgecolor=st["color"], markersize=14, markeredgewidth=2,
+                        zorder=4) if st.get("hollow") else dict(markeredgecolor="black", markersize=8, zorder=3)
+            ax.errorbar(x[s], m, yerr=ci if n > 1 else None, color=st["color"], marker=st["marker"],
+                        linestyle="none", capsize=3, label=STREAM_LABELS[s], **face)
         ax.axhline(base_mean, color="grey", linestyle="--", linewidth=1, label="Base SLM")
         if logx:
             ax.set_xscale("log")
         ax.set_title(title)
-        ax.set_xlabel(xlabel)
+    fig.supxlabel(xlabel, fontsize="medium")
     axes[0].set_ylabel(f"Avg@{k} (%, mean over splits)")
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     save_figure(fig, paths.figures / stem, params, inputs, f"{caption} Error bars: {seeds_note}.")

@@ -40,5 +40,5 @@ def test_perplexity_is_token_weighted():
 
 def test_mean_ci95():
     m, h = mean_ci95([1.0, 2.0, 3.0])
-    assert m == 2.0 and h == pytest.approx(1.96 * 1.0 / math.sqrt(3))
+    assert m == 2.0 and h == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-6)  # t, 2 d.o.f.
     assert mean_ci95([5.0]) == (5.0, 0.0)

@@ -35,6 +35,8 @@ STREAM_STYLE = {
            "linestyle": ["-", "--", "-.", ":", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1))][i]}
     for i, name in enumerate(STREAM_LABELS)
 }
+# A selected stream can coincide with a source stream: drawn hollow and larger, both stay visible.
+STREAM_STYLE["compat_selected"] |= {"hollow": True}
 
 
 def label(stream: str) -> str:

@@ -45,9 +45,8 @@ class Generator(Protocol):
     def close(self) -> None: ...  # free the weights (a vLLM engine holds most of a GPU's memory)
 
 
-def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None = None,
-               revision: str | None = None):
-    """AutoTokenizer + AutoModelForCausalLM, the same call for the toy SLM and a hub model."""
+def load_tokenizer(name_or_path: str, revision: str | None = None, gguf_file: str | None = None):
+    """AutoTokenizer with left padding (batched generation) and a pad token (EOS if it has none)."""
     kw: dict[str, Any] = {"revision": revision}
     if gguf_file:
         kw["gguf_file"] = gguf_file
@@ -55,6 +54,16 @@ def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None 
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None = None,
+               revision: str | None = None):
+    """AutoTokenizer + AutoModelForCausalLM, the same call for the toy SLM and a hub model."""
+    kw: dict[str, Any] = {"revision": revision}
+    if gguf_file:
+        kw["gguf_file"] = gguf_file
+    tok = load_tokenizer(name_or_path, revision, gguf_file)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype], **kw)
     model.eval()
     if torch.cuda.is_available():

@@ -61,24 +61,11 @@ def settings_from_job(job: dict[str, Any]) -> TrainSettings:
     return TrainSettings(**s)
 
 
-def load_tokenizer(name_or_path: str, revision: str | None = None, gguf_file: str | None = None):
-    """The tokenizer as `generation.load_model` prepares it (so a saved run's tokenizer files match)."""
-    from transformers import AutoTokenizer
-
-    kw: dict[str, Any] = {"revision": revision}
-    if gguf_file:
-        kw["gguf_file"] = gguf_file
-    tok = AutoTokenizer.from_pretrained(name_or_path, **kw)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
 def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
     """Train the job in this process (one of several under `accelerate launch`)."""
     rows = read_jsonl(job["rows"])  # fails before any process group or directory exists
     settings = settings_from_job(job)
+    from paradox.generation import load_tokenizer
     from paradox.training import sft_train, world_size
 
     load = {k: v for k, v in job.get("load_kwargs", {}).items() if v is not None}

@@ -64,7 +64,8 @@ def echo(body: dict[str, Any]) -> str:
 class FaultServer:
     def __init__(self, *, upstream: str | None = None, responder: Callable[[dict[str, Any]], str] = echo,
                  delay_s: float = 0.0, timeout_delay_s: float = 3.0,
-                 rule: Callable[[dict[str, Any]], str | None] | None = None, model: str = "fake-model") -> None:
+                 rule: Callable[[dict[str, Any]], str | None] | None = None, model: str = "fake-model",
+                 port: int = 0) -> None:
         self.upstream = urlsplit(upstream) if upstream else None
         self.responder, self.delay_s, self.timeout_delay_s = responder, delay_s, timeout_delay_s
         self.rule, self.model = rule, model
@@ -72,7 +73,7 @@ class FaultServer:
         self.in_flight = self.max_in_flight = self.responses = 0
         self._schedule: list[str] = []
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
+        self._httpd = _Server(("127.0.0.1", port), self._handler())  # port 0: any free one
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     # --- control ----------------------------------------------------------------------------

@@ -76,13 +76,20 @@ def write_datasets() -> None:
         (ASSETS / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
 
 
+def give_chat_template(model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.chat_template = CHAT
+    tok.save_pretrained(model_dir)
+
+
 def write_reward_model(slm: Path) -> None:
     """A randomly initialised LlamaForSequenceClassification (one output) on the SLM's tokenizer."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    tok = AutoTokenizer.from_pretrained(slm)
-    tok.chat_template = CHAT
+    tok = AutoTokenizer.from_pretrained(slm)  # with the chat template a reward model scores in
     torch.manual_seed(0)
     cfg = LlamaConfig(num_labels=1, vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=2, intermediate_size=64, max_position_embeddings=1024,
@@ -96,6 +103,7 @@ def write_assets() -> None:
     shutil.rmtree(RUN, ignore_errors=True)
     ASSETS.mkdir(parents=True)
     shutil.copytree(slm, ASSETS / "slm")
+    give_chat_template(ASSETS / "slm")  # the paper profiles prompt their SLM through its chat template
     write_datasets()
     write_reward_model(ASSETS / "slm")
 
@@ -161,6 +169,8 @@ def test_streams_share_problems(real_run):
     ids = {s: [r["id"] for r in read_jsonl(RUN / "streams" / f"{s}.jsonl")] for s in STREAMS}
     assert len({tuple(v) for v in ids.values()}) == 1 and ids["slm_rft"]
     assert all(i.startswith("train-") for i in ids["slm_rft"])
+    assert all(r["prompt"].startswith("<|user|>\nQuestion: ") and r["prompt"].endswith("<|assistant|>\n")
+               for r in read_jsonl(RUN / "streams" / "slm_rft.jsonl"))  # the SLM's chat template
     gt = read_jsonl(RUN / "streams" / "ground_truth.jsonl")
     assert all("\\boxed{" in r["completion"] for r in gt)  # the dataset's own solutions
 

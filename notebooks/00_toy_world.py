@@ -48,7 +48,7 @@ from paradox.generation import HFGenerator, SamplingSettings
 from paradox.grading import grade
 from paradox.io import write_json, write_jsonl
 from paradox.params import load_params
-from paradox.paths import RunPaths
+from paradox.paths import RunPaths, display
 from paradox.toy import problems as toy_problems
 from paradox.toy import slm as toy_slm
 from paradox.toy import styles
@@ -130,7 +130,7 @@ else:
         max_steps=steps_for(len(corpus), toy.slm.pretrain_batch_size, toy.slm.pretrain_epochs),
         logging_steps=25)
     sft_train(model, tokenizer, corpus, slm_dir, settings)
-write_json(paths.world / "slm.json", {"path": str(slm_dir), "cache_key": key})
+write_json(paths.world / "slm.json", {"path": display(slm_dir), "cache_key": key})  # root-relative
 
 # %% [markdown]
 # ## How good is the SLM?

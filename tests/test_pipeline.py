@@ -112,3 +112,19 @@ def test_bad_profile_fails_before_any_stage(tmp_path):
     assert proc.returncode != 0
     assert "params/pytest-bad.yaml: unknown key 'sampling.temprature'" in proc.stderr
     assert not (ROOT / "runs" / "pytest-bad" / "notebooks").exists()
+
+
+def test_a_stage_runs_with_its_kernel_in_notebooks(smoke_run, tmp_path):
+    """JupyterLab starts kernels in notebooks/: a stage run from there reads and writes the same
+    runs/ and figures/ as `make paper` (papermill --cwd at the root)."""
+    table = FIG / "table1.csv"
+    before = table.read_bytes()
+    table.unlink()
+    out = tmp_path / "06.ipynb"
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "papermill",
+                           str(ROOT / "notebooks" / "06_figures.ipynb"), str(out), "-k", "python3",
+                           "--cwd", str(ROOT / "notebooks"), "-p", "profile", "smoke"],
+                          cwd=ROOT / "notebooks", capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert table.read_bytes() == before
+    assert not (ROOT / "notebooks" / "runs").exists() and not (ROOT / "notebooks" / "figures").exists()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from paradox.generation import Generator, HFGenerator
 from paradox.io import read_json
-from paradox.params import PARAMS_DIR, Params, RewardModel
-from paradox.paths import RunPaths
+from paradox.params import Params, RewardModel
+from paradox.paths import RunPaths, local_or_hub, project_root, resolve
 from paradox.problems import JsonlProblemSource, ProblemSource
 
 TOY_SLM = "toy"
@@ -37,8 +37,8 @@ def slm_path(params: Params, paths: RunPaths) -> str:
         pointer = paths.world / "slm.json"
         if not pointer.is_file():
             raise FileNotFoundError(f"{pointer}: no toy SLM recorded; run notebook 00 first")
-        return str(read_json(pointer)["path"])
-    return params.slm.name_or_path
+        return str(resolve(read_json(pointer)["path"]))  # recorded relative to the project root
+    return local_or_hub(params.slm.name_or_path)
 
 
 def load_kwargs(params: Params, model_path: str) -> dict:
@@ -80,7 +80,7 @@ def oracle(params: Params, paths: RunPaths):
 
     client = OracleClient.from_params(params.oracle, oracle_cache_dir(paths))
     # Prompt files are named from the repository root, the parent of params/ (as load_params checks).
-    prompts = load_prompts(params.oracle.prompts.model_dump(), root=PARAMS_DIR.resolve().parent)
+    prompts = load_prompts(params.oracle.prompts.model_dump(), root=project_root())
     return PromptOracle(client, prompts, name=f"{params.oracle.model} ({client.endpoint})")
 
 

@@ -9,9 +9,9 @@ directory saved with `save_to_disk`), which is also how the tests exercise it.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
+from paradox.paths import resolve
 from paradox.problems import Problem
 
 BOXED = re.compile(r"\\boxed\s*\{")
@@ -55,7 +55,7 @@ def load_rows(spec, name: str) -> list[dict[str, Any]]:
     import datasets
 
     if spec.local_path:
-        path = Path(spec.local_path)
+        path = resolve(spec.local_path)  # relative to the project root, wherever the kernel runs
         if not path.exists():
             raise FileNotFoundError(f"dataset '{name}': local_path {path} does not exist")
         if path.is_dir():

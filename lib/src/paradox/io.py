@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from paradox.paths import display, project_root
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
@@ -102,10 +104,11 @@ def file_hash(path: Path | str, n: int = 16, pattern: str = "*") -> str:
 def git_commit() -> str:
     """HEAD's commit, suffixed '-dirty' when the work tree has changes; 'unknown' outside git."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        root = project_root()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=root)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
+                               capture_output=True, text=True, check=True, cwd=root)
+    except (OSError, subprocess.CalledProcessError):  # FileNotFoundError (no root, no git) is an OSError
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
@@ -119,7 +122,7 @@ def write_sidecar(artifact: Path | str, *, profile: str, params_hash: str, input
         "profile": profile,
         "params_hash": params_hash,
         "git_commit": git_commit(),
-        "inputs": {str(p): file_hash(p) for p in inputs},
+        "inputs": {display(p): file_hash(p) for p in inputs},  # root-relative: the same on every clone
         **(extra or {}),
     }
     return write_json(artifact.with_name(artifact.name + ".json"), meta)

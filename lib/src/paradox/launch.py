@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from paradox.io import read_json, write_json
+from paradox.paths import resolve
 
 # "FileNotFoundError: ..." as Python prints an exception; the launcher's own reports of a child
 # that failed say nothing about why.
@@ -78,7 +79,7 @@ def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_proc
     launch fails.
     """
     out_dir = Path(job["output_dir"])
-    config = Path(accelerate_config)
+    config = resolve(accelerate_config)  # params name it from the project root
     if not config.is_file():
         raise FileNotFoundError(f"{config}: accelerate config not found")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PARAMS_DIR = Path("params")
+from paradox.paths import display, resolve
+
+PARAMS_DIR = Path("params")  # relative to the project root (paradox.paths), wherever the kernel starts
 BASE_FILE = "base.yaml"
 
 
@@ -349,13 +351,13 @@ def stable_hash(obj: Any, n: int = 12) -> str:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ParamsError(f"{path}: params file not found")
+        raise ParamsError(f"{display(path)}: params file not found")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+        raise ParamsError(f"{display(path)}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
-        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+        raise ParamsError(f"{display(path)}: expected a mapping of keys at the top level")
     return data
 
 
@@ -414,11 +416,11 @@ def _profile_chain(params_dir: Path, profile: str) -> list[tuple[Path, dict[str,
     while name is not None:
         path = params_dir / f"{name}.yaml"
         if any(path == p for p, _ in chain):
-            raise ParamsError(f"{chain[-1][0]}: key 'extends': profiles extend each other in a cycle ({name})")
+            raise ParamsError(f"{display(chain[-1][0])}: key 'extends': profiles extend each other in a cycle ({name})")
         data = _read_yaml(path)
         parent = data.pop("extends", None)
         if parent is not None and (not isinstance(parent, str) or parent == BASE_FILE.removesuffix(".yaml")):
-            raise ParamsError(f"{path}: key 'extends' must name another profile (base.yaml is always first)")
+            raise ParamsError(f"{display(path)}: key 'extends' must name another profile (base.yaml is always first)")
         chain.append((path, data))
         name = parent
     return chain[::-1]
@@ -426,21 +428,22 @@ def _profile_chain(params_dir: Path, profile: str) -> list[tuple[Path, dict[str,
 
 def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
     """Load `base.yaml` + `<profile>.yaml` (after the profiles it `extends`, if any) and validate;
-    raise ParamsError naming the file and the key."""
-    params_dir = Path(params_dir)
+    raise ParamsError naming the file and the key. A relative `params_dir` is taken from the
+    project root (`paradox.paths`), so this works from `notebooks/` as from the root."""
+    params_dir = resolve(params_dir)
     base_path, prof_path = params_dir / BASE_FILE, params_dir / f"{profile}.yaml"
     origin: dict[tuple, str] = {}
-    merged = _merge({}, _read_yaml(base_path), origin, str(base_path))
+    merged = _merge({}, _read_yaml(base_path), origin, display(base_path))
     for path, data in _profile_chain(params_dir, profile):
-        merged = _merge(merged, data, origin, str(path))
+        merged = _merge(merged, data, origin, display(path))
     merged.setdefault("profile", profile)
-    origin.setdefault(("profile",), str(prof_path))
+    origin.setdefault(("profile",), display(prof_path))
     if merged["profile"] != profile:
         raise ParamsError(f"{prof_path}: key 'profile' is {merged['profile']!r}, expected {profile!r}")
     try:
         params = Params.model_validate(merged)
     except ValidationError as err:
-        lines = [_describe(e, origin, str(prof_path)) for e in err.errors()]
+        lines = [_describe(e, origin, display(prof_path)) for e in err.errors()]
         raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None
     # Files named by params are resolved from the repository root (the parent of params/).
     files = {("analysis", "retention_prompt"): params.analysis.retention_prompt,
@@ -449,8 +452,8 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
         files |= {("oracle", "prompts", k): v for k, v in params.oracle.prompts.model_dump().items()}
     for key, rel in files.items():
         if rel is not None and not (params_dir.parent / rel).is_file():
-            src = origin.get(key, origin.get(key[:2], str(base_path)))
-            raise ParamsError(f"{src}: key '{'.'.join(key)}': file not found: {params_dir.parent / rel}")
+            src = origin.get(key, origin.get(key[:2], display(base_path)))
+            raise ParamsError(f"{src}: key '{'.'.join(key)}': file not found: {display(params_dir.parent / rel)}")
     return params
 
 
@@ -472,8 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if for_make:
-        files = [PARAMS_DIR / BASE_FILE, *(path for path, _ in _profile_chain(PARAMS_DIR, args[0]))]
-        print(" ".join([p.world, *map(str, files)]))
+        params_dir = resolve(PARAMS_DIR)
+        files = [params_dir / BASE_FILE, *(path for path, _ in _profile_chain(params_dir, args[0]))]
+        print(" ".join([p.world, *map(display, files)]))
     else:
         print(f"params ok: profile {p.profile} ({p.description}), hash {p.hash()}")
     return 0

@@ -1,9 +1,71 @@
-"""Where each stage reads and writes, for one profile. Notebooks get every path from here."""
+"""Where each stage reads and writes, for one profile. Notebooks get every path from here.
+
+Relative paths (in params, in notebook parameters, in pointers between stages) are relative to
+the project root, whatever the working directory: papermill starts kernels at the root, while
+JupyterLab starts them in `notebooks/`. The root is `$PARADOX_ROOT` if set, else the nearest
+directory holding `params/base.yaml` above the working directory, else above this package (an
+editable install from a clone).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+ROOT_ENV = "PARADOX_ROOT"
+MARKER = Path("params") / "base.yaml"
+
+
+def _find_root(start: Path) -> Path | None:
+    for d in (start, *start.parents):
+        if (d / MARKER).is_file():
+            return d
+    return None
+
+
+def project_root() -> Path:
+    """The project's root directory (see the module docstring)."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / MARKER).is_file():
+            raise FileNotFoundError(f"${ROOT_ENV}={env}: no {MARKER} there; point it at the project's root")
+        return root
+    cwd = Path.cwd().resolve()
+    root = _find_root(cwd) or _find_root(Path(__file__).resolve().parent)
+    if root is None:
+        raise FileNotFoundError(f"cannot find the project root (a directory with {MARKER}) above {cwd}; "
+                                f"start from inside the project or set ${ROOT_ENV}")
+    return root
+
+
+def resolve(path: Path | str) -> Path:
+    """`path` itself if absolute, else the same path under the project root."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
+
+def display(path: Path | str) -> str:
+    """`path` relative to the project root when it lies inside it (what artifacts and messages
+    record, so they do not depend on where the project was cloned), else as given."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    try:
+        return str(path.relative_to(project_root()))
+    except (ValueError, FileNotFoundError):
+        return str(path)
+
+
+def local_or_hub(name_or_path: str) -> str:
+    """A model or dataset named in params: a local path (resolved from the root) if one exists
+    there, else the string unchanged (a hub id such as `Qwen/Qwen2.5-Math-1.5B`)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_absolute():
+        return str(path)
+    local = project_root() / path
+    return str(local) if local.exists() else name_or_path
 
 
 @dataclass(frozen=True)
@@ -11,6 +73,10 @@ class RunPaths:
     profile: str
     runs_dir: Path = Path("runs")
     figures_dir: Path = Path("figures")
+
+    def __post_init__(self) -> None:  # resolved once, from the root, whatever the working directory
+        object.__setattr__(self, "runs_dir", resolve(self.runs_dir))
+        object.__setattr__(self, "figures_dir", resolve(self.figures_dir))
 
     @property
     def root(self) -> Path:

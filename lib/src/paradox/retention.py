@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Protocol
 
+from paradox.paths import resolve
 from paradox.toy import steps
 
 SCORE = re.compile(r"score\s*[:=]\s*([1-5])\b", re.IGNORECASE)
@@ -46,7 +47,8 @@ class Completer(Protocol):
 
 
 def load_prompt(path: Path | str) -> str:
-    text = Path(path).read_text()
+    """The judge prompt; a relative path is taken from the project root (as params name it)."""
+    text = resolve(path).read_text()
     for field in ("{original}", "{rewrite}"):
         if field not in text:
             raise ValueError(f"{path}: retention prompt lacks the {field} placeholder")

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from paradox.generation import DTYPES
 from paradox.params import RewardModel
+from paradox.paths import local_or_hub
 from paradox.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -83,13 +84,14 @@ class HFReward:
 
         s = self.spec
         kw: dict[str, Any] = {"revision": s.revision, "trust_remote_code": s.trust_remote_code}
-        tok = AutoTokenizer.from_pretrained(s.name_or_path, **kw)
+        where_from = local_or_hub(s.name_or_path)  # a local checkpoint is named from the project root
+        tok = AutoTokenizer.from_pretrained(where_from, **kw)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         # device_map "auto" spreads a model too big for one GPU (a 72B RM) over all visible GPUs.
         where = {"device_map": "auto"} if torch.cuda.is_available() else {}
         cls = AutoModelForSequenceClassification if s.head == "seq_cls" else AutoModel
-        model = cls.from_pretrained(s.name_or_path, dtype=DTYPES[s.dtype], **kw, **where)
+        model = cls.from_pretrained(where_from, dtype=DTYPES[s.dtype], **kw, **where)
         model.eval()
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         if cfg.pad_token_id is None:

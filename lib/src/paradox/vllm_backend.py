@@ -24,6 +24,7 @@ import numpy as np
 
 from paradox.generation import Completion, SamplingSettings
 from paradox.params import RewardModel, VLLMEngine
+from paradox.paths import local_or_hub
 
 if TYPE_CHECKING:
     from paradox.problems import Problem
@@ -165,7 +166,7 @@ class VLLMReward(_Engine):
     def load(self) -> VLLMReward:
         if "llm" not in self.__dict__:
             s = self.spec
-            self.llm = _vllm().LLM(model=s.name_or_path, runner="pooling", revision=s.revision, dtype=s.dtype,
+            self.llm = _vllm().LLM(model=local_or_hub(s.name_or_path), runner="pooling", revision=s.revision, dtype=s.dtype,
                                    trust_remote_code=s.trust_remote_code, seed=self.seed,
                                    **(self.engine_kwargs | self.llm_kwargs))
             self.tok = self.llm.get_tokenizer()

@@ -108,3 +108,13 @@ def test_cli_world_flag():
     assert out.returncode == 0
     assert out.stdout.split() == ["real", "params/base.yaml", "params/paper-qwen2.5-math-1.5b.yaml",
                                  "params/paper-qwen2.5-math-7b.yaml"]
+
+
+def test_nothing_points_outside_the_project():
+    """Users clone the project alone: no tracked file may refer to files beside the clone."""
+    root = Path(__file__).resolve().parents[1]
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    outside = "../" + "shared"  # spelt in two parts so that this file does not match itself
+    offenders = [f for f in tracked if f.endswith((".py", ".yaml", ".md", ".txt", ".ipynb")) or f == "Makefile"
+                 if outside in (root / f).read_text(errors="replace")]
+    assert offenders == []

@@ -37,76 +37,36 @@ figures_dir = "figures"
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
-from paradox import backends, plan
-from paradox.generation import load_model, model_fingerprint
-from paradox.io import DoneMarker, file_hash, read_json, read_jsonl
-from paradox.launch import launch_training
-from paradox.params import load_params, stable_hash
+from paradox import plan
+from paradox.fine_tune import fine_tune_all
+from paradox.io import read_json
+from paradox.params import load_params
 from paradox.paths import RunPaths
-from paradox.train_run import make_job
-from paradox.training import TrainSettings, copy_model, sft_train, steps_for
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
-# %%
-t, lc = params.train, params.learning_curve
-base = backends.slm_path(params, paths)
-base_key = model_fingerprint(base)  # the base weights (or hub id), not its logs: a rebuilt identical SLM keeps the runs
-runs = plan.training_runs(params)
-streams = {s: read_jsonl(paths.stream(s)) for s in dict.fromkeys(r.stream for r in runs)}
-sizes = {s: len(rows) for s, rows in streams.items()}
-assert len(set(sizes.values())) == 1, f"streams differ in size: {sizes}"
-n = next(iter(sizes.values()))
-print(f"{len(runs)} runs over {len(streams)} streams; {n} examples per stream")
-
-
 # %% [markdown]
-# Identical inputs give identical weights on a CPU (same data, settings, base model and seed),
-# so a run whose key matches one already trained is copied, not retrained (e.g. a selected
-# stream whose traces all come from one source stream).
+# `fine_tune_all` (`paradox.fine_tune`) trains every run of the plan in order. Each run is saved
+# atomically with a key of its inputs (settings, the stream's content, the base weights), so an
+# interrupted notebook resumes with the runs it has not finished, and a changed setting retrains.
+# Identical inputs give identical weights on a CPU, so a run whose key matches one already trained
+# is copied, not retrained (e.g. a selected stream whose traces all come from one source stream).
 #
 # `train.launcher: inline` trains in this process (CPU or one GPU). `accelerate` starts
 # `accelerate launch --config_file <train.accelerate_config> --num_processes <train.num_processes>
 # -m paradox.train_run JOB` for each run (`paradox.launch`): every process trains, the main one
 # saves the same files as an inline run (plus `launch.log`), and a failed launch stops the
-# notebook with the log's tail and leaves no finished-looking model.
+# notebook with the log's tail and leaves no finished-looking model. With `train.num_machines`
+# above 1 the other nodes run `make train-node` meanwhile (see README) and each launch is one job
+# over all of them.
 
 # %%
-records = []
-trained_by_key: dict[str, Path] = {}
-for r in tqdm(runs, desc="training runs"):
-    out = paths.models / r.name
-    per_device, accum = t.split_batch(r.batch_size)  # r.batch_size is the effective batch
-    settings = TrainSettings(
-        loss_type=r.loss, learning_rate=r.learning_rate, batch_size=per_device, grad_accum=accum,
-        max_steps=steps_for(n, r.batch_size, t.epochs), max_length=t.max_length, seed=r.seed,
-        warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, weight_decay=t.weight_decay, bf16=t.bf16,
-        logging_steps=t.logging_steps, lora=t.lora, checkpoints=lc.checkpoints if plan.keeps_checkpoints(params, r) else 0)
-    key = stable_hash({"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key})
-    marker = DoneMarker(out, key)
-    if not marker.is_done():
-        if key in trained_by_key:
-            copy_model(trained_by_key[key], out)
-            print(f"{r.name}: same inputs as {trained_by_key[key].name}, copied")
-        elif t.launcher == "accelerate":  # one `accelerate launch` per run, its output shown as it comes
-            job = make_job(paths.stream(r.stream), out, base, settings, backends.load_kwargs(params, base),
-                           gradient_checkpointing=t.gradient_checkpointing)
-            launch_training(job, t.accelerate_config, t.num_processes)
-        else:
-            model, tok = load_model(base, **backends.load_kwargs(params, base))
-            sft_train(model, tok, streams[r.stream], out, settings)
-        marker.mark()
-    source = trained_by_key.setdefault(key, out)
-    info = read_json(out / "train_info.json")
-    records.append({**r.to_dict(), "max_steps": info["max_steps"], "n_rows": info["n_rows"],
-                    "copied_from": "" if source == out else source.name,
-                    "seconds": info["seconds"] if source == out else 0.0})
-runs_df = pd.DataFrame(records)
-runs_df.to_csv(paths.models / "runs.csv", index=False)
+t = params.train
+runs = plan.training_runs(params)
+runs_df = fine_tune_all(params, paths)
 trained = runs_df[runs_df["copied_from"] == ""]
 print(f"{len(trained)} runs trained ({len(runs_df) - len(trained)} copied): {trained['seconds'].sum():.0f} s of "
       f"training, {trained['seconds'].median():.1f} s per run (median)")

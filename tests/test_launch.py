@@ -9,7 +9,7 @@ import pytest
 from safetensors.torch import load_file
 
 from paradox.io import read_json, write_jsonl
-from paradox.launch import LaunchError, launch_command, launch_training
+from paradox.launch import LaunchError, Machines, free_port, launch_command, launch_training
 from paradox.params import Lora
 from paradox.train_run import make_job, run_job, settings_from_job
 from paradox.training import TrainSettings, sft_train
@@ -106,3 +106,62 @@ def test_fsdp_config_reads_as_full_shard_on_8_gpus():
     assert env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD"
     assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
     assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"  # sft_train needs one loadable checkpoint
+
+
+def test_fsdp_2x8_config_reads_as_two_nodes_of_8():
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    cfg = ROOT / "params" / "accelerate" / "fsdp-2x8.yaml"
+    machines = Machines(num_machines=2, rank=1, main_ip="10.0.0.1", main_port=29500)
+    cmd = launch_command("job.json", cfg, 16, machines=machines)
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(cmd[3:]))
+    assert args.use_fsdp and args.num_processes == 16 and args.num_machines == 2 and args.machine_rank == 1
+    assert args.main_process_ip == "10.0.0.1" and args.main_process_port == 29500
+    env = prepare_multi_gpu_env(args)
+    assert env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD" and env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"
+
+
+def test_machines_from_the_environment():
+    assert Machines.from_env(1, {}) == Machines()
+    m = Machines.from_env(2, {"MACHINE_RANK": "1", "MAIN_PROCESS_IP": "10.0.0.1"})
+    assert (m.rank, m.main_ip, m.main_port, m.is_main) == (1, "10.0.0.1", 29500, False)
+    with pytest.raises(LaunchError, match="set MACHINE_RANK and MAIN_PROCESS_IP on every node"):
+        Machines.from_env(2, {})
+    with pytest.raises(LaunchError, match="outside 0..1"):
+        Machines.from_env(2, {"MACHINE_RANK": "2", "MAIN_PROCESS_IP": "h"})
+    with pytest.raises(LaunchError, match="integers"):
+        Machines.from_env(2, {"MACHINE_RANK": "one", "MAIN_PROCESS_IP": "h"})
+
+
+def test_two_machines_on_one_host_train_one_job(tmp_path, tiny_lm):
+    """The multi-node path for real: two `accelerate launch`es, machine ranks 0 and 1, one process
+    each, meeting at 127.0.0.1, train one job; the main machine writes the model, the other keeps
+    its own launch log."""
+    import threading
+
+    rows = _rows()
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    out = tmp_path / "models" / "run"
+    job = make_job(tmp_path / "rows.jsonl", out, str(tiny_lm), _settings(), {"dtype": "float32"})
+    port = free_port()
+    results: dict[int, object] = {}
+
+    def node(rank: int) -> None:
+        try:
+            m = Machines(num_machines=2, rank=rank, main_ip="127.0.0.1", main_port=port)
+            results[rank] = launch_training(job, CPU_2PROC, 2, echo=None, machines=m)
+        except BaseException as err:  # reported below
+            results[rank] = err
+
+    threads = [threading.Thread(target=node, args=(r,)) for r in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=600)
+    assert not isinstance(results[0], BaseException), results[0]
+    assert not isinstance(results[1], BaseException), results[1]
+    assert results[0] == results[1] == read_json(out / "log_history.json")
+    assert read_json(out / "train_info.json")["world_size"] == 2
+    assert (out / "launch.log").is_file() and (out / "launch.machine-1.log").is_file()
+    assert "rank 1: world size 2" in (out / "launch.machine-1.log").read_text()

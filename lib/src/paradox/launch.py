@@ -4,6 +4,8 @@
 
     accelerate launch --config_file CFG --num_processes N --main_process_port PORT -m paradox.train_run JOB
 
+(plus `--num_machines M --machine_rank R --main_process_ip IP` for a job over several nodes)
+
 as a subprocess (through this interpreter, `python -m accelerate.commands.launch`, so the same
 environment runs it), prints its output line by line as it comes, keeps the log, and returns the
 log history the run saved. A failed launch raises with the tail of the log and leaves nothing
@@ -25,7 +27,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +52,52 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Machines:
+    """Where this process sits in a training job over several nodes (accelerate's multi-node
+    launch: every node runs the same `accelerate launch`, each with its own rank).
+
+    One node: rank 0, and a free rendezvous port is chosen per launch. Several nodes: every node
+    must agree on the main node's address and port, so they come from the environment, named
+    after accelerate's own flags: MACHINE_RANK (0 on the main node), MAIN_PROCESS_IP,
+    MAIN_PROCESS_PORT (default 29500). `runs/` must be on a filesystem every node shares.
+    """
+    num_machines: int = 1
+    rank: int = 0
+    main_ip: str | None = None
+    main_port: int | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, num_machines: int, environ: Mapping[str, str] = os.environ) -> Machines:
+        if num_machines == 1:
+            return cls()
+        missing = [k for k in ("MACHINE_RANK", "MAIN_PROCESS_IP") if not environ.get(k)]
+        if missing:
+            raise LaunchError(f"train.num_machines is {num_machines}: set {' and '.join(missing)} on every node "
+                              "(MACHINE_RANK=0 on the main node, 1.. on the others; MAIN_PROCESS_IP = the main "
+                              "node's address; optionally MAIN_PROCESS_PORT, default 29500)")
+        try:
+            rank, port = int(environ["MACHINE_RANK"]), int(environ.get("MAIN_PROCESS_PORT") or 29500)
+        except ValueError as err:
+            raise LaunchError(f"MACHINE_RANK and MAIN_PROCESS_PORT must be integers: {err}") from None
+        if not 0 <= rank < num_machines:
+            raise LaunchError(f"MACHINE_RANK={rank} is outside 0..{num_machines - 1} (train.num_machines)")
+        return cls(num_machines, rank, environ["MAIN_PROCESS_IP"], port)
+
+
 def launch_command(job_file: Path | str, accelerate_config: Path | str, num_processes: int,
-                   main_process_port: int | None = None) -> list[str]:
+                   main_process_port: int | None = None, machines: Machines | None = None) -> list[str]:
+    """`num_processes` counts every process of the job, over all machines (as accelerate does)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
            "--num_processes", str(num_processes)]
+    if machines is not None and machines.num_machines > 1:
+        cmd += ["--num_machines", str(machines.num_machines), "--machine_rank", str(machines.rank),
+                "--main_process_ip", str(machines.main_ip)]
+        main_process_port = machines.main_port
     if main_process_port:
         cmd += ["--main_process_port", str(main_process_port)]
     return [*cmd, "-m", "paradox.train_run", str(job_file)]
@@ -71,19 +116,23 @@ def print_now(line: str) -> None:
 
 def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_processes: int, *,
                     echo: Callable[[str], None] | None = print_now, env: dict[str, str] | None = None,
-                    main_process_port: int | None = None, tail_lines: int = 40) -> list[dict[str, Any]]:
-    """Run one training job (see `paradox.train_run.make_job`) on `num_processes` processes.
+                    main_process_port: int | None = None, machines: Machines | None = None,
+                    tail_lines: int = 40) -> list[dict[str, Any]]:
+    """Run one training job (see `paradox.train_run.make_job`) on `num_processes` processes (over
+    all of `machines`: call it on every node, each with its own `Machines.from_env`).
 
-    Returns the run's log history (its `log_history.json`). The whole launch log is kept as
-    `launch.log` in the trained model's directory, or as `<name>.launch.log` beside it when the
-    launch fails.
+    Returns the run's log history (its `log_history.json`, written by the job's main process). The
+    whole launch log is kept as `launch.log` in the trained model's directory (`launch.machine-R.log`
+    from a node other than the main one), or as `<name>.launch.log` beside it when the launch fails.
     """
+    machines = machines or Machines()
     out_dir = Path(job["output_dir"])
     config = resolve(accelerate_config)  # params name it from the project root
     if not config.is_file():
         raise FileNotFoundError(f"{config}: accelerate config not found")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    failed_log = out_dir.parent / f"{out_dir.name}.launch.log"
+    suffix = "" if machines.is_main else f".machine-{machines.rank}"
+    failed_log = out_dir.parent / f"{out_dir.name}{suffix}.launch.log"
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     # Progress bars redraw with carriage returns, which arrive here as separate lines: a redraw
     # every 10 s keeps the notebook readable.
@@ -93,7 +142,7 @@ def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_proc
     with tempfile.TemporaryDirectory(prefix="paradox-launch-") as work:
         job_file, log_file = Path(work) / "job.json", Path(work) / "launch.log"
         write_json(job_file, job)
-        cmd = launch_command(job_file, config, num_processes, main_process_port or free_port())
+        cmd = launch_command(job_file, config, num_processes, main_process_port or free_port(), machines)
         if echo:
             echo("$ " + " ".join(cmd))
         # Its own session, so an interrupt (a notebook's stop button) can end every process of it.
@@ -120,9 +169,10 @@ def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_proc
         if rc != 0 or not (out_dir / "log_history.json").is_file():
             _remove_leftovers(out_dir)
             shutil.copyfile(log_file, failed_log)
-            why = f"exit code {rc}" if rc != 0 else f"it exited 0 but {out_dir} has no log_history.json"
+            why = f"exit code {rc}" if rc != 0 else f"it exited 0 but {out_dir} has no log_history.json" + (
+                "" if machines.is_main else " (is runs/ on a filesystem every node shares?)")
             raise LaunchError(f"accelerate launch of {out_dir.name} failed ({why}): {cause or 'see the log'}\n"
                               f"full log: {failed_log}\n--- last {len(tail)} lines ---\n" + "\n".join(tail))
-        shutil.copyfile(log_file, out_dir / "launch.log")
+        shutil.copyfile(log_file, out_dir / ("launch.log" if machines.is_main else f"launch{suffix}.log"))
     failed_log.unlink(missing_ok=True)  # an earlier failed attempt's log is now stale
     return read_json(out_dir / "log_history.json")

@@ -202,7 +202,10 @@ class Train(Strict):
     # `python -m paradox.train_run` with `accelerate_config` (FSDP/DeepSpeed) on num_processes.
     launcher: Literal["inline", "accelerate"] = "inline"
     accelerate_config: str | None = None
-    num_processes: int = Field(1, gt=0)
+    num_processes: int = Field(1, gt=0)  # every training process of a run, over all machines
+    # Nodes in one training job (accelerate multi-node; every node runs `make train-node`, see
+    # README): num_processes is split evenly over them. Rank and main address: environment.
+    num_machines: int = Field(1, gt=0)
     gradient_checkpointing: bool = False
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     scheduler: str = "cosine"
@@ -334,6 +337,11 @@ class Params(Strict):
             self.train.split_batch(bs)
         if self.train.launcher == "accelerate" and not self.train.accelerate_config:
             raise ValueError("train.launcher 'accelerate' needs train.accelerate_config (a file under params/accelerate/)")
+        if self.train.num_machines > 1 and self.train.launcher != "accelerate":
+            raise ValueError("train.num_machines > 1 needs train.launcher 'accelerate'")
+        if self.train.num_processes % self.train.num_machines:
+            raise ValueError(f"train.num_processes {self.train.num_processes} is not a multiple of "
+                             f"train.num_machines {self.train.num_machines}")
         missing_splits = [s for s in self.learning_curve.splits if s not in self.eval.splits]
         if self.learning_curve.checkpoints and missing_splits:
             raise ValueError(f"learning_curve.splits {missing_splits} are not evaluation splits (eval.splits)")

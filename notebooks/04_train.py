@@ -85,7 +85,8 @@ for r in tqdm(runs, desc="training runs"):
         loss_type=r.loss, learning_rate=r.learning_rate, batch_size=per_device, grad_accum=accum,
         max_steps=steps_for(n, r.batch_size, t.epochs), max_length=t.max_length, seed=r.seed,
         warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, weight_decay=t.weight_decay, bf16=t.bf16,
-        logging_steps=t.logging_steps, lora=t.lora, checkpoints=lc.checkpoints if plan.keeps_checkpoints(params, r) else 0)
+        logging_steps=t.logging_steps, lora=t.lora, checkpoints=lc.checkpoints if plan.keeps_checkpoints(params, r) else 0,
+        completion_end=params.slm.completion_end)
     key = stable_hash({"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key})
     marker = DoneMarker(out, key)
     if not marker.is_done():

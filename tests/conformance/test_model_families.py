@@ -344,3 +344,24 @@ def test_scoring_matches_a_full_logits_reference_for_every_family(family_lms):
             logp = torch.log_softmax(model(input_ids=torch.tensor([a + b])).logits[0].float(), -1)
         want = [-logp[len(a) - 1 + i, t].item() for i, t in enumerate(b)]
         assert got.token_ids == b and got.token_nll == pytest.approx(want, abs=1e-5)
+
+
+def test_leading_bos_is_read_from_what_the_tokenizer_does():
+    from tokenizers import processors
+
+    from paradox.tokenization import leading_bos
+
+    assert leading_bos(build_tokenizer(QWEN)) is None
+    llama = build_tokenizer(LLAMA3)
+    assert leading_bos(llama) == llama.bos_token_id
+    # BOS and an appended EOS (add_eos_token): BOS in front, the EOS left to completion_end
+    both = build_tokenizer(LLAMA3)
+    bos, eos = both.bos_token_id, both.eos_token_id
+    both.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A <|end_of_text|>", special_tokens=[("<|begin_of_text|>", bos), ("<|end_of_text|>", eos)])
+    assert leading_bos(both) == bos
+    odd = build_tokenizer(LLAMA3)
+    odd.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|start_header_id|> $A", special_tokens=[("<|start_header_id|>", odd.convert_tokens_to_ids("<|start_header_id|>"))])
+    with pytest.raises(ValueError, match="other than a leading BOS"):
+        leading_bos(odd)

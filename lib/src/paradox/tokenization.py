@@ -50,13 +50,12 @@ def leading_bos(tok: Any) -> int | None:
     probe = "1 + 1"
     plain = tok(probe, add_special_tokens=False)["input_ids"]
     full = tok(probe)["input_ids"]
+    if len(full) > len(plain) and full[-1:] == [tok.eos_token_id]:
+        full = full[:-1]  # an appended EOS (add_eos_token): training adds its own end token instead
     if full == plain:
         return None
-    head = full[:len(full) - len(plain)]
-    if full[len(head):] == plain and head == [tok.bos_token_id] and tok.bos_token_id is not None:
+    if full == [tok.bos_token_id, *plain] and tok.bos_token_id is not None:
         return tok.bos_token_id
-    if full[:len(plain)] == plain:  # only appended (an EOS): training adds its own end token instead
-        return None
     raise ValueError(f"tokenizer {_name(tok)}: it wraps a text in special tokens other than a leading BOS "
                      f"({full} for {plain}); paradox.tokenization supports a leading BOS only")
 

@@ -95,6 +95,11 @@ summary = {
 }
 for k_, v in summary.items():
     print(f"{k_:30s} {v:.2f}" if isinstance(v, float) else f"{k_:30s} {v}")
+# truncated_share: samples that hit sampling.max_new_tokens without a stop token or stop string (graded wrong)
+if summary["truncated_share"] > 5:
+    print(f"WARNING: {summary['truncated_share']:.1f}% of the samples ran into sampling.max_new_tokens; "
+          f"check the stop conditions (slm.stop_tokens {list(params.slm.stop_tokens)}, "
+          f"slm.stop_strings {list(params.slm.stop_strings)})")
 
 # %%
 def stream_rows(traces: dict[str, str]):

@@ -84,9 +84,9 @@ ppl_orig = ppl_new = []
 if todo:
     prompts = [rft[i]["prompt"] for i in todo]
     ppl_orig = [perplexity([s]) for s in response_nll(model, tok, prompts, [rft[i]["completion"] for i in todo],
-                                                      desc="ppl original")]
+                                                      token_budget=params.eval.score_token_budget, desc="ppl original")]
     ppl_new = [perplexity([s]) for s in response_nll(model, tok, prompts, [located[i]["rewrite"] for i in todo],
-                                                     desc="ppl rewrite")]
+                                                     token_budget=params.eval.score_token_budget, desc="ppl rewrite")]
 ppl = {i: (a, b) for i, a, b in zip(todo, ppl_orig, ppl_new, strict=True)}
 
 out, decisions = [], []
@@ -166,7 +166,7 @@ if params.selection.enabled:
     for c in params.selection.candidates:
         rows = read_jsonl(paths.stream(c))
         scored = response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
-                              desc=f"ppl {c}")
+                              token_budget=params.eval.score_token_budget, desc=f"ppl {c}")
         rewards_c = {x["id"]: x["reward"] for x in read_jsonl(paths.rewards / f"{c}.jsonl")}
         cand[c] = {r["id"]: (rewards_c[r["id"]], sc.nll / max(1, sc.n_tokens), r)
                    for r, sc in zip(rows, scored, strict=True)}

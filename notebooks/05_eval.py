@@ -58,8 +58,12 @@ runs = plan.training_runs(params)
 print(f"{len(runs)} fine-tuned models + the base SLM, on {len(splits)} splits, k={e.k}")
 
 
+truncated_share: dict[tuple[str, str], float] = {}  # (tag, split) -> % of samples cut by max_new_tokens
+
+
 def evaluate(path: str, tag: str, seed: int, split_names) -> dict[str, float]:
-    """Avg@k of one checkpoint on the given splits; samples and grades land under eval/."""
+    """Avg@k of one checkpoint on the given splits; samples and grades land under eval/. The share
+    of samples that hit the token limit (graded wrong) goes to `truncated_share`."""
     fingerprint = model_fingerprint(path)
     scores = {}
     gen = backends.generator(params, path, e.batch_size)
@@ -76,6 +80,7 @@ def evaluate(path: str, tag: str, seed: int, split_names) -> dict[str, float]:
             r["correct"] = grade(r["text"], gold[r["id"]], truncated=r["truncated"], timeout_s=e.grade_timeout_s)
         write_jsonl(paths.eval / "graded" / tag / f"{split}.jsonl", rows)
         scores[split] = avg_at_k(rows)
+        truncated_share[(tag, split)] = 100 * sum(r["truncated"] for r in rows) / len(rows) if rows else float("nan")
     gen.close()  # one model in memory at a time (a vLLM engine claims most of the GPU)
     return scores
 
@@ -92,14 +97,23 @@ for seed in params.train.seeds:
     for split, v in evaluate(base, f"base-s{seed}", seed, e.splits).items():
         acc_rows.append({"model": f"base-s{seed}", "stream": "base", "loss": "none", "seed": seed,
                          "learning_rate": 0.0, "batch_size": 0, "purpose": "base", "split": split,
-                         "avg_at_k": v, "n_problems": len(splits[split]), **common})
+                         "avg_at_k": v, "truncated_share": truncated_share[(f"base-s{seed}", split)],
+                         "n_problems": len(splits[split]), **common})
 for r in tqdm(runs, desc="models"):
     for split, v in evaluate(str(paths.models / r.name), r.name, r.seed, e.splits).items():
         acc_rows.append({"model": r.name, **{k: v_ for k, v_ in r.to_dict().items() if k != "name"},
-                         "split": split, "avg_at_k": v, "n_problems": len(splits[split]), **common})
+                         "split": split, "avg_at_k": v, "truncated_share": truncated_share[(r.name, split)],
+                         "n_problems": len(splits[split]), **common})
 accuracy = pd.DataFrame(acc_rows)
 accuracy.to_csv(paths.eval / "accuracy.csv", index=False)
 accuracy[accuracy["purpose"] != "grid"].pivot_table(index="model", columns="split", values="avg_at_k")
+
+# %% [markdown]
+# Share of samples (%) that ran into `eval.max_new_tokens` without stopping (graded wrong). A large
+# share points at stop conditions the model does not reach (`slm.stop_tokens`, `slm.stop_strings`).
+
+# %%
+accuracy[accuracy["purpose"] != "grid"].pivot_table(index="model", columns="split", values="truncated_share")
 
 # %% [markdown]
 # ## Learning curves
@@ -137,7 +151,7 @@ ppl_rows = []
 for stream in tqdm(plan.all_streams(params), desc="streams"):
     rows = read_jsonl(paths.stream(stream))
     scored = response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
-                          batch_size=e.batch_size, desc=stream)
+                          token_budget=e.score_token_budget, desc=stream)
     ppl_rows.append({"stream": stream, "ppl": perplexity(scored), "n_tokens": sum(s.n_tokens for s in scored),
                      "n_traces": len(rows)})
 ppl = pd.DataFrame(ppl_rows)

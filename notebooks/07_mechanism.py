@@ -72,7 +72,7 @@ data = {s: read_jsonl(paths.stream(s)) for s in plan.all_streams(params)}
 base = backends.slm_path(params, paths)
 model, tok = load_model(base, **backends.load_kwargs(params, base))
 scored = {s: response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
-                          batch_size=params.eval.batch_size, desc=s) for s, rows in data.items()}
+                          token_budget=params.eval.score_token_budget, desc=s) for s, rows in data.items()}
 accuracy = pd.read_csv(paths.eval / "accuracy.csv")
 util = utility(accuracy)
 k = int(accuracy["k"].iloc[0])

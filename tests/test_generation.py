@@ -1,3 +1,5 @@
+import pytest
+
 from paradox.generation import HFGenerator, SamplingSettings, load_model, sample_sharded
 
 PROMPTS = ["Question: Tom has 3 apples.\nAnswer:\n", "Question: Ana has 5 coins. She loses 2.\nAnswer:\n",
@@ -67,3 +69,23 @@ def test_greedy_with_n_samples_repeats_the_one_greedy_answer_and_close_frees(tin
     assert all(c == [o[0]] * 3 for c, o in zip(three, one, strict=True))
     gen.close()
     assert gen.model is None
+
+
+def test_stops_cut_at_the_first_stop_token_or_string_and_say_whether_one_ended_the_text(tiny_lm):
+    from paradox.tokenization import Stops
+
+    _, tok = load_model(str(tiny_lm))
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    ids = tok("He has 5 apples. Question: next", add_special_tokens=False)["input_ids"]
+    plain = Stops.resolve(tok)
+    assert plain.token_ids == (eos,) and plain.key() is None  # EOS alone: cache keys stay as they were
+    assert plain.finish(tok, ids) == ("He has 5 apples. Question: next", False)  # ran to the token limit
+    assert plain.finish(tok, [*ids[:3], eos, *ids[3:]]) == (tok.decode(ids[:3]).strip(), True)
+    assert plain.finish(tok, [*ids, pad, pad]) == ("He has 5 apples. Question: next", False)  # pad is not a stop
+    by_string = Stops.resolve(tok, stop_strings=["Question:", "apples"])
+    assert by_string.finish(tok, ids) == ("He has 5", True)  # the earliest of the stop strings
+    assert by_string.key() == {"tokens": [], "strings": ["Question:", "apples"]}
+    with_pad = Stops.resolve(tok, stop_tokens=["<pad>"])
+    assert with_pad.token_ids == (eos, pad) and with_pad.finish(tok, [*ids[:2], pad, *ids[2:]])[1]
+    with pytest.raises(ValueError, match="'Question' is not one token"):
+        Stops.resolve(tok, stop_tokens=["Question"])

@@ -50,8 +50,10 @@ def load_kwargs(params: Params, model_path: str) -> dict:
 
 
 def generator(params: Params, model_path: str, batch_size: int) -> Generator:
+    """The SLM's sampler; both backends stop on `slm.stop_tokens` / `slm.stop_strings` (and EOS)."""
+    stops = {"stop_tokens": params.slm.stop_tokens, "stop_strings": params.slm.stop_strings}
     if params.sampling.backend == "hf":
-        return HFGenerator.from_pretrained(model_path, batch_size, **load_kwargs(params, model_path))
+        return HFGenerator.from_pretrained(model_path, batch_size, **stops, **load_kwargs(params, model_path))
     # vllm: the engine batches by itself (batch_size only shapes the shards of sample_sharded).
     kw = load_kwargs(params, model_path)
     if kw["gguf_file"]:
@@ -59,7 +61,7 @@ def generator(params: Params, model_path: str, batch_size: int) -> Generator:
     from paradox.vllm_backend import VLLMGenerator
 
     return VLLMGenerator.from_pretrained(model_path, params.vllm, dtype=kw["dtype"], revision=kw["revision"],
-                                         seed=params.seed)
+                                         seed=params.seed, **stops)
 
 
 def oracle_cache_dir(paths: RunPaths) -> Path:
@@ -111,12 +113,50 @@ def cross_check_rewards(params: Params) -> list:
     return [reward_model(params, spec) for spec in params.reward.cross_check]
 
 
+def fill_template(template: str, question: str) -> str:
+    """`template` with its one "{question}" replaced; other braces (\\boxed{}) are left alone,
+    which str.format would not do."""
+    return template.replace("{question}", question)
+
+
 def format_prompt(params: Params, question: str, tokenizer=None) -> str:
-    """The SLM's prompt for a question: the params template, optionally inside its chat template."""
-    text = params.slm.prompt_template.format(question=question)
-    if params.slm.use_chat_template:
-        if tokenizer is None:
-            raise ValueError("slm.use_chat_template needs the tokenizer")
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
-    return text
+    """The SLM's prompt for a question: the params template, optionally as the user turn of the
+    tokenizer's chat template (no system message: a template's default system prompt applies, as
+    Qwen2.5-Math's does). A rendering that repeats a line of the template (an instruction sent
+    twice) or does not end on a newline is an error, found on the first prompt."""
+    text = fill_template(params.slm.prompt_template, question)
+    if not params.slm.use_chat_template:
+        return text
+    if tokenizer is None:
+        raise ValueError("slm.use_chat_template needs the tokenizer")
+    if tokenizer.chat_template is None:
+        raise ValueError(f"slm.use_chat_template is true but {params.slm.name_or_path} has no chat template; "
+                         "set it to false and give slm.prompt_template the whole prompt")
+    _check_chat_rendering(params.slm.prompt_template, tokenizer)
+    return _render(tokenizer, text)
+
+
+def _render(tokenizer, text: str) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+_checked: set[tuple[int, str, str]] = set()
+
+
+def _check_chat_rendering(template: str, tokenizer) -> None:
+    """Checked once per (tokenizer, template), on a neutral question (a real one may quote anything)."""
+    key = (id(tokenizer), template, tokenizer.chat_template)
+    if key in _checked:
+        return
+    rendered = _render(tokenizer, fill_template(template, "QUESTION"))
+    for line in fill_template(template, "").splitlines():
+        line = line.strip()
+        if len(line.split()) >= 3 and rendered.count(line) > 1:  # an instruction, not a "Answer:" label
+            raise ValueError(f"slm.prompt_template: {line!r} appears {rendered.count(line)} times in the chat "
+                             f"prompt of {tokenizer.name_or_path}: the chat template already adds it (a default "
+                             f"system prompt?). Rendered prompt:\n{rendered}")
+    if not rendered.endswith("\n"):
+        raise ValueError(f"the chat prompt of {tokenizer.name_or_path} ends with {rendered[-20:]!r}, not a newline: "
+                         "completions are stored without leading whitespace and appended to the prompt")
+    _checked.add(key)

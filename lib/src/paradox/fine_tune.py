@@ -42,7 +42,8 @@ def settings_for(params: Params, run: plan.RunSpec, n_examples: int) -> TrainSet
         max_steps=steps_for(n_examples, run.batch_size, t.epochs), max_length=t.max_length, seed=run.seed,
         warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, weight_decay=t.weight_decay, bf16=t.bf16,
         logging_steps=t.logging_steps, lora=t.lora,
-        checkpoints=params.learning_curve.checkpoints if plan.keeps_checkpoints(params, run) else 0)
+        checkpoints=params.learning_curve.checkpoints if plan.keeps_checkpoints(params, run) else 0,
+        completion_end=params.slm.completion_end)
 
 
 def load_streams(params: Params, paths: RunPaths, runs: list[plan.RunSpec]) -> dict[str, list[dict]]:

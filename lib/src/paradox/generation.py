@@ -1,6 +1,11 @@
 """SLM sampling behind one interface.
 
 `HFGenerator` uses transformers `generate` (batched, left padding, KV cache) on CPU or GPU.
+Both generators (this one and `vllm_backend.VLLMGenerator`) encode prompts with
+`tokenization.SequenceEncoder` (the ids training and scoring use), stop on the same `Stops`
+(EOS, generation_config eos ids, `slm.stop_tokens`, `slm.stop_strings`) and cut the result the
+same way: the text excludes the stop token or string, and `truncated` is True exactly when the
+token limit ended the completion.
 `sample_sharded` writes results in shards as they finish, so a killed run resumes at the first
 missing shard; a shard is reused only when it was made with the same settings (its key).
 """
@@ -18,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from paradox.io import DoneMarker, file_hash, read_jsonl, write_jsonl
 from paradox.params import stable_hash
+from paradox.tokenization import SequenceEncoder, Stops
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -34,11 +40,12 @@ class SamplingSettings:
 @dataclass(frozen=True)
 class Completion:
     text: str
-    truncated: bool  # stopped by max_new_tokens, not by end-of-sequence
+    truncated: bool  # ended by the token limit, not by a stop token or stop string
 
 
 class Generator(Protocol):
     name: str
+    stops: Stops
 
     def generate(self, prompts: Sequence[str], s: SamplingSettings) -> list[list[Completion]]: ...
 
@@ -74,35 +81,42 @@ def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None 
 class HFGenerator:
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int) -> None:
+    def __init__(self, model, tokenizer, batch_size: int, stop_tokens: Sequence[str] = (),
+                 stop_strings: Sequence[str] = ()) -> None:
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+        self.encoder = SequenceEncoder(tokenizer)
+        self.stops = Stops.resolve(tokenizer, stop_tokens, stop_strings, model.generation_config.eos_token_id)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, batch_size: int, **kw) -> HFGenerator:
+    def from_pretrained(cls, name_or_path: str, batch_size: int, stop_tokens: Sequence[str] = (),
+                        stop_strings: Sequence[str] = (), **kw) -> HFGenerator:
         model, tok = load_model(name_or_path, **kw)
-        return cls(model, tok, batch_size)
+        return cls(model, tok, batch_size, stop_tokens, stop_strings)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], s: SamplingSettings) -> list[list[Completion]]:
         """`s.n` completions per prompt. Seeded per call, so equal inputs give equal outputs on CPU."""
         torch.manual_seed(s.seed)
-        enc = self.tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        ids = [self.encoder.prompt(p) for p in prompts]
+        enc = self.tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
         enc = enc.to(self.model.device)
         sample = s.temperature > 0
         # Greedy decoding gives one answer per prompt (transformers refuses n > 1 without sampling).
         n = s.n if sample else 1
+        stop_ids = list(self.stops.token_ids)
         out = self.model.generate(
             **enc, do_sample=sample, temperature=s.temperature if sample else None,
             top_p=s.top_p if sample else None, top_k=0 if sample else None,
             max_new_tokens=s.max_new_tokens, num_return_sequences=n,
-            pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
+            pad_token_id=self.tok.pad_token_id, eos_token_id=stop_ids[0] if len(stop_ids) == 1 else stop_ids,
+            **({"stop_strings": list(self.stops.strings), "tokenizer": self.tok} if self.stops.strings else {}),
             cache_implementation="static",  # preallocated KV cache: ~2x faster than growing one at batch 100+
         )
-        new = out[:, enc["input_ids"].shape[1]:]
-        eos = self.tok.eos_token_id
-        done = (new == eos).any(dim=1).tolist()
-        texts = self.tok.batch_decode(new, skip_special_tokens=True)
-        flat = [Completion(t.strip(), not d) for t, d in zip(texts, done, strict=True)]
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        flat = []
+        for seq in new:
+            text, stopped = self.stops.finish(self.tok, seq)
+            flat.append(Completion(text, not stopped))
         return [flat[i * n:(i + 1) * n] * (s.n // n) for i in range(len(prompts))]
 
     def close(self) -> None:
@@ -125,11 +139,16 @@ def sample_sharded(generator: Generator, model_key: str, ids: Sequence[str], pro
 
     Rows: {id, sample, text, truncated}. Each shard is seeded from (s.seed, shard index), so a
     resumed run gives the numbers an uninterrupted one would. A shard is reused only if it was
-    made by the same weights (`model_key`, see `model_fingerprint`) with the same settings.
+    made by the same weights (`model_key`, see `model_fingerprint`) with the same settings and
+    stop conditions.
     """
     out_dir = Path(out_dir)
-    key = stable_hash({"gen": generator.name, "model": model_key, "s": s.__dict__, "batch": batch_size,
-                       "ids": stable_hash(list(ids)), "prompts": stable_hash(list(prompts))})
+    parts = {"gen": generator.name, "model": model_key, "s": s.__dict__, "batch": batch_size,
+             "ids": stable_hash(list(ids)), "prompts": stable_hash(list(prompts))}
+    stops = getattr(generator, "stops", None)
+    if stops is not None and stops.key() is not None:  # EOS alone comes with the model (keys made before stay valid)
+        parts["stops"] = stops.key()
+    key = stable_hash(parts)
     rows: list[dict[str, Any]] = []
     starts = range(0, len(prompts), batch_size)
     for shard, start in enumerate(tqdm(starts, desc=desc, unit="batch")):

@@ -36,34 +36,112 @@ class TraceNLL:
     token_ids: list[int] = field(default_factory=list)  # the response tokens themselves
 
 
+DEFAULT_TOKEN_BUDGET = 16384  # as eval.score_token_budget in the schema
+LOGIT_CHUNK_BYTES = 1 << 28  # float32 logits of one slice of positions: 256 MiB (~440 positions at a 152K vocabulary)
+
+
+def micro_batches(lengths: Sequence[int], token_budget: int, max_rows: int | None = None) -> list[list[int]]:
+    """Indices grouped so that rows x longest length <= token_budget (a longer sequence goes alone),
+    longest first (an out-of-memory shows up at once), at most `max_rows` per group."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        g = groups[-1] if groups else None
+        # sorted longest first: the group's first member sets its padded width
+        if g and (len(g) + 1) * lengths[g[0]] <= token_budget and (max_rows is None or len(g) < max_rows):
+            g.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _body_and_head(model):
+    """(the transformer without its LM head, the head): token log-probs are computed from the last
+    hidden states slice by slice, never as full [batch, length, vocabulary] logits."""
+    body, head = model.base_model, model.get_output_embeddings()
+    if body is model or head is None:
+        raise ValueError(f"{type(model).__name__}: no separate base model and LM head to score with")
+    return body, head
+
+
+def _check_head(model, body, head, ids: torch.Tensor) -> None:
+    """The model's logits must be head(last hidden state): a family that scales or caps its logits
+    would be scored wrong, so that is an error (checked on a few positions of one sequence)."""
+    ids = ids[:1, :8]
+    want = model(input_ids=ids).logits.float()
+    got = head(body(input_ids=ids).last_hidden_state).float()
+    if not torch.allclose(want, got, rtol=1e-3, atol=1e-3 * max(1.0, want.abs().max().item())):
+        raise ValueError(f"{type(model).__name__}: its logits are not lm_head(last hidden state) (logit scaling or "
+                         "soft-capping?); metrics.response_nll cannot score this model family")
+
+
+def _token_nll(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+    """-log p(target) for each row of `hidden` [n, H], logits of at most `chunk` rows at a time."""
+    out = []
+    for j in range(0, hidden.shape[0], chunk):
+        logits = head(hidden[j:j + chunk]).float()
+        out.append(torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets[j:j + chunk, None]).squeeze(-1))
+    return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+
+
 @torch.inference_mode()
-def response_nll(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32,
-                 desc: str = "scoring") -> list[TraceNLL]:
-    """NLL of each response given its prompt. Prompt and response are tokenized separately and
-    concatenated (as SFTTrainer does for prompt/completion data), so the response's tokens are
-    exactly those the model is trained on."""
+def response_nll(model, tokenizer, prompts: Sequence[str], responses: Sequence[str],
+                 token_budget: int = DEFAULT_TOKEN_BUDGET, batch_size: int | None = None,
+                 desc: str = "scoring", logit_chunk_bytes: int = LOGIT_CHUNK_BYTES) -> list[TraceNLL]:
+    """NLL of each response given its prompt, on the token sequence training uses
+    (`tokenization.SequenceEncoder`: prompt ids as generation sees them, then the response's own
+    ids; its end token is not scored), so the response's tokens are exactly those the model is
+    trained on.
+
+    Memory: micro-batches of at most `token_budget` padded tokens (`eval.score_token_budget`; at
+    most `batch_size` sequences if given), and the vocabulary-sized logits only for slices of the
+    response positions (`logit_chunk_bytes` of float32 at a time), never for a whole batch. A
+    trace's score does not depend on the traces scored beside it (up to float rounding).
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    from paradox.tokenization import SequenceEncoder
+
+    enc = SequenceEncoder(tokenizer)
+    p_ids = [enc.prompt(p) for p in prompts]
+    r_ids = [enc.completion(r, end=False) for r in responses]
+    for i, a in enumerate(p_ids):
+        if not a:
+            raise ValueError(f"prompt {i} is empty: the first response token would have no context")
+    body, head = _body_and_head(model)
     device = model.device
-    out: list[TraceNLL] = []
-    pad = tokenizer.pad_token_id
-    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
-        ps, rs = prompts[start:start + batch_size], responses[start:start + batch_size]
-        p_ids = tokenizer(list(ps), add_special_tokens=False)["input_ids"]
-        r_ids = tokenizer(list(rs), add_special_tokens=False)["input_ids"]
-        seqs = [a + b for a, b in zip(p_ids, r_ids, strict=True)]
-        width = max(len(s) for s in seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    chunk = max(1, logit_chunk_bytes // (4 * head.weight.shape[0]))
+    result: list[TraceNLL | None] = [None] * len(prompts)
+    checked = False
+    for group in tqdm(micro_batches([len(a) + len(b) for a, b in zip(p_ids, r_ids, strict=True)], token_budget,
+                                    batch_size), desc=desc, unit="batch"):
+        seqs = [p_ids[i] + r_ids[i] for i in group]
+        width = max(len(x) for x in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):  # right padding: positions stay 0..n-1 for every row
-            ids[i, :len(s)] = torch.tensor(s)
-            mask[i, :len(s)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        tok_nll = -logp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
-        for i, (a, b) in enumerate(zip(p_ids, r_ids, strict=True)):
-            # token t is predicted at position t-1; response tokens sit at len(a) .. len(a)+len(b)-1
-            vals = tok_nll[i, len(a) - 1:len(a) + len(b) - 1].tolist() if b else []
-            out.append(TraceNLL(float(sum(vals)), len(vals), vals, list(b)))
-    return out
+        rows, cols = [], []
+        for k, (i, x) in enumerate(zip(group, seqs, strict=True)):  # right padding: positions 0..n-1 in every row
+            ids[k, :len(x)] = torch.tensor(x)
+            mask[k, :len(x)] = 1
+            # token t is predicted at position t-1: response tokens sit at len(a) .. len(a)+len(b)-1
+            start = len(p_ids[i]) - 1
+            rows += [k] * len(r_ids[i])
+            cols += range(start, start + len(r_ids[i]))
+        ids, mask = ids.to(device), mask.to(device)
+        if not checked:
+            _check_head(model, body, head, ids)
+            checked = True
+        hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
+        rows_t, cols_t = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+        nll = _token_nll(head, hidden[rows_t.to(device), cols_t.to(device)],
+                         ids[rows_t.to(device), (cols_t + 1).to(device)], chunk).cpu().tolist()
+        pos = 0
+        for i in group:
+            vals = nll[pos:pos + len(r_ids[i])]
+            pos += len(r_ids[i])
+            result[i] = TraceNLL(float(sum(vals)), len(vals), vals, list(r_ids[i]))
+    return result  # type: ignore[return-value]
 
 
 def quarter_slices(n: int) -> list[slice]:

@@ -4,14 +4,16 @@
 (`paradox.endpoints.EndpointPool`: spread, retried, failed over). It sends what the offline
 engine (`VLLMGenerator`) computes, so both give the same samples for the same seeds:
 
-- the prompt as token ids, encoded here by the project's own code, so the server sees exactly
-  the sequence the offline engine sees (no server-side template or special tokens);
-- n = k samples per request, temperature, top_p, top_k disabled, max_tokens, the stop settings,
-  and one seed per prompt derived as the offline engine derives it (from the shard's seed);
+- the prompt as token ids, encoded here by `tokenization.SequenceEncoder` (the ids training and
+  scoring use), so the server sees exactly the sequence the offline engine sees (no server-side
+  template or special tokens);
+- n = k samples per request, temperature, top_p, top_k disabled, max_tokens, the stop conditions
+  (`tokenization.Stops`: stop token ids and stop strings), and one seed per prompt derived as the
+  offline engine derives it (from the shard's seed);
 - every sampling field explicitly (repetition penalty 1, min_p 0), so a server's generation
   config defaults cannot change the sampling;
-- the generated token ids back (`return_token_ids`), decoded here as the offline path decodes
-  them; `finish_reason == "length"` is the truncation flag.
+- the generated token ids back (`return_token_ids`), cut and decoded here by `Stops.finish` as
+  the offline path does; `finish_reason == "length"` is the truncation flag.
 
 Every request's answer is cached, one small JSON file per request written the moment it
 arrives (keyed by the model's identity, the prompt ids and the sampling settings), so a killed
@@ -34,6 +36,7 @@ from paradox.generation import Completion, SamplingSettings
 from paradox.io import atomic_path
 from paradox.oracle_client import thread_map
 from paradox.params import stable_hash
+from paradox.tokenization import SequenceEncoder, Stops
 
 log = logging.getLogger("paradox.openai_generator")
 
@@ -49,14 +52,15 @@ class OpenAIGenerator:
     name = "openai"
 
     def __init__(self, tokenizer: Any, pool: EndpointPool, served_name: str, model_key: str,
-                 cache_dir: Path | str, stop: Sequence[str] = (), stop_token_ids: Sequence[int] = (),
-                 servers: Sequence[Any] = ()) -> None:
+                 cache_dir: Path | str, stops: Stops | None = None, servers: Sequence[Any] = ()) -> None:
         """`served_name`: the model name the endpoints serve; `model_key`: the identity of its
-        weights (`generation.model_fingerprint`), part of every cache key; `servers`: managed
-        servers (`paradox.serving.VLLMServer`) this generator stops on `close()`."""
+        weights (`generation.model_fingerprint`), part of every cache key; `stops`: as the
+        offline generators resolve them (default: the tokenizer's EOS); `servers`: managed servers
+        (`paradox.serving.VLLMServer`) this generator stops on `close()`."""
         self.tok, self.pool, self.served_name, self.model_key = tokenizer, pool, served_name, model_key
         self.cache_dir = Path(cache_dir)
-        self.stop, self.stop_token_ids = list(stop), list(stop_token_ids)
+        self.encoder = SequenceEncoder(tokenizer)
+        self.stops = stops or Stops.resolve(tokenizer)
         self.servers = list(servers)
 
     # --- requests -------------------------------------------------------------------------------
@@ -64,11 +68,11 @@ class OpenAIGenerator:
         greedy = s.temperature == 0  # vLLM refuses n > 1 when greedy: one answer, repeated (as offline)
         return {"prompt": ids, "n": 1 if greedy else s.n, "temperature": s.temperature,
                 "top_p": s.top_p, "max_tokens": s.max_new_tokens, "seed": seed,
-                "stop": self.stop,
+                "stop": list(self.stops.strings),
                 # vLLM's extensions to the completions API (sent in the body by the openai client):
                 "extra_body": {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0,
-                               "stop_token_ids": self.stop_token_ids, "return_token_ids": True,
-                               "skip_special_tokens": True, "add_special_tokens": False}}
+                               "stop_token_ids": list(self.stops.token_ids), "include_stop_str_in_output": False,
+                               "return_token_ids": True, "skip_special_tokens": True}}
 
     def cache_path(self, body: dict[str, Any]) -> Path:
         key = stable_hash({"v": CACHE_VERSION, "model": self.model_key, **body}, n=32)
@@ -106,14 +110,14 @@ class OpenAIGenerator:
 
     # --- the Generator protocol -------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], s: SamplingSettings) -> list[list[Completion]]:
-        ids = self.tok(list(prompts), add_special_tokens=False)["input_ids"]
+        ids = [self.encoder.prompt(p) for p in prompts]
         bodies = [self.request_body(list(x), s, seed) for x, seed in zip(ids, prompt_seeds(s.seed, len(ids)),
                                                                           strict=True)]
         answers = thread_map(self._fetch, bodies, self.pool.capacity, desc=None)
         result = []
         for choices in answers:
-            texts = self.tok.batch_decode([c["token_ids"] for c in choices], skip_special_tokens=True)
-            cs = [Completion(t.strip(), c["finish_reason"] == "length") for t, c in zip(texts, choices, strict=True)]
+            cs = [Completion(self.stops.finish(self.tok, c["token_ids"])[0], c["finish_reason"] == "length")
+                  for c in choices]
             result.append(cs * s.n if s.temperature == 0 else cs)
         return result
 

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from paradox.paths import display, resolve
 
@@ -71,9 +79,48 @@ class SLM(Strict):
     name_or_path: str
     gguf_file: str | None = None
     revision: str | None = None
-    prompt_template: str  # formatted with {question}
     use_chat_template: bool = False
+    # The user turn (chat template) or the whole prompt (raw): "{question}" is replaced by the
+    # question (other braces, as in \boxed{}, stay as they are). A raw prompt ends on a newline:
+    # completions are stored stripped and appended to it, so they must start on a token boundary.
+    prompt_template: str
+    # Generation stops at the tokenizer's EOS, at the eos ids of the model's generation_config.json,
+    # at these special tokens (each one token of the vocabulary, e.g. "<|im_end|>" ending a chat
+    # turn) and at these strings (e.g. "Question:" where a base model starts a new problem). The
+    # returned text excludes them. See docs/model-families.md.
+    stop_tokens: tuple[str, ...] = ()
+    stop_strings: tuple[str, ...] = ()
+    # The token that ends every training completion: "eos" (the tokenizer's EOS) or one of
+    # stop_tokens, so that a fine-tuned model stops where generation stops.
+    completion_end: str = "eos"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    # Field validators (fields are validated in order), so an error names the offending key.
+    @field_validator("prompt_template")
+    @classmethod
+    def _template(cls, v: str, info: ValidationInfo) -> str:
+        if v.count("{question}") != 1:
+            raise ValueError("must contain {question} exactly once")
+        if not info.data.get("use_chat_template") and not v.endswith("\n"):
+            raise ValueError("a raw prompt (use_chat_template false) must end with a newline: completions are "
+                             "stored without leading whitespace and appended to the prompt")
+        return v
+
+    @field_validator("stop_tokens", "stop_strings")
+    @classmethod
+    def _no_empty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not t for t in v):
+            raise ValueError("an empty entry would stop every completion at once")
+        return v
+
+    @field_validator("completion_end")
+    @classmethod
+    def _end(cls, v: str, info: ValidationInfo) -> str:
+        stops = info.data.get("stop_tokens", ())
+        if v != "eos" and v not in stops:
+            raise ValueError(f"must be 'eos' or one of slm.stop_tokens {list(stops)}: a model fine-tuned to end "
+                             "its completions with it must stop there")
+        return v
 
 
 class VLLMEngine(Strict):
@@ -232,6 +279,9 @@ class Eval(Strict):
     max_new_tokens: int = Field(gt=0)
     batch_size: int = Field(gt=0)
     grade_timeout_s: float = Field(5.0, gt=0)
+    # Perplexity scoring: padded tokens (prompt + response) per forward pass, whatever batch_size
+    # is; the vocabulary-sized logits exist only for slices of positions (metrics.response_nll).
+    score_token_budget: int = Field(16384, gt=0)
 
 
 class Selection(Strict):

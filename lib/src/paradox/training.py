@@ -9,6 +9,7 @@ process of an `accelerate launch` (see `paradox.train_run` and `paradox.launch`)
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -26,6 +27,9 @@ from trl import SFTConfig, SFTTrainer
 
 from paradox.io import atomic_dir, write_json
 from paradox.params import Lora
+from paradox.tokenization import SequenceEncoder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class TrainSettings:
     logging_steps: int = 5
     lora: Lora | None = None
     checkpoints: int = 0  # evenly spaced checkpoints to keep (for learning curves); the final model is extra
+    completion_end: str = "eos"  # the token ending every completion (slm.completion_end): what generation stops on
 
 
 def steps_for(n_examples: int, effective_batch_size: int, epochs: float) -> int:
@@ -125,10 +130,30 @@ def _sft_config(s: TrainSettings, output_dir: Path, model_init_kwargs: dict[str,
     )
 
 
+def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, str]],
+                      completion_end: str = "eos") -> Dataset:
+    """Prompt/completion rows as the token ids sampling and scoring use (`tokenization.SequenceEncoder`:
+    BOS once where the tokenizer's convention has one, the completion ending with `completion_end`),
+    with TRL's `completion_mask` (loss on the completion and its end token). TRL takes a dataset with
+    `input_ids` as it is: no second BOS, no EOS appended, labels from the mask, truncation to
+    max_length (SFTTrainer._prepare_dataset)."""
+    enc = SequenceEncoder(tokenizer, completion_end)
+    data: dict[str, list[list[int]]] = {"input_ids": [], "completion_mask": []}
+    for n, r in enumerate(rows):
+        try:
+            ids, mask = enc.pair(r["prompt"], r["completion"])
+        except ValueError as err:
+            raise ValueError(f"training row {n} (id {r.get('id', '?')}): {err}") from err
+        data["input_ids"].append(ids)
+        data["completion_mask"].append(mask)
+    return Dataset.from_dict(data)
+
+
 def sft_train(model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, str]],
               out_dir: Path | str, s: TrainSettings, *, model_init_kwargs: dict[str, Any] | None = None,
               gradient_checkpointing: bool = False) -> list[dict[str, Any]]:
-    """Train on prompt/completion rows (loss on completion tokens only); save model, tokenizer, logs.
+    """Train on prompt/completion rows (loss on completion tokens only, see `tokenized_dataset`);
+    save model, tokenizer, logs.
 
     Under `accelerate launch` (WORLD_SIZE > 1) every process calls this and trains; the main
     process alone writes the logs and moves the finished directory into place. `model` may be a
@@ -137,7 +162,11 @@ def sft_train(model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase, 
     if not rows:
         raise ValueError(f"{out_dir}: no training rows")
     out_dir = Path(out_dir)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    dataset = tokenized_dataset(tokenizer, rows, s.completion_end)
+    too_long = sum(len(ids) > s.max_length for ids in dataset["input_ids"])
+    if too_long:  # TRL keeps the first max_length tokens: these completions lose their end token
+        log.warning("%s: %d of %d training examples are longer than max_length %d and are cut (without their "
+                    "end token)", out_dir.name, too_long, len(rows), s.max_length)
     peft_config = None
     if s.lora is not None and s.lora.enabled:
         from peft import LoraConfig

@@ -25,6 +25,7 @@ import numpy as np
 from paradox.generation import Completion, SamplingSettings
 from paradox.params import RewardModel, VLLMEngine
 from paradox.paths import local_or_hub
+from paradox.tokenization import SequenceEncoder, Stops
 
 if TYPE_CHECKING:
     from paradox.problems import Problem
@@ -86,21 +87,29 @@ class _Engine:
 
 
 class VLLMGenerator(_Engine):
-    """The `Generator` protocol on vLLM's offline engine.
+    """The `Generator` protocol on vLLM's offline engine, interchangeable with `HFGenerator`.
 
     Prompts are raw text (any chat template is applied by `backends.format_prompt`) and are
-    tokenized here without special tokens, as `HFGenerator` does, so both see the same ids.
+    encoded here by `tokenization.SequenceEncoder`, as `HFGenerator` does, so both (and training,
+    and scoring) see the same ids. Both stop on the same `Stops` (passed to vLLM as
+    `stop_token_ids` and `stop`, with the stop string excluded from the output) and decode the
+    generated ids the same way; `truncated` is vLLM's finish_reason "length".
     """
 
     name = "vllm"
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(self, llm: Any, stop_tokens: Sequence[str] = (), stop_strings: Sequence[str] = ()) -> None:
         self.llm = llm
         self.tok = llm.get_tokenizer()
+        self.encoder = SequenceEncoder(self.tok)
+        # The eos ids vLLM itself reads from generation_config.json: HFGenerator reads the same file.
+        generation_eos = llm.llm_engine.model_config.try_get_generation_config().get("eos_token_id")
+        self.stops = Stops.resolve(self.tok, stop_tokens, stop_strings, generation_eos)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, engine: VLLMEngine | None = None, dtype: str = "float32",
-                        revision: str | None = None, seed: int = 0, **llm_kwargs: Any) -> VLLMGenerator:
+                        revision: str | None = None, seed: int = 0, stop_tokens: Sequence[str] = (),
+                        stop_strings: Sequence[str] = (), **llm_kwargs: Any) -> VLLMGenerator:
         kw = _engine_kwargs(engine or VLLMEngine())
         vllm = _vllm()
         from vllm.platforms import current_platform
@@ -111,7 +120,7 @@ class VLLMGenerator(_Engine):
             # avoid it; they cost nothing on the small models a CPU runs.
             kw["enable_chunked_prefill"] = False
         llm = vllm.LLM(model=name_or_path, revision=revision, dtype=dtype, seed=seed, **(kw | llm_kwargs))
-        return cls(llm)
+        return cls(llm, stop_tokens, stop_strings)
 
     def generate(self, prompts: Sequence[str], s: SamplingSettings) -> list[list[Completion]]:
         """`s.n` completions per prompt. Seeded per prompt: the same prompts and seed give the same
@@ -126,16 +135,20 @@ class VLLMGenerator(_Engine):
         # One seed per prompt (vLLM gives a prompt's n samples seed, seed+1, ...): with a single seed
         # for the whole call every prompt would draw the same random numbers.
         seeds = np.random.SeedSequence(s.seed).generate_state(len(prompts), dtype=np.uint32)
+        stop = list(self.stops.strings)
+        # vLLM matches stop strings on its own detokenized text, so it detokenizes when there are any;
+        # the text returned is decoded here from the token ids either way, as HFGenerator does.
         params = [SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, top_k=0,
-                                 max_tokens=s.max_new_tokens, seed=int(seed), detokenize=False)
+                                 max_tokens=s.max_new_tokens, seed=int(seed),
+                                 stop_token_ids=list(self.stops.token_ids), stop=stop or None,
+                                 include_stop_str_in_output=False, detokenize=bool(stop))
                   for seed in seeds]
-        ids = self.tok(list(prompts), add_special_tokens=False)["input_ids"]
+        ids = [self.encoder.prompt(p) for p in prompts]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params, use_tqdm=False)
         result = []
         for out in outs:
-            # Decoded here with the same call as HFGenerator (vLLM's detokenizer is switched off).
-            texts = self.tok.batch_decode([list(o.token_ids) for o in out.outputs], skip_special_tokens=True)
-            cs = [Completion(t.strip(), o.finish_reason == "length") for t, o in zip(texts, out.outputs, strict=True)]
+            cs = [Completion(self.stops.finish(self.tok, o.token_ids)[0], o.finish_reason == "length")
+                  for o in out.outputs]
             result.append(cs * s.n if greedy else cs)
         return result
 

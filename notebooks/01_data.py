@@ -50,7 +50,7 @@ print(f"profile={profile} params_hash={params.hash()}")
 # %%
 problems = backends.problem_source(params, paths).load("train")
 slm = backends.slm_path(params, paths)
-gen = backends.generator(params, slm, params.sampling.batch_size)
+gen = backends.generator(params, slm, params.sampling.batch_size, paths)
 prompts = [backends.format_prompt(params, p.question, gen.tok) for p in problems]
 print(f"{len(problems)} training problems; SLM: {slm}")
 

@@ -66,7 +66,7 @@ def evaluate(path: str, tag: str, seed: int, split_names) -> dict[str, float]:
     of samples that hit the token limit (graded wrong) goes to `truncated_share`."""
     fingerprint = model_fingerprint(path)
     scores = {}
-    gen = backends.generator(params, path, e.batch_size)
+    gen = backends.generator(params, path, e.batch_size, paths, purpose="eval")
     for split in split_names:
         probs = splits[split]
         prompts = [backends.format_prompt(params, p.question, gen.tok) for p in probs]

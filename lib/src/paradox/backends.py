@@ -49,19 +49,71 @@ def load_kwargs(params: Params, model_path: str) -> dict:
             "revision": params.slm.revision if base else None}
 
 
-def generator(params: Params, model_path: str, batch_size: int) -> Generator:
-    """The SLM's sampler; both backends stop on `slm.stop_tokens` / `slm.stop_strings` (and EOS)."""
+def generator(params: Params, model_path: str, batch_size: int, paths: RunPaths | None = None,
+              purpose: str = "sampling") -> Generator:
+    """The SLM's sampler for `purpose` "sampling" (01) or "eval" (05); every backend stops on
+    `slm.stop_tokens` / `slm.stop_strings` (and EOS) and encodes prompts the same way."""
+    backend = params.sampling.backend if purpose == "sampling" else params.eval_backend
     stops = {"stop_tokens": params.slm.stop_tokens, "stop_strings": params.slm.stop_strings}
-    if params.sampling.backend == "hf":
+    if backend == "hf":
         return HFGenerator.from_pretrained(model_path, batch_size, **stops, **load_kwargs(params, model_path))
-    # vllm: the engine batches by itself (batch_size only shapes the shards of sample_sharded).
     kw = load_kwargs(params, model_path)
     if kw["gguf_file"]:
-        raise _not_built("GGUF weights with the vLLM backend (use sampling.backend 'hf')")
+        raise _not_built(f"GGUF weights with the {backend} backend (use backend 'hf')")
+    if backend == "openai":
+        if paths is None:
+            raise ValueError("backend 'openai' needs the run's paths (its request cache and server logs)")
+        return openai_generator(params, model_path, paths)
+    # vllm: the engine batches by itself (batch_size only shapes the shards of sample_sharded).
     from paradox.vllm_backend import VLLMGenerator
 
     return VLLMGenerator.from_pretrained(model_path, params.vllm, dtype=kw["dtype"], revision=kw["revision"],
                                          seed=params.seed, **stops)
+
+
+def gpu_lock(paths: RunPaths) -> Path:
+    """One lock per machine for managed servers: two stages never hold the GPUs at once."""
+    return paths.runs_dir / ".cache" / "gpu.lock"
+
+
+def openai_generator(params: Params, model_path: str, paths: RunPaths) -> Generator:
+    """`OpenAIGenerator` on the servers of `endpoint.base_urls`, or on managed servers of
+    `model_path` (`endpoint.serve`), which its `close()` stops."""
+    from transformers import GenerationConfig
+
+    from paradox.endpoints import EndpointPool
+    from paradox.generation import load_tokenizer, model_fingerprint
+    from paradox.openai_generator import OpenAIGenerator
+    from paradox.serving import ServerGroup, ServeSpec
+    from paradox.tokenization import Stops
+
+    e, kw = params.endpoint, load_kwargs(params, model_path)
+    tok = load_tokenizer(model_path, kw["revision"])
+    try:  # the eos ids of generation_config.json stop generation, as for the offline generators
+        generation_eos = GenerationConfig.from_pretrained(model_path, revision=kw["revision"]).eos_token_id
+    except OSError:
+        generation_eos = None
+    stops = Stops.resolve(tok, params.slm.stop_tokens, params.slm.stop_strings, generation_eos)
+    fingerprint = model_fingerprint(model_path)
+    group = None
+    if e.serve is not None:
+        sv = e.serve
+        spec = ServeSpec(model=model_path, served_name="slm", tensor_parallel_size=sv.tensor_parallel_size,
+                         data_parallel_size=sv.data_parallel_size, gpu_memory_utilization=sv.gpu_memory_utilization,
+                         max_model_len=sv.max_model_len or params.vllm.max_model_len,
+                         dtype=params.slm.dtype if sv.dtype == "auto" else sv.dtype, seed=params.seed,
+                         enforce_eager=sv.enforce_eager,
+                         extra_args=(*sv.extra_args, *(("--revision", kw["revision"]) if kw["revision"] else ())),
+                         env=sv.env, start_timeout_s=sv.start_timeout_s)
+        group = ServerGroup(spec, sv.replicas, paths.root / "logs", name=f"slm-{fingerprint[:10]}",
+                            lock_path=gpu_lock(paths)).start()
+        urls, served = group.base_urls, "slm"
+    else:
+        urls, served = list(e.base_urls), e.served_model_name or params.slm.name_or_path
+    pool = EndpointPool(urls, api_key_env=e.api_key_env, concurrency=e.concurrency, max_retries=e.max_retries,
+                        timeout_s=e.timeout_s)
+    return OpenAIGenerator(tok, pool, served, fingerprint, paths.root / "cache" / "completions", stops,
+                           servers=[group] if group else [])
 
 
 def oracle_cache_dir(paths: RunPaths) -> Path:

@@ -132,8 +132,48 @@ class VLLMEngine(Strict):
     enforce_eager: bool = False
 
 
+GenBackend = Literal["hf", "vllm", "openai"]
+
+
+class Serve(Strict):
+    """A managed `vllm serve` (paradox.serving): the stage that needs the model starts it on
+    127.0.0.1 at a free port, waits for it, logs to runs/<profile>/logs/, and stops it when the
+    stage ends, fails or is interrupted."""
+    replicas: int = Field(1, gt=0)  # servers on this machine, each at its own port (e.g. one per GPU group)
+    tensor_parallel_size: int = Field(1, gt=0)
+    data_parallel_size: int = Field(1, gt=0)  # vLLM's own data parallelism inside one server
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = Field(None, gt=0)
+    dtype: str = "auto"
+    enforce_eager: bool = False
+    extra_args: tuple[str, ...] = ()  # further `vllm serve` flags, verbatim
+    # (name, value) pairs added to the servers' environment, e.g. [[CUDA_VISIBLE_DEVICES, "0"]]
+    env: tuple[tuple[str, str], ...] = ()
+    start_timeout_s: float = Field(1800.0, gt=0)
+
+
+class Endpoint(Strict):
+    """The SLM behind OpenAI-compatible completions endpoints (sampling/eval backend `openai`):
+    the servers in `base_urls`, or the managed ones of `serve`."""
+    base_urls: tuple[str, ...] = ()  # servers you run (one per node); unused when `serve` is set
+    served_model_name: str | None = None  # the name those servers serve (default: slm.name_or_path)
+    api_key_env: str = "SLM_API_KEY"  # the NAME of the variable holding the key
+    concurrency: int = Field(32, gt=0)  # requests in flight per endpoint
+    max_retries: int = Field(6, ge=0)
+    timeout_s: float = Field(1800.0, gt=0)
+    serve: Serve | None = None
+
+    @model_validator(mode="after")
+    def _key_name(self) -> Endpoint:
+        if not self.api_key_env.replace("_", "").isalnum() or self.api_key_env.startswith("sk-"):
+            raise ValueError("endpoint.api_key_env names an environment variable (e.g. SLM_API_KEY); "
+                             "never put the key itself in params")
+        return self
+
+
 class Sampling(Strict):
-    backend: Literal["hf", "vllm"] = "hf"
+    # hf: transformers generate; vllm: vLLM's offline engine; openai: completions endpoints (`endpoint`)
+    backend: GenBackend = "hf"
     k: int = Field(gt=0)
     temperature: float = Field(ge=0)
     top_p: float = Field(gt=0, le=1)
@@ -272,6 +312,7 @@ class Train(Strict):
 
 
 class Eval(Strict):
+    backend: GenBackend | None = None  # None: as sampling.backend
     splits: tuple[str, ...]
     k: int = Field(gt=0)
     temperature: float = Field(ge=0)
@@ -362,6 +403,7 @@ class Params(Strict):
     grid: Grid = Grid()
     analysis: Analysis = Analysis()
     vllm: VLLMEngine = VLLMEngine()
+    endpoint: Endpoint = Endpoint()
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)  # world "real": split name -> dataset
 
     @model_validator(mode="after")
@@ -387,6 +429,12 @@ class Params(Strict):
             self.train.split_batch(bs)
         if self.train.launcher == "accelerate" and not self.train.accelerate_config:
             raise ValueError("train.launcher 'accelerate' needs train.accelerate_config (a file under params/accelerate/)")
+        uses_endpoint = "openai" in (self.sampling.backend, self.eval_backend)
+        if uses_endpoint and not (self.endpoint.base_urls or self.endpoint.serve):
+            raise ValueError("backend 'openai' needs endpoint.base_urls (servers you run) or endpoint.serve "
+                             "(servers each stage starts)")
+        if self.eval_backend == "openai" and not self.endpoint.serve:
+            raise ValueError("eval.backend 'openai' needs endpoint.serve: every fine-tuned model is served in turn")
         if self.train.num_machines > 1 and self.train.launcher != "accelerate":
             raise ValueError("train.num_machines > 1 needs train.launcher 'accelerate'")
         if self.train.num_processes % self.train.num_machines:
@@ -396,6 +444,10 @@ class Params(Strict):
         if self.learning_curve.checkpoints and missing_splits:
             raise ValueError(f"learning_curve.splits {missing_splits} are not evaluation splits (eval.splits)")
         return self
+
+    @property
+    def eval_backend(self) -> str:
+        return self.eval.backend or self.sampling.backend
 
     def hash(self) -> str:
         """Stable hash of the validated params (the profile's identity in sidecars)."""

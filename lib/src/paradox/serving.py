@@ -277,3 +277,42 @@ class VLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(eq=False)
+class ServerGroup:
+    """`replicas` servers of one model on this machine (each at its own port; e.g. one per GPU
+    group via `spec.env`), started all or none, stopped together; the group holds the GPU lock."""
+    spec: ServeSpec
+    replicas: int
+    log_dir: Path
+    name: str = "vllm"
+    lock_path: Path | None = None
+    servers: list[VLLMServer] = field(default_factory=list, init=False)
+
+    @property
+    def base_urls(self) -> list[str]:
+        return [s.base_url for s in self.servers]
+
+    def start(self) -> ServerGroup:
+        try:
+            for i in range(self.replicas):
+                name = self.name if self.replicas == 1 else f"{self.name}-{i}"
+                server = VLLMServer(self.spec, self.log_dir, name, lock_path=self.lock_path if i == 0 else None)
+                self.servers.append(server)
+                server.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers = []
+
+    def __enter__(self) -> ServerGroup:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

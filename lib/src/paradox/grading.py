@@ -121,10 +121,11 @@ def rewrite_answer_spans(text: str) -> str:
     """`rewrite_answer` applied to the contents of every balanced `\\boxed{}` and to the math
     after "final answer is"; the rest of the text is left as it is."""
     out, pos = [], 0
+    closing = _closing_braces(text) if "\\boxed" in text else {}
     for m in BOXED.finditer(text):
         if m.start() < pos:
             continue  # a box inside a box already rewritten
-        end = _closing_brace(text, m.end())
+        end = closing.get(m.end() - 1)
         if end is None:
             continue
         out += [text[pos:m.end()], rewrite_answer(text[m.end():end])]
@@ -162,6 +163,18 @@ def _real_number(parsed: list) -> tuple[float, bool] | None:
     if value.imag or not math.isfinite(value.real):
         return None
     return value.real, expr.has(sympy.Float)
+
+
+def _closing_braces(text: str) -> dict[int, int]:
+    """Position of each `{` -> position of its `}`, for the braces that close (one pass: an
+    output with thousands of unclosed boxes must not cost a scan per box)."""
+    stack, pairs = [], {}
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs
 
 
 def _closing_brace(text: str, start: int) -> int | None:

@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -253,9 +254,16 @@ def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
     global _pool, _pool_workers
     if _pool is None or _pool_workers != workers:
         close_pool()
-        _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_ignore_interrupts)
         _pool_workers = workers
     return _pool
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent: an interrupt (or a Jupyter kernel's shutdown) reaches
+    the whole process group, and idle workers would die printing tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def close_pool() -> None:

@@ -33,15 +33,13 @@ figures_dir = "figures"
 from collections import Counter
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from paradox import backends
 from paradox.generation import SamplingSettings, model_fingerprint, sample_sharded
-from paradox.grading import grade
+from paradox.grading import grade_many
 from paradox.io import write_json, write_jsonl
 from paradox.params import load_params
 from paradox.paths import RunPaths
-from paradox.rft import select
+from paradox.rft import clean, select
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -67,16 +65,22 @@ rows = sample_sharded(gen, model_fingerprint(slm), [p.id for p in problems], pro
 gen.close()  # the prompts are made; free the weights for the stages that follow
 prompt_of = dict(zip([p.id for p in problems], prompts, strict=True))
 gold = {p.id: p.answer for p in problems}
-for r in tqdm(rows, desc="grading"):
-    r["correct"] = grade(r["text"], gold[r["id"]], truncated=r["truncated"], timeout_s=params.eval.grade_timeout_s)
+e = params.eval  # one grader for every stage, in e.grade_workers processes (0 = all cores)
+verdicts = grade_many([(r["text"], gold[r["id"]], r["truncated"]) for r in rows], workers=e.grade_workers,
+                      timeout_s=e.grade_timeout_s, desc="grading samples")
+for r, ok in zip(rows, verdicts, strict=True):
+    r["correct"] = ok
 write_jsonl(paths.data / "samples.jsonl", rows)
 
 # %% [markdown]
 # ## Rejection sampling
 
 # %%
-chosen = select(rows, params.rft.choose, params.seed, params.rft.clean,
-                still_correct=lambda pid, text: grade(text, gold[pid], timeout_s=params.eval.grade_timeout_s))
+# A trace must still be correct once cleaned: the cleaned correct traces are re-graded at once.
+cleaned = sorted({(r["id"], clean(r["text"]) if params.rft.clean else r["text"]) for r in rows if r["correct"]})
+still = dict(zip(cleaned, grade_many([(t, gold[pid], False) for pid, t in cleaned], workers=e.grade_workers,
+                                     timeout_s=e.grade_timeout_s, desc="re-grading cleaned traces"), strict=True))
+chosen = select(rows, params.rft.choose, params.seed, params.rft.clean, still_correct=lambda pid, text: still[pid, text])
 if not chosen:
     raise RuntimeError(f"profile '{profile}': the SLM solved none of the {len(problems)} training problems "
                        f"with k={s.k}; there is nothing to fine-tune on (raise sampling.k or the SLM's training)")

@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from paradox import backends
-from paradox.grading import grade
+from paradox.grading import grade_many
 from paradox.io import read_jsonl, write_json, write_jsonl
 from paradox.params import load_params
 from paradox.paths import RunPaths
@@ -86,7 +86,8 @@ for stream in ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized"
     rows = read_jsonl(paths.stream(stream))
     scores = reward.score_many([problems[r["id"]] for r in rows], [r["completion"] for r in rows])
     write_jsonl(paths.rewards / f"{stream}.jsonl", ({"id": r["id"], "reward": sc} for r, sc in zip(rows, scores, strict=True)))
-    correct = [grade(r["completion"], problems[r["id"]].answer) for r in rows]
+    correct = grade_many([(r["completion"], problems[r["id"]].answer, False) for r in rows],
+                         workers=params.eval.grade_workers, timeout_s=params.eval.grade_timeout_s, desc=f"grading {stream}")
     summary[stream] = {"mean_reward": sum(scores) / len(scores), "final_answer_correct": 100 * sum(correct) / len(rows),
                        "n": len(rows)}
 write_json(paths.rewards / "summary.json", summary)

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from paradox import backends, plan
 from paradox.generation import SamplingSettings, load_model, model_fingerprint, sample_sharded
-from paradox.grading import grade
+from paradox.grading import grade_many
 from paradox.io import read_jsonl, write_jsonl
 from paradox.metrics import avg_at_k, perplexity, response_nll
 from paradox.params import load_params
@@ -76,8 +76,10 @@ def evaluate(path: str, tag: str, seed: int, split_names) -> dict[str, float]:
                               paths.eval / "samples" / f"{fingerprint}-s{seed}" / split, e.batch_size,
                               desc=f"{tag}/{split}")
         gold = {p.id: p.answer for p in probs}
-        for r in rows:
-            r["correct"] = grade(r["text"], gold[r["id"]], truncated=r["truncated"], timeout_s=e.grade_timeout_s)
+        verdicts = grade_many([(r["text"], gold[r["id"]], r["truncated"]) for r in rows], workers=e.grade_workers,
+                              timeout_s=e.grade_timeout_s, desc=f"grading {tag}/{split}")
+        for r, ok in zip(rows, verdicts, strict=True):
+            r["correct"] = ok
         write_jsonl(paths.eval / "graded" / tag / f"{split}.jsonl", rows)
         scores[split] = avg_at_k(rows)
         truncated_share[(tag, split)] = 100 * sum(r["truncated"] for r in rows) / len(rows) if rows else float("nan")

@@ -41,10 +41,21 @@ def test_benchmark_styles(tmp_path):
     gsm = [{"question": "Tom has 3+4 apples?", "answer": "3+4=<<3+4=7>>7\n#### 1,007"}]
     assert to_problems(gsm, spec(question_field="question", answer_field="answer", answer_from="gsm8k_hash",
                                  solution_field="answer"), "gsm8k")[0].answer == "1007"
-    olympiad = [{"id": 17, "question": "Find x.", "final_answer": ["$3$"]}]
-    [p] = to_problems(olympiad, spec(question_field="question", answer_field="final_answer", answer_from="field",
-                                     solution_field=None, id_field="id"), "olympiadbench")
-    assert (p.id, p.answer, p.reference_solution) == ("olympiadbench-17", "$3$", "")
+    olympiad = [{"id": 17, "question": "Find x.", "final_answer": ["$3$"]},
+                {"id": 18, "question": "Find all x.", "final_answer": ["$69$", "$84$"], "solution": ["One.", "Two."]}]
+    ob = to_problems(olympiad, spec(question_field="question", answer_field="final_answer", answer_from="field",
+                                    solution_field=None, id_field="id"), "olympiadbench")
+    # dollars dropped; several answers joined into one set-valued gold (the old loader kept only the first)
+    assert [(p.id, p.answer, p.reference_solution) for p in ob] == [("olympiadbench-17", "3", ""), ("olympiadbench-18", "69, 84", "")]
+    [p] = to_problems(olympiad[1:], spec(question_field="question", answer_field="final_answer", answer_from="field",
+                                         solution_field="solution", id_field="id"), "olympiadbench")
+    assert p.reference_solution == "One.\n\nTwo."  # a list of solution paragraphs, not its repr
+    amc = [{"id": 3, "question": "q", "answer": 27.0}, {"id": 4, "question": "q", "answer": 0.5}]
+    assert [p.answer for p in to_problems(amc, spec(question_field="question", answer_field="answer", answer_from="field",
+                                                    solution_field=None, id_field="id"), "amc23")] == ["27", "0.5"]
+    two_hashes = [{"question": "q", "answer": "Step #### not this\n#### 12"}]
+    assert to_problems(two_hashes, spec(question_field="question", answer_field="answer", answer_from="gsm8k_hash",
+                                        solution_field="answer"), "gsm8k")[0].answer == "12"
 
 
 def test_missing_field_is_named(tmp_path):

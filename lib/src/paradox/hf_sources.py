@@ -2,20 +2,28 @@
 benchmarks for evaluation. Every dataset maps to the one `Problem` record through a spec
 (hub id, config, split, revision, field names) that lives in params.
 
+The gold answer becomes one string, `paradox.answers.canonical_gold`: a field's value as
+published (MATH-500's bare LaTeX, AMC23's float `27.0` -> "27", OlympiadBench's list
+`["$69$", "$84$"]` -> "69, 84", a set of answers), the last `\\boxed{}` of a solution
+(NuminaMath-CoT), or the number of GSM8K's last `#### N` line, thousands separators dropped.
+
 Offline, the same loader reads a local copy (`local_path`: a JSON/JSONL/Parquet file or a
 directory saved with `save_to_disk`), which is also how the tests exercise it.
 """
 
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Any
 
+from paradox.answers import canonical_gold
 from paradox.paths import resolve
 from paradox.problems import Problem
 
 BOXED = re.compile(r"\\boxed\s*\{")
-GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
+GSM8K_ANSWER = re.compile(r"^[ \t]*####\s*(.+?)\s*$", re.MULTILINE)
+THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
 def last_boxed(text: str) -> str | None:
@@ -36,18 +44,30 @@ def last_boxed(text: str) -> str | None:
 
 def gold_answer(row: dict[str, Any], answer_field: str | None, answer_from: str, solution_field: str | None,
                 where: str) -> str | None:
-    """The gold final answer of a row, by the spec's rule."""
+    """The gold final answer of a row as one string, by the spec's rule; None if it has none."""
     if answer_from == "field":
         value = row[answer_field]  # type: ignore[index]
-        if isinstance(value, list):  # OlympiadBench stores a list of final answers
-            value = value[0] if value else None
-        return None if value is None else str(value).strip()
+        _check_type(value, f"{where} field '{answer_field}'", list_ok=True)
+        return canonical_gold(value)
     if answer_from == "boxed_in_solution":
-        return last_boxed(row[solution_field])  # type: ignore[index]
+        value = row[solution_field]  # type: ignore[index]
+        _check_type(value, f"{where} field '{solution_field}'")
+        return canonical_gold(last_boxed(value)) if value else None
     if answer_from == "gsm8k_hash":
-        m = GSM8K_ANSWER.search(row[answer_field])  # type: ignore[index]
-        return m.group(1).replace(",", "") if m else None
+        value = row[answer_field]  # type: ignore[index]
+        _check_type(value, f"{where} field '{answer_field}'")
+        found = GSM8K_ANSWER.findall(value or "")
+        return canonical_gold(THOUSANDS.sub("", found[-1])) if found else None
     raise ValueError(f"{where}: unknown answer_from {answer_from!r}")
+
+
+def _check_type(value: Any, where: str, list_ok: bool = False) -> None:
+    """A field holding something no gold can be read from is a wrong spec, not a missing answer."""
+    ok = value is None or isinstance(value, str | numbers.Real) and not isinstance(value, bool)
+    if list_ok and isinstance(value, list | tuple):
+        ok = all(isinstance(v, str | numbers.Real) and not isinstance(v, bool) for v in value)
+    if not ok:
+        raise TypeError(f"{where}: cannot read a gold answer from {type(value).__name__} {str(value)[:80]!r}")
 
 
 def load_rows(spec, name: str) -> list[dict[str, Any]]:
@@ -86,11 +106,18 @@ def to_problems(rows: list[dict[str, Any]], spec, name: str) -> list[Problem]:
             continue
         pid = f"{name}-{row[spec.id_field] if spec.id_field else i}"
         out.append(Problem(id=str(pid), question=str(row[spec.question_field]).strip(), answer=answer,
-                           reference_solution=str(row[spec.solution_field]).strip() if spec.solution_field else "",
+                           reference_solution=_text(row[spec.solution_field]) if spec.solution_field else "",
                            source=name))
     if skipped:
         print(f"dataset '{name}': skipped {skipped} of {len(rows)} rows without a gold answer")
     return out
+
+
+def _text(value: Any) -> str:
+    """A solution field as text (OlympiadBench publishes its solutions as a list)."""
+    if isinstance(value, list | tuple):
+        return "\n\n".join(str(v).strip() for v in value if v is not None)
+    return "" if value is None else str(value).strip()
 
 
 class HFProblemSource:

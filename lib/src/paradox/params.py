@@ -319,7 +319,10 @@ class Eval(Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(gt=0)
     batch_size: int = Field(gt=0)
-    grade_timeout_s: float = Field(5.0, gt=0)
+    grade_timeout_s: float = Field(5.0, gt=0)  # wall-time bound of one grade() call, all steps together
+    # Processes grading answers (paradox.grading.grade_many); 0 = every core. A few hundred
+    # answers or fewer are graded in the notebook's own process whatever this says.
+    grade_workers: int = Field(0, ge=0)
     # Perplexity scoring: padded tokens (prompt + response) per forward pass, whatever batch_size
     # is; the vocabulary-sized logits exist only for slices of positions (metrics.response_nll).
     score_token_budget: int = Field(16384, gt=0)

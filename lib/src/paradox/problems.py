@@ -13,7 +13,9 @@ from paradox.io import read_jsonl
 class Problem:
     id: str
     question: str
-    answer: str  # gold final answer, as text (graded with math-verify)
+    # Gold final answer as one string (paradox.answers.canonical_gold, graded by paradox.grading):
+    # LaTeX as published; several answers joined by ", " and graded as a set.
+    answer: str
     reference_solution: str  # the dataset's own solution: the Ground-truth stream
     source: str  # split or benchmark name
     meta: dict[str, Any] = field(default_factory=dict)  # world-specific structure (toy: the chain)

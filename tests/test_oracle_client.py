@@ -34,7 +34,7 @@ def test_retries_through_429_500_timeout_and_dropped_connection(tmp_path):
         assert c.complete("hello") == "echo: hello"
         actions = [r.action for r in srv.chat_requests()]
     assert actions == ["429", "500", "timeout", "drop", "503", "ok"]
-    assert c.stats() == {"requests": 6, "cache_hits": 0, "retries": 5, "failures": 0}
+    assert c.stats() == {"requests": 6, "cache_hits": 0, "retries": 5, "failures": 0, "skipped": 0, "truncated": 0}
     assert len(cache_files(tmp_path)) == 1
 
 

@@ -35,7 +35,7 @@ class Script:
     """The fake Oracle: one answer per (kind of prompt, question)."""
 
     KINDS = {"locate": "[Math Problem]", "style_align": "earliest step that contains an error",
-             "drift": "The step(s) to rewrite", "refine": "Refine this solution", "synthesize": "Solve the following"}
+             "drift": "shown for context only", "refine": "Refine this solution", "synthesize": "Solve the following"}
 
     def __init__(self, answers: dict[tuple[str, str], str]) -> None:
         self.answers = answers
@@ -128,7 +128,7 @@ def test_style_rewrite_keeps_earlier_steps_verbatim(fake):
     assert out[1] == (TRACE, [])  # empty answer: the original, counted
     assert out[2] == (TRACE, [])  # a "repair" that breaks the correct answer: the original, counted
     assert oracle.stats()["style_empty"] == 1 and oracle.stats()["style_answer_lost"] == 1
-    sent = next(r.prompt for r in srv.chat_requests() if "earliest step that contains" in r.prompt)
+    sent = next(r.prompt for r in srv.chat_requests() if "earliest step that contains" in r.prompt and "Q1" in r.prompt)
     assert "Step 1 is the earliest" in sent and "4 steps" in sent
     # One problem at a time, the ToyOracle way: the same answers, from the cache.
     n = len(srv.chat_requests())
@@ -158,9 +158,12 @@ def test_drift_dial_endpoints_and_middle(fake):
     assert oracle.rewrite_fraction_many(ps, [TRACE], 1.0) == oracle.refine_many(ps, [TRACE]) == [refined]
     half = oracle.rewrite_fraction(ps[0], TRACE, 0.5)  # 4 steps: the first 2 in the Oracle's notation
     assert half == "\\( a = 2 \\), \\( b = 2 \\).\n\n\\( a + b = 4 \\).\n\nThen 4 * 1 = 4.\n\nThe answer is 4.\n"
-    drift_prompt = next(r.prompt for r in srv.chat_requests() if "The step(s) to rewrite" in r.prompt)
+    drift_prompt = next(r.prompt for r in srv.chat_requests() if "shown for context only" in r.prompt)
+    # The repaired trace once, every step tagged; the first two asked for.
     assert "<paragraph_1>\n2 + 2 = 4, so we have 4.\n</paragraph_1>" in drift_prompt
-    assert "<paragraph_2>" not in drift_prompt.split("The step(s) to rewrite")[1]
+    assert "<paragraph_3>\nThe answer is 4.\n</paragraph_3>" in drift_prompt
+    assert drift_prompt.count("2 + 2 = 4, so we have 4.") == 1
+    assert "split into 4 steps" in drift_prompt and "first 2 step(s), steps 0 to 1" in drift_prompt
 
 
 def test_malformed_refine_and_synthesis_never_crash(fake):

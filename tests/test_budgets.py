@@ -57,6 +57,11 @@ def test_the_paper_setting_with_its_full_length_traces_cannot_fit(pdir, monkeypa
             assert f"error: profile {name}: Oracle {kind} request: prompt <= " in out.err
     assert "> oracle.context_length 4,096; lower rft.max_trace_tokens (4,096)" in out.err
     assert "DOES NOT FIT" in out.out and "check(s) failed" in out.out
+    assert stages.main(["--check", name]) == 1  # what `make paper` can run first: the errors only
+    checked = capsys.readouterr()
+    assert checked.out == "" and "Oracle refine request" in checked.err
+    monkeypatch.setattr(stages, "load_params", lambda profile: load_params(profile, ROOT / "params"))
+    assert stages.main(["--check", "paper-qwen2.5-math-1.5b"]) == 0 and capsys.readouterr() == ("", "")
 
 
 def test_a_completion_cap_below_what_an_answer_needs_is_refused(pdir):

@@ -183,13 +183,18 @@ def render(params: Params) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m paradox.stages [--check] PROFILE`: the plan (with --check: only the failed checks,
+    silent when every check passes - for `make paper` to run before any stage)."""
     args = sys.argv[1:] if argv is None else argv
+    only_check = args[:1] == ["--check"]
+    args = args[1:] if only_check else args
     if len(args) != 1:
-        print("usage: python -m paradox.stages PROFILE", file=sys.stderr)
+        print("usage: python -m paradox.stages [--check] PROFILE", file=sys.stderr)
         return 2
     try:
         params = load_params(args[0])
-        print(render(params))
+        if not only_check:
+            print(render(params))
         _, errors = checks(params)
     except (ParamsError, oracle_budget.BudgetError) as err:
         print(f"error: {err}", file=sys.stderr)

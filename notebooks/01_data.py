@@ -33,10 +33,13 @@ figures_dir = "figures"
 from collections import Counter
 from pathlib import Path
 
-from paradox import backends
+from tqdm.auto import tqdm
+
+from paradox import backends, oracle_budget
 from paradox.generation import SamplingSettings, model_fingerprint, sample_sharded
 from paradox.grading import grade_many
 from paradox.io import write_json, write_jsonl
+from paradox.oracle_budget import OracleTokenizer, trace_tokens
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.rft import clean, select
@@ -45,8 +48,28 @@ params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
+# %% [markdown]
+# With `oracle.context_length` set, every Oracle prompt of stages 02-07 must fit the Oracle's
+# context (docs/budgets.md). `make plan` checked the budgets with byte bounds; here, before any
+# sampling, they are checked again with the Oracle's tokenizer, and a problem whose question is
+# longer than `rft.max_question_tokens` (the Oracle's tokens) is dropped and counted. Kept traces
+# longer than `rft.max_trace_tokens` are dropped after rejection sampling, below.
+
 # %%
 problems = backends.problem_source(params, paths).load("train")
+dropped: dict[str, int] = {}
+if params.rft.max_question_tokens is not None:
+    oracle_tok = OracleTokenizer(params.oracle.tokenizer_name, params.oracle.chat_template_tokens)
+    budget_lines, budget_errors = oracle_budget.check(params, oracle_tok)
+    print("\n".join(budget_lines))
+    if budget_errors:
+        raise oracle_budget.BudgetError(f"profile '{profile}':\n" + "\n".join(budget_errors))
+    fits = [oracle_tok.text_tokens(p.question) <= params.rft.max_question_tokens
+            for p in tqdm(problems, desc="question tokens")]
+    dropped["dropped_long_question"] = fits.count(False)
+    problems = [p for p, ok in zip(problems, fits, strict=True) if ok]
+    print(f"dropped {dropped['dropped_long_question']} problem(s) with a question over "
+          f"{params.rft.max_question_tokens} Oracle tokens (rft.max_question_tokens)")
 slm = backends.slm_path(params, paths)
 gen = backends.generator(params, slm, params.sampling.batch_size, paths)
 prompts = [backends.format_prompt(params, p.question, gen.tok) for p in problems]
@@ -81,6 +104,14 @@ cleaned = sorted({(r["id"], clean(r["text"]) if params.rft.clean else r["text"])
 still = dict(zip(cleaned, grade_many([(t, gold[pid], False) for pid, t in cleaned], workers=e.grade_workers,
                                      timeout_s=e.grade_timeout_s, desc="re-grading cleaned traces"), strict=True))
 chosen = select(rows, params.rft.choose, params.seed, params.rft.clean, still_correct=lambda pid, text: still[pid, text])
+if params.rft.max_trace_tokens is not None:  # a trace the Oracle's prompts cannot hold (docs/budgets.md)
+    # both rft bounds are set or neither (params): oracle_tok is the tokenizer loaded above
+    too_long = {pid for pid, text in tqdm(chosen.items(), desc="trace tokens")
+                if trace_tokens(text, oracle_tok.text_tokens) > params.rft.max_trace_tokens}
+    chosen = {pid: text for pid, text in chosen.items() if pid not in too_long}
+    dropped["dropped_long_trace"] = len(too_long)
+    print(f"dropped {len(too_long)} kept trace(s) over {params.rft.max_trace_tokens} Oracle tokens "
+          "(rft.max_trace_tokens)")
 if not chosen:
     raise RuntimeError(f"profile '{profile}': the SLM solved none of the {len(problems)} training problems "
                        f"with k={s.k}; there is nothing to fine-tune on (raise sampling.k or the SLM's training)")
@@ -96,6 +127,7 @@ summary = {
     "solvable_share": 100 * len(kept) / len(problems),
     "correct_per_solvable_problem": sum(n_correct.values()) / max(1, len(n_correct)),
     "rft_rule": params.rft.choose,
+    **dropped,
 }
 for k_, v in summary.items():
     print(f"{k_:30s} {v:.2f}" if isinstance(v, float) else f"{k_:30s} {v}")

@@ -46,7 +46,6 @@ from paradox.aggregate import fmt, lookup, utility
 from paradox.generation import load_model
 from paradox.io import read_jsonl, write_text
 from paradox.metrics import perplexity, quarter_slices, response_nll
-from paradox.oracle_client import thread_map
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.report import (
@@ -57,7 +56,7 @@ from paradox.report import (
     save_table,
     setup_style,
 )
-from paradox.retention import judge_retention, load_prompt, toy_retention
+from paradox.retention import judge_retention_many, load_prompt, toy_retention
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -186,8 +185,9 @@ attribution.pivot_table(index="rank", columns="stream", values="token", aggfunc=
 # repaired wrong value counts as *not* kept here, so a rewrite that fixes an error loses a little.
 #
 # With a real Oracle (`oracle.backend: openai`) the judge is the Oracle's endpoint with that
-# prompt, asked concurrently and cached like every Oracle request; a judge answer with no score is
-# left out of the mean and counted.
+# prompt, asked concurrently and cached like every Oracle request; a judge answer with no score,
+# and a pair too long for the Oracle's context (skipped by the client, counted as
+# `skipped_retention_judge`), is left out of the mean and counted.
 
 # %%
 rft_by_id = {r["id"]: r["completion"] for r in data["slm_rft"]}
@@ -198,8 +198,7 @@ if params.oracle.backend == "openai":
     judge_prompt = load_prompt(params.analysis.retention_prompt)
     for s in rewrites:
         pairs = [(rft_by_id[r["id"]], r["completion"]) for r in data[s]]
-        scores = thread_map(lambda pair: judge_retention(judge, judge_prompt, *pair), pairs,
-                            params.oracle.concurrency, desc=f"retention {s}")
+        scores = judge_retention_many(judge, judge_prompt, pairs, desc=f"retention {s}")
         got = [x for x in scores if x is not None]
         retention[s] = float(np.mean(got)) if got else float("nan")
         retention_unscored[s] = len(scores) - len(got)

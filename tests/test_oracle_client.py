@@ -7,9 +7,21 @@ from pathlib import Path
 
 import pytest
 from fault_proxy import FaultServer
-from oracle_helpers import KEY_ENV, cache_files, cached_prompts, kill_mid_run
+from oracle_helpers import (
+    BYTE_CHAT_OVERHEAD,
+    KEY_ENV,
+    TOO_LONG_BODIES,
+    PayloadServer,
+    byte_tokenizer,
+    cache_files,
+    cached_prompts,
+    completion,
+    kill_mid_run,
+)
 
+from paradox.oracle_budget import BudgetError
 from paradox.oracle_client import OracleClient, OracleError, display_url
+from paradox.params import AnswerTokens, OracleAnswers, stable_hash
 
 SECRET = "sk-test-not-a-real-key-7f3a9c"
 
@@ -34,7 +46,7 @@ def test_retries_through_429_500_timeout_and_dropped_connection(tmp_path):
         assert c.complete("hello") == "echo: hello"
         actions = [r.action for r in srv.chat_requests()]
     assert actions == ["429", "500", "timeout", "drop", "503", "ok"]
-    assert c.stats() == {"requests": 6, "cache_hits": 0, "retries": 5, "failures": 0}
+    assert c.stats() == {"requests": 6, "cache_hits": 0, "retries": 5, "failures": 0, "skipped": 0, "truncated": 0}
     assert len(cache_files(tmp_path)) == 1
 
 
@@ -152,3 +164,116 @@ def test_reasoning_model_request_fields(tmp_path):
         [req] = srv.chat_requests()
     assert req.body["max_completion_tokens"] == 99
     assert not {"max_tokens", "temperature", "top_p"} & set(req.body)
+
+
+# --- every request fits the context ----------------------------------------------------------------
+
+ANSWERS = OracleAnswers(refine=AnswerTokens(max_tokens=20, min_tokens=10, per_source_token=1.0),
+                        retention_judge=AnswerTokens(max_tokens=8, min_tokens=4))
+MARGIN = 4
+
+
+@pytest.fixture(scope="module")
+def bytes_tok(tmp_path_factory) -> str:
+    """One token per UTF-8 byte, a ChatML-like chat template: every count is known by construction."""
+    return str(byte_tokenizer(tmp_path_factory.mktemp("byte_tok")))
+
+
+def fitted(url: str, cache: Path, tok: str, context: int = 200, **kw: object) -> OracleClient:
+    return client(url, cache, context_length=context, tokenizer=tok, context_margin=MARGIN, answers=ANSWERS, **kw)
+
+
+def test_every_request_is_counted_and_capped_to_what_is_left_or_not_sent(tmp_path, bytes_tok):
+    # A prompt of n bytes is n + 19 tokens with its chat template: with context 200 and margin 4,
+    # 177 - n are left. A refine of a 30-token trace asks for 20 + 30 and needs at least 10 + 30.
+    source = "x" * 30
+    short, mid, long_ = "a" * 100, "b" * 130, "c" * 140  # 77, 47 and 37 tokens left
+    with FaultServer() as srv:
+        c = fitted(srv.url, tmp_path, bytes_tok)
+        out = c.complete_many([short, mid, long_, short], kind="refine", sources=[source] * 4, desc=None)
+        sent = {r.prompt: r.body["max_tokens"] for r in srv.chat_requests()}
+    assert BYTE_CHAT_OVERHEAD == 19
+    assert out == [f"echo: {short}", f"echo: {mid}", None, f"echo: {short}"]
+    assert sent == {short: 50, mid: 47}  # the full limit; capped to what is left; the third never sent
+    assert len(srv.chat_requests()) == 2
+    stats = c.stats()
+    assert stats["skipped"] == 1 and stats["skipped_refine"] == 1 and stats["requests"] == 2
+
+
+def test_each_kind_asks_for_its_own_budget(tmp_path, bytes_tok):
+    with FaultServer() as srv:
+        c = fitted(srv.url, tmp_path, bytes_tok, context=4096)
+        c.complete("judge this", kind="retention_judge")
+        c.complete("refine this", kind="refine", source="y" * 100)
+        c.complete("anything")  # no kind: oracle.max_tokens, capped to the context
+        limits = [r.body["max_tokens"] for r in srv.chat_requests()]
+    assert limits == [8, 20 + 100, 4096 - MARGIN - BYTE_CHAT_OVERHEAD - len("anything")]
+    with pytest.raises(ValueError, match="unknown kind of Oracle request 'refin'"):
+        c.complete("x", kind="refin")
+
+
+def test_cache_key_holds_the_completion_limit_sent(tmp_path, bytes_tok):
+    prompt, source = "q" * 100, "s" * 30
+    with FaultServer() as srv:
+        fitted(srv.url, tmp_path, bytes_tok).complete(prompt, kind="refine", source=source)  # asks for 50
+        fitted(srv.url, tmp_path, bytes_tok).complete(prompt, kind="refine", source=source)  # from the cache
+        fitted(srv.url, tmp_path, bytes_tok, context=170).complete(prompt, kind="refine", source=source)  # 47 left
+        sent = [r.body["max_tokens"] for r in srv.chat_requests()]
+    assert sent == [50, 47]
+    # An uncounted client keys as before (model, messages, sampling with max_tokens): old caches still hit.
+    old = stable_hash({"v": 1, "model": "fake-model", "messages": [{"role": "user", "content": "q"}],
+                       "temperature": 0.0, "top_p": 1.0, "max_tokens": 4096, "seed": None}, n=32)
+    assert client("http://127.0.0.1:1/v1", tmp_path).cache_key("q") == old
+
+
+@pytest.mark.parametrize("server", sorted(TOO_LONG_BODIES))
+def test_a_context_length_400_is_skipped_and_counted_not_an_abort(tmp_path, server):
+    too_long = lambda body: (400, TOO_LONG_BODIES[server]) if body["messages"][-1]["content"] == "long" else None  # noqa: E731
+    with PayloadServer(too_long) as srv:
+        c = client(srv.url, tmp_path)
+        assert c.complete_many(["a", "long", "b"], desc=None, kind="refine") == ["echo: a", None, "echo: b"]
+        assert sum(r.prompt == "long" for r in srv.chat_requests()) == 1  # not retried
+    stats = c.stats()
+    assert stats["skipped"] == 1 and stats["skipped_refine"] == 1 and stats["refused_too_long"] == 1
+    assert stats["failures"] == 0
+    assert cached_prompts(tmp_path) == {"a", "b"}  # a refusal is not cached
+
+
+def test_any_other_400_still_fails_loudly(tmp_path):
+    body = {"error": {"message": "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)",
+                      "type": "BadRequestError", "param": "temperature", "code": 400}}
+    with PayloadServer(lambda b: (400, body)) as srv, pytest.raises(OracleError, match="HTTP 400.*temperature"):
+        client(srv.url, tmp_path).complete("q")
+
+
+def test_answers_cut_at_their_limit_are_counted(tmp_path):
+    with PayloadServer(lambda b: completion("the critique goes on and", finish_reason="length")) as srv:
+        c = client(srv.url, tmp_path)
+        [a] = c.answer_many(["q"], kind="locate", desc=None)
+    assert a.truncated and a.text == "the critique goes on and"
+    assert c.stats()["truncated"] == 1 and c.stats()["truncated_locate"] == 1
+    again = client("http://127.0.0.1:1/v1", tmp_path)  # from the cache, still known to be cut
+    assert again.answer_many(["q"], kind="locate", desc=None) == [a] and again.stats()["truncated_locate"] == 1
+
+
+def test_a_tokenizer_that_cannot_count_fails_before_any_request(tmp_path, bytes_tok):
+    plain = byte_tokenizer(tmp_path / "plain", chat_template=None)
+    with FaultServer() as srv:
+        with pytest.raises(BudgetError, match="oracle.tokenizer '.*no-such-tokenizer' could not be loaded"):
+            client(srv.url, tmp_path, context_length=4096, tokenizer=str(tmp_path / "no-such-tokenizer")).complete("q")
+        with pytest.raises(BudgetError, match="has no chat template"):
+            client(srv.url, tmp_path, context_length=4096, tokenizer=str(plain)).complete("q")
+        with pytest.raises(BudgetError, match="adds 19 tokens .* raise oracle.chat_template_tokens to 19"):
+            client(srv.url, tmp_path, context_length=4096, tokenizer=bytes_tok, chat_template_tokens=10).complete("q")
+        assert not srv.chat_requests()
+    with pytest.raises(ValueError, match="context_length needs a tokenizer"):
+        client("http://127.0.0.1:1/v1", tmp_path, context_length=4096)
+
+
+def test_a_server_counting_more_prompt_tokens_than_the_tokenizer_fails_at_once(tmp_path, bytes_tok):
+    """A wrong oracle.tokenizer undercounts, and requests would overflow: the first answer says so."""
+    with PayloadServer(lambda b: completion("fine", prompt_tokens=500)) as srv, \
+            pytest.raises(OracleError, match="counted 500 prompt tokens where oracle.tokenizer .* counted 20"):
+        fitted(srv.url, tmp_path, bytes_tok, context=4096).complete("q")
+    with PayloadServer(lambda b: completion("fine", prompt_tokens=22)) as srv:  # within the margin: fine
+        assert fitted(srv.url, tmp_path, bytes_tok, context=4096).complete("q2") == "fine"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fault_proxy import FaultServer
+from oracle_helpers import PayloadServer, byte_tokenizer, completion
 
 from paradox import backends
 from paradox.backends import NotBuiltYet
@@ -16,6 +17,7 @@ from paradox.params import OraclePrompts, load_params
 from paradox.paths import RunPaths
 from paradox.problems import Problem
 from paradox.real_oracle import REQUIRED, PromptOracle, load_prompts, parse_index, split_steps
+from paradox.retention import judge_retention_many, load_prompt
 from paradox.toy import styles
 from paradox.toy.oracle import ToyOracle
 
@@ -35,7 +37,8 @@ class Script:
     """The fake Oracle: one answer per (kind of prompt, question)."""
 
     KINDS = {"locate": "[Math Problem]", "style_align": "earliest step that contains an error",
-             "drift": "The step(s) to rewrite", "refine": "Refine this solution", "synthesize": "Solve the following"}
+             "drift": "shown for context only", "refine": "Refine this solution", "synthesize": "Solve the following",
+             "retention_judge": "Score the rewrite"}
 
     def __init__(self, answers: dict[tuple[str, str], str]) -> None:
         self.answers = answers
@@ -128,7 +131,7 @@ def test_style_rewrite_keeps_earlier_steps_verbatim(fake):
     assert out[1] == (TRACE, [])  # empty answer: the original, counted
     assert out[2] == (TRACE, [])  # a "repair" that breaks the correct answer: the original, counted
     assert oracle.stats()["style_empty"] == 1 and oracle.stats()["style_answer_lost"] == 1
-    sent = next(r.prompt for r in srv.chat_requests() if "earliest step that contains" in r.prompt)
+    sent = next(r.prompt for r in srv.chat_requests() if "earliest step that contains" in r.prompt and "Q1" in r.prompt)
     assert "Step 1 is the earliest" in sent and "4 steps" in sent
     # One problem at a time, the ToyOracle way: the same answers, from the cache.
     n = len(srv.chat_requests())
@@ -158,9 +161,12 @@ def test_drift_dial_endpoints_and_middle(fake):
     assert oracle.rewrite_fraction_many(ps, [TRACE], 1.0) == oracle.refine_many(ps, [TRACE]) == [refined]
     half = oracle.rewrite_fraction(ps[0], TRACE, 0.5)  # 4 steps: the first 2 in the Oracle's notation
     assert half == "\\( a = 2 \\), \\( b = 2 \\).\n\n\\( a + b = 4 \\).\n\nThen 4 * 1 = 4.\n\nThe answer is 4.\n"
-    drift_prompt = next(r.prompt for r in srv.chat_requests() if "The step(s) to rewrite" in r.prompt)
+    drift_prompt = next(r.prompt for r in srv.chat_requests() if "shown for context only" in r.prompt)
+    # The repaired trace once, every step tagged; the first two asked for.
     assert "<paragraph_1>\n2 + 2 = 4, so we have 4.\n</paragraph_1>" in drift_prompt
-    assert "<paragraph_2>" not in drift_prompt.split("The step(s) to rewrite")[1]
+    assert "<paragraph_3>\nThe answer is 4.\n</paragraph_3>" in drift_prompt
+    assert drift_prompt.count("2 + 2 = 4, so we have 4.") == 1
+    assert "split into 4 steps" in drift_prompt and "first 2 step(s), steps 0 to 1" in drift_prompt
 
 
 def test_malformed_refine_and_synthesis_never_crash(fake):
@@ -203,3 +209,66 @@ def test_backend_factory(tmp_path):
                                                      locator="prm", prm="Qwen/Qwen2.5-Math-PRM-7B")})
     with pytest.raises(NotBuiltYet, match="locator"):
         backends.oracle(prm, paths)
+
+
+# --- requests that do not fit, answers cut short ----------------------------------------------------
+
+JUDGE = load_prompt(ROOT / "params" / "prompts" / "retention_judge.txt")
+
+
+def run_every_kind(oracle: PromptOracle, client: OracleClient) -> list:
+    ps = [problem("p1", "Q1: add 2 and 2, times 1")]
+    return [oracle.refine_many(ps, [TRACE]), oracle.synthesize_many(ps), oracle.locate_many(ps, [TRACE]),
+            oracle.rewrite_in_style_many(ps, [TRACE], [1]), oracle.rewrite_fraction_many(ps, [TRACE], 0.5),
+            judge_retention_many(client, JUDGE, [(TRACE, TRACE)], desc=None)]
+
+
+FALLBACKS = [[TRACE], [""], [None], [(TRACE, [])], [TRACE], [None]]  # the documented fallback of each kind
+
+
+def test_requests_that_do_not_fit_are_not_sent_and_fall_back(tmp_path):
+    """A context too small for any prompt: nothing reaches the endpoint, every kind keeps its fallback
+    (refine: the trace; synthesize: empty; locate: not located; style-align and drift: the trace as
+    it was; judge: unscored), and each is counted."""
+    tok = str(byte_tokenizer(tmp_path / "tok"))
+    with FaultServer(responder=Script({})) as srv:
+        client = OracleClient(base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X",
+                              context_length=300, tokenizer=tok, backoff_base_s=0.01)
+        oracle = PromptOracle(client, PROMPTS)
+        assert run_every_kind(oracle, client) == FALLBACKS
+        assert not srv.chat_requests()
+    stats = oracle.stats()
+    assert {k: stats[k] for k in ("refine_skipped", "synthesize_skipped", "locate_skipped", "style_align_skipped",
+                                  "drift_skipped")} == {"refine_skipped": 1, "synthesize_skipped": 1,
+                                                        "locate_skipped": 2, "style_align_skipped": 1,
+                                                        "drift_skipped": 1}
+    assert stats["skipped_retention_judge"] == 1 and stats["skipped"] == 7 and stats["requests"] == 0
+
+
+def test_answers_cut_at_their_limit_are_never_used(tmp_path):
+    """finish_reason "length": the answer is a prefix (vLLM caps max_tokens to what the context
+    leaves); a half-written rewrite must not become a training trace."""
+    script = Script({("refine", "Q1"): "<solution>\nWe add: 2 + 2 = 4, so", ("synthesize", "Q1"): "<solution>\n2 + 2",
+                     ("locate", "Q1"): "Paragraph 0 is fine. Paragraph 1: is \\boxed{1} the",
+                     ("style_align", "Q1"): "<rewrite>2 + 2 = 4, so", ("drift", "Q1"): "<rewrite>\\( a = 2"})
+    with PayloadServer(lambda body: completion(script(body), finish_reason="length")) as srv:
+        client = OracleClient(base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X",
+                              backoff_base_s=0.01)
+        oracle = PromptOracle(client, PROMPTS)
+        assert run_every_kind(oracle, client)[:5] == FALLBACKS[:5]
+    stats = oracle.stats()
+    assert stats["refine_truncated"] == 1 and stats["synthesize_truncated"] == 1 and stats["locate_truncated"] == 2
+    assert stats["style_align_truncated"] == 1 and stats["drift_truncated"] == 1
+    assert stats.get("refine_empty", 0) == 0 and stats.get("synthesize_empty", 0) == 0  # not taken for empty
+
+
+def test_retention_judge_asks_for_its_own_small_budget(tmp_path):
+    from paradox.params import AnswerTokens, OracleAnswers
+
+    tok = str(byte_tokenizer(tmp_path / "tok"))
+    with FaultServer(responder=lambda body: "Score: 4") as srv:
+        client = OracleClient(base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X",
+                              context_length=8192, tokenizer=tok,
+                              answers=OracleAnswers(retention_judge=AnswerTokens(max_tokens=24, min_tokens=8)))
+        assert judge_retention_many(client, JUDGE, [(TRACE, "2 + 2 = 4"), (TRACE, TRACE)], desc=None) == [4.0, 4.0]
+        assert {r.body["max_tokens"] for r in srv.chat_requests()} == {24}

@@ -126,6 +126,8 @@ def respond(body: dict) -> str:
         return "Every paragraph is correct. \\boxed{-1}"
     if "Rewrite step" in prompt or "Rewrite its first" in prompt:  # style-align, drift: the steps, in LaTeX
         steps = re.findall(r"<paragraph_\d+>\n(.*?)\n</paragraph_\d+>", prompt, re.DOTALL)
+        last = re.search(r"steps 0 to (\d+)", prompt)  # drift shows every step and asks for the first ones
+        steps = steps[:int(last.group(1)) + 1] if last else steps
         return "<rewrite>\n" + "\n".join(f"\\( {s} \\)" for s in steps) + "\n</rewrite>"
     if "Score the rewrite" in prompt:  # retention judge
         return "Score: 4"
@@ -200,6 +202,16 @@ def test_oracle_was_asked_retried_and_cached(real_run, oracle, key):
                                           "Rewrite its first", "Score the rewrite") if k in (r.prompt or "")}
     assert len(kinds) == 5  # refine, synthesize, locate, drift, retention judge
     assert cache_files(RUN / "cache" / "oracle")
+
+
+def test_oracle_requests_were_counted_and_fitted(real_run, oracle):
+    """real-local sets oracle.context_length: notebook 01 checked the budgets with the (stand-in)
+    Oracle tokenizer and applied the rft bounds, and every request went out with a fitted limit."""
+    summary = json.loads((RUN / "data" / "summary.json").read_text())
+    assert summary["dropped_long_question"] == 0 and summary["dropped_long_trace"] == 0  # generous bounds
+    assert "Oracle requests in a 8,192-token context" in (RUN / "notebooks" / "01_data.ipynb").read_text()
+    limits = {r.body["max_tokens"] for r in oracle.chat_requests() if r.action == "ok"}
+    assert limits and max(limits) < 8192 and len(limits) > 2  # per kind and per trace, not one global limit
 
 
 def test_rerun_of_stage_02_sends_no_request(real_run, oracle, tmp_path):

@@ -10,6 +10,13 @@
   The key and the files never hold the API key or the endpoint URL.
 - A request that still fails raises `OracleError` naming the endpoint and the status; answers
   that arrived before it stay cached.
+- With `context_length` set, every request fits the Oracle's context (`paradox.oracle_budget`):
+  its prompt is counted with the Oracle's tokenizer and chat template, its completion limit (per
+  kind of request, `oracle.answers`) is capped to what is left, and a request with less room than
+  its kind's minimum is not sent. Such a request, and one the server refuses as too long (an HTTP
+  400 about the context length, which older `vllm serve` versions send for prompt + max_tokens >
+  max_model_len), comes back as a skipped `Answer` and is counted; any other 400 still fails. The
+  cache key holds the completion limit actually sent.
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +41,8 @@ import openai
 from tqdm.auto import tqdm
 
 from paradox.io import atomic_path
-from paradox.params import Oracle, stable_hash
+from paradox.oracle_budget import Limits, OracleTokenizer, fit, limits
+from paradox.params import AnswerTokens, Oracle, OracleAnswers, stable_hash
 
 log = logging.getLogger("paradox.oracle")
 
@@ -41,10 +51,39 @@ R = TypeVar("R")
 
 CACHE_VERSION = 1
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+SKIPPED = "skipped"  # the finish reason of a request not sent (it did not fit) or refused as too long
+# A 400 about the context: OpenAI's code, and the wording of vLLM's messages across versions ("This
+# model's maximum context length is ...", "... longer than the maximum model length of ...",
+# "max_tokens=... cannot be greater than max_model_len=...").
+TOO_LONG = re.compile(r"context_length_exceeded|maximum context length|maximum model length|max_model_len",
+                      re.IGNORECASE)
+OTHER = "other"  # the kind of a request sent without one: oracle.max_tokens, no minimum
 
 
 class OracleError(RuntimeError):
     """An Oracle request that failed for good (after retries, or on a non-retryable status)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The endpoint's answer to one prompt, or a skipped request (text "", finish_reason SKIPPED)."""
+    text: str
+    finish_reason: str | None
+
+    @property
+    def skipped(self) -> bool:
+        return self.finish_reason == SKIPPED
+
+    @property
+    def truncated(self) -> bool:  # cut at its completion limit
+        return self.finish_reason == "length"
+
+
+def too_long(err: Exception) -> bool:
+    """An HTTP 400 that says the request does not fit the model's context."""
+    if not isinstance(err, openai.BadRequestError):
+        return False
+    return bool(TOO_LONG.search(f"{getattr(err, 'code', '') or ''} {getattr(err, 'message', '') or ''}"))
 
 
 def display_url(url: str) -> str:
@@ -85,19 +124,29 @@ def thread_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str
 
 
 class OracleClient:
-    """`complete(prompt) -> str` (fits `retention.Completer`) and `complete_many(prompts, desc)`."""
+    """`answer_many(prompts, kind=..., sources=...)` -> `Answer`s; `complete_many` / `complete` -> the
+    answers' text, None for a skipped request (`complete` fits `retention.Completer`)."""
 
     def __init__(self, *, base_url: str, model: str, cache_dir: Path | str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, top_p: float | None = 1.0, max_tokens: int = 4096,
                  seed: int | None = None, token_limit_field: str = "max_tokens", concurrency: int = 8, max_retries: int = 6, timeout_s: float = 600.0,
-                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0) -> None:
+                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0, context_length: int | None = None,
+                 tokenizer: str | OracleTokenizer | None = None, context_margin: int = 16,
+                 chat_template_tokens: int | None = None, answers: OracleAnswers | None = None) -> None:
         self.base_url, self.model = base_url, model
         self.endpoint = display_url(base_url)
         self.cache_dir = Path(cache_dir)
         # None values are not sent (see `Oracle.temperature`); the token limit goes under the field the API wants.
+        self.max_tokens, self.token_limit_field = max_tokens, token_limit_field
         self.sampling = {"temperature": temperature, "top_p": top_p, token_limit_field: max_tokens, "seed": seed}
         self.concurrency, self.max_retries, self.timeout_s = concurrency, max_retries, timeout_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self.context_length, self.context_margin = context_length, context_margin
+        self.answers = answers or OracleAnswers()
+        if context_length is not None and tokenizer is None:
+            raise ValueError("OracleClient: context_length needs a tokenizer to count prompts (oracle.tokenizer)")
+        self.tokenizer = (OracleTokenizer(tokenizer, chat_template_tokens) if isinstance(tokenizer, str)
+                          else tokenizer)
         api_key = os.environ.get(api_key_env)
         if not api_key:
             # A local `vllm serve` without --api-key accepts anything; a hosted API will answer 401.
@@ -117,7 +166,10 @@ class OracleClient:
         return cls(base_url=oracle.base_url, model=oracle.model, cache_dir=cache_dir, api_key_env=oracle.api_key_env,
                    temperature=oracle.temperature, top_p=oracle.top_p, max_tokens=oracle.max_tokens,
                    seed=oracle.seed, token_limit_field=oracle.token_limit_field, concurrency=oracle.concurrency, max_retries=oracle.max_retries,
-                   timeout_s=oracle.timeout_s)
+                   timeout_s=oracle.timeout_s, context_length=oracle.context_length,
+                   tokenizer=oracle.tokenizer_name if oracle.context_length is not None else None,
+                   context_margin=oracle.context_margin, chat_template_tokens=oracle.chat_template_tokens,
+                   answers=oracle.answers)
 
     # --- counters -------------------------------------------------------------------------
     def _count(self, what: str, n: int = 1) -> None:
@@ -125,38 +177,69 @@ class OracleClient:
             self._stats[what] += n
 
     def stats(self) -> dict[str, int]:
-        """Counts so far: requests sent (every attempt), cache hits, retries, failures."""
+        """Counts so far: requests sent (every attempt), cache hits, retries, failures; requests
+        skipped (did not fit, or refused as too long) and answers cut at their limit, in all and
+        per kind (`skipped_<kind>`, `truncated_<kind>`, when any)."""
+        base = ("requests", "cache_hits", "retries", "failures", "skipped", "truncated")
         with self._lock:
-            return {k: self._stats.get(k, 0) for k in ("requests", "cache_hits", "retries", "failures")}
+            per_kind = {k: v for k, v in sorted(self._stats.items()) if k not in base and v}
+            return {**{k: self._stats.get(k, 0) for k in base}, **per_kind}
 
     # --- cache ----------------------------------------------------------------------------
     def _messages(self, prompt: str) -> list[dict[str, str]]:
         return [{"role": "user", "content": prompt}]
 
-    def cache_key(self, prompt: str) -> str:
-        """Hash of what determines the answer: model, messages, sampling params (no URL, no key)."""
-        return stable_hash({"v": CACHE_VERSION, "model": self.model, "messages": self._messages(prompt),
-                            **self.sampling}, n=32)
+    def _sampling(self, limit: int | None) -> dict[str, Any]:
+        return {**self.sampling, self.token_limit_field: self.max_tokens if limit is None else limit}
 
-    def cache_path(self, prompt: str) -> Path:
-        key = self.cache_key(prompt)
+    def cache_key(self, prompt: str, limit: int | None = None) -> str:
+        """Hash of what determines the answer: model, messages, sampling params with the completion
+        limit sent (default: max_tokens) - no URL, no key."""
+        return stable_hash({"v": CACHE_VERSION, "model": self.model, "messages": self._messages(prompt),
+                            **self._sampling(limit)}, n=32)
+
+    def cache_path(self, prompt: str, limit: int | None = None) -> Path:
+        key = self.cache_key(prompt, limit)
         return self.cache_dir / key[:2] / f"{key}.json"
 
-    def cached(self, prompt: str) -> str | None:
-        path = self.cache_path(prompt)
+    def _cached(self, prompt: str, limit: int | None) -> Answer | None:
+        path = self.cache_path(prompt, limit)
         try:
-            return json.loads(path.read_text())["completion"]
+            record = json.loads(path.read_text())
+            return Answer(record["completion"], record.get("finish_reason"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):  # unreadable entry: ask again, rewrite it
             log.warning("unreadable oracle cache entry %s; requesting again", path)
             return None
 
-    def _store(self, prompt: str, completion: str, finish_reason: str | None) -> None:
-        record = {"model": self.model, "messages": self._messages(prompt), "sampling": self.sampling,
-                  "completion": completion, "finish_reason": finish_reason}
-        with atomic_path(self.cache_path(prompt)) as tmp:
+    def cached(self, prompt: str, limit: int | None = None) -> str | None:
+        hit = self._cached(prompt, limit)
+        return None if hit is None else hit.text
+
+    def _store(self, prompt: str, limit: int | None, answer: Answer) -> None:
+        record = {"model": self.model, "messages": self._messages(prompt), "sampling": self._sampling(limit),
+                  "completion": answer.text, "finish_reason": answer.finish_reason}
+        with atomic_path(self.cache_path(prompt, limit)) as tmp:
             tmp.write_text(json.dumps(record, ensure_ascii=False, sort_keys=True))
+
+    # --- fitting the context --------------------------------------------------------------
+    def budget(self, kind: str) -> AnswerTokens:
+        if kind == OTHER:
+            return AnswerTokens(max_tokens=self.max_tokens, min_tokens=1)
+        if kind not in type(self.answers).model_fields:
+            raise ValueError(f"unknown kind of Oracle request {kind!r}; known: "
+                             f"{[*type(self.answers).model_fields, OTHER]}")
+        return getattr(self.answers, kind)
+
+    def plan_request(self, prompt: str, kind: str = OTHER, source: str | None = None) -> tuple[int | None, int | None]:
+        """(completion limit to send or None to skip, prompt tokens or None when not counted)."""
+        if self.context_length is None or self.tokenizer is None:
+            return self.max_tokens, None
+        n_source = self.tokenizer.text_tokens(source) if source else 0
+        lim: Limits = limits(self.budget(kind), self.max_tokens, n_source)
+        n_prompt = self.tokenizer.prompt_tokens(prompt)
+        return fit(n_prompt, lim, self.context_length, self.context_margin), n_prompt
 
     # --- requests -------------------------------------------------------------------------
     def _backoff(self, attempt: int, err: Exception) -> float:
@@ -183,20 +266,35 @@ class OracleClient:
             return err.status_code in RETRY_STATUS or err.status_code >= 500
         return isinstance(err, openai.APIConnectionError | openai.APIResponseValidationError)
 
-    def _request(self, prompt: str) -> tuple[str, str | None]:
-        kwargs = {k: v for k, v in self.sampling.items() if v is not None}
+    def _check_usage(self, resp: Any, counted: int | None) -> None:
+        """The server's prompt count may not exceed ours: a tokenizer that undercounts would let
+        requests overflow the context (a wrong oracle.tokenizer fails here, on its first answer)."""
+        used = getattr(getattr(resp, "usage", None), "prompt_tokens", None)
+        if counted is not None and isinstance(used, int) and used > counted + self.context_margin:
+            raise OracleError(f"Oracle endpoint {self.endpoint} (model {self.model}) counted {used} prompt tokens "
+                              f"where oracle.tokenizer {self.tokenizer.name if self.tokenizer else None!r} counted "
+                              f"{counted}: set oracle.tokenizer to the served model's tokenizer")
+
+    def _request(self, prompt: str, limit: int | None = None, counted: int | None = None) -> Answer:
+        kwargs = {k: v for k, v in self._sampling(limit).items() if v is not None}
         for attempt in range(self.max_retries + 1):
             try:
                 with self._slots:
                     self._count("requests")
                     resp = self._client.chat.completions.create(model=self.model, messages=self._messages(prompt),
                                                                 **kwargs)
+                self._check_usage(resp, counted)
                 choice = resp.choices[0] if resp.choices else None
                 content = choice.message.content if choice is not None and choice.message else None
                 # An empty or missing answer is the model's answer: returned (and cached) as "".
-                return content or "", choice.finish_reason if choice is not None else None
+                return Answer(content or "", choice.finish_reason if choice is not None else None)
             except openai.OpenAIError as err:
                 what = self._describe(err)
+                if too_long(err):  # the server's own verdict: skipped and counted, never an abort of the batch
+                    log.warning("oracle %s: %s, the request does not fit the context; skipped: %s", self.endpoint,
+                                what, str(getattr(err, "message", ""))[:200])
+                    self._count("refused_too_long")
+                    return Answer("", SKIPPED)
                 if not self._retryable(err) or attempt == self.max_retries:
                     self._count("failures")
                     detail = getattr(err, "message", "") or ""
@@ -210,37 +308,62 @@ class OracleClient:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def complete(self, prompt: str) -> str:
-        """The endpoint's answer to one user message; from the cache when it was asked before."""
-        hit = self.cached(prompt)
-        if hit is not None:
-            self._count("cache_hits")
-            return hit
-        completion, finish = self._request(prompt)
-        self._store(prompt, completion, finish)
-        return completion
+    def _tally(self, kind: str, answers: Iterable[Answer]) -> None:
+        for a in answers:
+            for what, flag in (("skipped", a.skipped), ("truncated", a.truncated)):
+                if flag:
+                    self._count(what)
+                    self._count(f"{what}_{kind}")
 
-    def complete_many(self, prompts: Iterable[str], desc: str | None = "oracle") -> list[str]:
-        """Answers in input order; cached ones are read, the rest requested concurrently (each
-        prompt once, even if repeated) and cached as each arrives."""
+    def answer_many(self, prompts: Iterable[str], *, kind: str = OTHER, sources: Sequence[str | None] | None = None,
+                    desc: str | None = "oracle") -> list[Answer]:
+        """Answers in input order. Each distinct prompt is fitted to the context (its completion
+        limit from `kind` and from its `source`, the text the answer rewrites), then read from the
+        cache or requested concurrently (once, even if repeated) and cached as it arrives. A
+        request that does not fit comes back skipped, unsent."""
         prompts = list(prompts)
-        answers: dict[str, str] = {}
-        for p in dict.fromkeys(prompts):
-            hit = self.cached(p)
-            if hit is not None:
+        sources = [None] * len(prompts) if sources is None else list(sources)
+        if len(sources) != len(prompts):
+            raise ValueError(f"{len(sources)} sources for {len(prompts)} prompts")
+        self.budget(kind)  # an unknown kind fails before any request
+        source_of = dict(zip(prompts, sources, strict=True))
+        unique = list(source_of)
+        planned: dict[str, tuple[int | None, int | None]] = {}
+        counting = self.context_length is not None and len(unique) > 1 and desc is not None
+        for p in tqdm(unique, desc=f"{desc}: fitting the context", unit="prompt", disable=not counting):
+            planned[p] = self.plan_request(p, kind, source_of[p])
+        answers: dict[str, Answer] = {p: Answer("", SKIPPED) for p, (limit, _) in planned.items() if limit is None}
+        for p in unique:
+            if p not in answers and (hit := self._cached(p, planned[p][0])) is not None:
                 answers[p] = hit
-        self._count("cache_hits", sum(p in answers for p in prompts))
-        todo = [p for p in dict.fromkeys(prompts) if p not in answers]
+        hits = sum(p in answers and not answers[p].skipped for p in prompts)
+        self._count("cache_hits", hits)
+        todo = [p for p in unique if p not in answers]
         before = self.stats()
 
-        def fetch(p: str) -> str:
-            completion, finish = self._request(p)
-            self._store(p, completion, finish)
-            return completion
+        def fetch(p: str) -> Answer:
+            limit, counted = planned[p]
+            answer = self._request(p, limit, counted)
+            if not answer.skipped:
+                self._store(p, limit, answer)
+            return answer
 
         answers |= dict(zip(todo, thread_map(fetch, todo, self.concurrency, desc), strict=True))
+        out = [answers[p] for p in prompts]
+        self._tally(kind, out)
         after = self.stats()
-        log.info("oracle %s: %d prompts, %d from cache, %d requests, %d retries", desc or self.model,
-                 len(prompts), len(prompts) - len(todo), after["requests"] - before["requests"],
-                 after["retries"] - before["retries"])
-        return [answers[p] for p in prompts]
+        log.info("oracle %s: %d prompts, %d from cache, %d requests, %d retries, %d skipped, %d truncated",
+                 desc or self.model, len(prompts), hits, after["requests"] - before["requests"],
+                 after["retries"] - before["retries"], sum(a.skipped for a in out), sum(a.truncated for a in out))
+        return out
+
+    def complete_many(self, prompts: Iterable[str], desc: str | None = "oracle", *, kind: str = OTHER,
+                      sources: Sequence[str | None] | None = None) -> list[str | None]:
+        """The answers' text in input order; None for a request that was skipped (did not fit)."""
+        return [None if a.skipped else a.text
+                for a in self.answer_many(prompts, kind=kind, sources=sources, desc=desc)]
+
+    def complete(self, prompt: str, kind: str = OTHER, source: str | None = None) -> str | None:
+        """The endpoint's answer to one user message (from the cache when it was asked before);
+        None when the request does not fit the context."""
+        return self.complete_many([prompt], None, kind=kind, sources=[source])[0]

@@ -186,6 +186,12 @@ class RFT(Strict):
     choose: Literal["first", "shortest", "random"] = "first"
     # Light cleaning: strip whitespace, drop text after the final-answer sentence.
     clean: bool = True
+    # Bounds that make every Oracle request fit the Oracle's context (docs/budgets.md), in the
+    # Oracle's tokens (oracle.tokenizer): notebook 01 drops, and counts, a problem whose question is
+    # longer (before sampling) or whose kept trace is longer (the larger of the plain trace and its
+    # step-tagged form, as the locate and style-align prompts show it). None: no bound.
+    max_question_tokens: int | None = Field(None, gt=0)
+    max_trace_tokens: int | None = Field(None, gt=0)
 
 
 class OraclePrompts(Strict):
@@ -195,6 +201,34 @@ class OraclePrompts(Strict):
     locate: str = "params/prompts/oracle_locate_error.txt"
     style_align: str = "params/prompts/style_align.txt"
     drift: str = "params/prompts/oracle_drift.txt"
+
+
+class AnswerTokens(Strict):
+    """Completion tokens for one kind of Oracle request. An answer that rewrites a text (refine: the
+    trace; style_align: the steps from the wrong one on; drift: the steps it restyles) needs about as
+    many tokens as that text, so both numbers grow with it: a request asks for
+    `per_source_token x source tokens + max_tokens` (capped by oracle.max_tokens and by what the
+    context leaves), and is not sent when less than `per_source_token x source tokens + min_tokens`
+    is left. Applied only when oracle.context_length is set (requests are counted)."""
+    max_tokens: int = Field(gt=0)
+    min_tokens: int = Field(gt=0)
+    per_source_token: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> AnswerTokens:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens {self.min_tokens} is above max_tokens {self.max_tokens}")
+        return self
+
+
+class OracleAnswers(Strict):
+    """Per kind of request (docs/budgets.md): a retention judgement is a line, a refine a trace."""
+    refine: AnswerTokens = AnswerTokens(max_tokens=256, min_tokens=32, per_source_token=1.0)
+    synthesize: AnswerTokens = AnswerTokens(max_tokens=1536, min_tokens=256)
+    locate: AnswerTokens = AnswerTokens(max_tokens=1536, min_tokens=256)  # a critique, then \boxed{index}
+    style_align: AnswerTokens = AnswerTokens(max_tokens=128, min_tokens=32, per_source_token=1.0)
+    drift: AnswerTokens = AnswerTokens(max_tokens=128, min_tokens=32, per_source_token=1.0)
+    retention_judge: AnswerTokens = AnswerTokens(max_tokens=256, min_tokens=16)
 
 
 class Oracle(Strict):
@@ -207,6 +241,8 @@ class Oracle(Strict):
     # null = not sent: reasoning models (OpenAI's GPT-5 class) accept only their defaults.
     temperature: float | None = Field(0.0, ge=0)
     top_p: float | None = Field(1.0, gt=0, le=1)
+    # The most completion tokens any request asks for (with context_length set, each kind asks for
+    # its own `answers` budget, capped by this).
     max_tokens: int = Field(4096, gt=0)
     # The request field carrying max_tokens: OpenAI's reasoning models take max_completion_tokens.
     token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
@@ -219,6 +255,25 @@ class Oracle(Strict):
     locator: Literal["oracle", "prm"] = "oracle"
     prm: str | None = None              # e.g. Qwen/Qwen2.5-Math-PRM-7B (locator: prm)
     prm_threshold: float = Field(0.5, gt=0, lt=1)  # first step whose PRM score is below this is wrong
+    # Fitting every request into the Oracle's context (docs/budgets.md). context_length: the served
+    # model's context (vLLM's max_model_len); None: requests are not counted (a hosted API with a
+    # large context). tokenizer: hub id or local path of the Oracle's tokenizer with its chat template
+    # (None: oracle.model), loaded on the first request to count prompts as the server will.
+    context_length: int | None = Field(None, gt=0)
+    tokenizer: str | None = None
+    context_margin: int = Field(16, ge=0)        # tokens of the context never planned for
+    # A bound on the tokens the chat template adds around a prompt: `make plan` uses it (nothing is
+    # loaded there) and the client checks it against the real template when it loads the tokenizer.
+    chat_template_tokens: int = Field(64, ge=0)
+    # `make plan` bounds a prompt template's own text by this many tokens per UTF-8 byte: 1.0 is safe
+    # for any byte-level BPE tokenizer; a smaller value is an assumption that notebook 01 checks with
+    # the real tokenizer before sampling (English prose takes about 0.25 tokens per byte).
+    template_tokens_per_byte: float = Field(1.0, gt=0, le=1)
+    answers: OracleAnswers = OracleAnswers()
+
+    @property
+    def tokenizer_name(self) -> str | None:
+        return self.tokenizer or self.model
 
     @model_validator(mode="after")
     def _endpoint(self) -> Oracle:
@@ -381,6 +436,32 @@ class DatasetSpec(Strict):
         return self
 
 
+class ModelShape(Strict):
+    """A transformer's published config (its config.json), as the memory estimates of `make plan`
+    need it (paradox.gpu_memory; the paper's models are in its table, with their sources)."""
+    layers: int = Field(gt=0)                 # num_hidden_layers
+    hidden: int = Field(gt=0)                 # hidden_size
+    heads: int = Field(gt=0)                  # num_attention_heads
+    kv_heads: int = Field(gt=0)               # num_key_value_heads
+    head_dim: int | None = Field(None, gt=0)  # None: hidden / heads
+    intermediate: int = Field(gt=0)           # intermediate_size (a gated MLP: gate, up, down)
+    vocab: int = Field(gt=0)                  # vocab_size
+    max_position: int = Field(gt=0)           # max_position_embeddings
+    tied_embeddings: bool = False             # tie_word_embeddings
+    lm_head: bool = True                      # False: a reward model (a scalar head, no vocabulary)
+    qkv_bias: bool = False                    # Qwen2: biases on the q, k and v projections
+    source: str = ""                          # where the numbers come from
+
+
+class Hardware(Strict):
+    """The GPUs a profile runs on: `make plan` checks each stage's estimated peak memory against them."""
+    gpu_memory_gib: float | None = Field(None, gt=0)  # per GPU, as CUDA reports it; None: no estimate
+    gpus_per_node: int = Field(1, gt=0)
+    # Shapes of models that paradox.gpu_memory's table lacks (hub id or path -> shape); a model in
+    # neither is "not estimated" in the plan, never guessed.
+    models: dict[str, ModelShape] = Field(default_factory=dict)
+
+
 class Analysis(Strict):
     top_tokens: int = Field(12, gt=0)
     retention_prompt: str = "params/prompts/retention_judge.txt"
@@ -407,6 +488,7 @@ class Params(Strict):
     analysis: Analysis = Analysis()
     vllm: VLLMEngine = VLLMEngine()
     endpoint: Endpoint = Endpoint()
+    hardware: Hardware = Hardware()
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)  # world "real": split name -> dataset
 
     @model_validator(mode="after")
@@ -443,6 +525,16 @@ class Params(Strict):
         if self.train.num_processes % self.train.num_machines:
             raise ValueError(f"train.num_processes {self.train.num_processes} is not a multiple of "
                              f"train.num_machines {self.train.num_machines}")
+        o, r = self.oracle, self.rft
+        counted = o.backend == "openai" and o.context_length is not None
+        unset = [k for k, v in (("rft.max_question_tokens", r.max_question_tokens),
+                                ("rft.max_trace_tokens", r.max_trace_tokens)) if v is None]
+        if counted and unset:
+            raise ValueError(f"oracle.context_length is set but {unset} not: they bound the question and the trace "
+                             "every Oracle prompt carries, so that `make plan` can check the budgets (docs/budgets.md)")
+        if not counted and len(unset) < 2:
+            raise ValueError("rft.max_question_tokens and rft.max_trace_tokens count the Oracle's tokens: they need "
+                             "oracle.backend 'openai' with oracle.context_length (and oracle.tokenizer)")
         missing_splits = [s for s in self.learning_curve.splits if s not in self.eval.splits]
         if self.learning_curve.checkpoints and missing_splits:
             raise ValueError(f"learning_curve.splits {missing_splits} are not evaluation splits (eval.splits)")

@@ -12,11 +12,15 @@ Style-Aligned Refinement, real variant:
    the steps before it are kept verbatim (they are copied, not asked for).
 
 The drift dial: f = 0 is that repair alone, f = 1 is exactly `refine`, otherwise the `drift`
-prompt rewrites the first round(f n) steps of the repaired trace in the Oracle's own notation
-and the rest is copied verbatim.
+prompt shows the repaired trace's steps (once, tagged) and rewrites the first m = round(f n) of
+them in the Oracle's own notation; the rest is copied verbatim.
 
 Model outputs can be empty or malformed: the original trace is kept instead, and counted
-(`stats()`).
+(`stats()`). So is a request that does not fit the Oracle's context (the client skips it) and an
+answer cut at its completion limit (a partial rewrite is never used): refine -> the original trace,
+synthesize -> empty, locate -> not located, style-align -> the original, drift -> the repaired
+trace; the retention judge -> unscored (`paradox.retention`). Counted as `<kind>_skipped` and
+`<kind>_truncated`, beside the client's own counts.
 """
 
 from __future__ import annotations
@@ -25,18 +29,21 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from paradox.grading import grade
 from paradox.problems import Problem
 
-# Placeholders each prompt file must contain ({n_steps} is optional everywhere).
+if TYPE_CHECKING:
+    from paradox.oracle_client import Answer
+
+# Placeholders each prompt file must contain ({n_steps} is optional everywhere, {n_total} in drift).
 REQUIRED = {
     "refine": ("{question}", "{trace}"),
     "synthesize": ("{question}",),
     "locate": ("{question}", "{steps}"),
     "style_align": ("{question}", "{steps}", "{index}"),
-    "drift": ("{steps}",),
+    "drift": ("{steps}", "{last}"),  # {steps}: every step; {last}: the last one to rewrite
 }
 
 BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -48,8 +55,10 @@ STATED_INT = re.compile(r"\b(?:index|answer)\s*(?:is|:|=)\s*[*`$]*\s*(-?\d+)", r
 
 
 class BatchCompleter(Protocol):
-    def complete(self, prompt: str) -> str: ...
-    def complete_many(self, prompts: list[str], desc: str | None = ...) -> list[str]: ...
+    """`paradox.oracle_client.OracleClient`: answers with their finish reason, skipped when a
+    request does not fit the context."""
+    def answer_many(self, prompts: list[str], *, kind: str = ..., sources: list[str | None] | None = ...,
+                    desc: str | None = ...) -> list[Answer]: ...
 
 
 @dataclass(frozen=True)
@@ -168,18 +177,27 @@ class PromptOracle:
         client_stats = getattr(self.client, "stats", None)
         return {**dict(self._stats), **(client_stats() if callable(client_stats) else {})}
 
-    def _ask(self, prompts: list[str], desc: str) -> list[str]:
-        return self.client.complete_many(prompts, desc=desc) if prompts else []
+    def _ask(self, prompts: list[str], kind: str, desc: str, sources: list[str] | None = None) -> list[str | None]:
+        """The answers' text; None for a request skipped (did not fit) or cut at its limit, counted
+        as `<kind>_skipped` / `<kind>_truncated` (the caller keeps its fallback)."""
+        if not prompts:
+            return []
+        out: list[str | None] = []
+        for a in self.client.answer_many(prompts, kind=kind, sources=sources, desc=desc):
+            if a.skipped or a.truncated:
+                self._stats[f"{kind}_{'skipped' if a.skipped else 'truncated'}"] += 1
+            out.append(None if a.skipped or a.truncated else a.text)
+        return out
 
     # --- Oracle-Refined and Oracle-Synthesized ------------------------------------------------
     def refine_many(self, problems: list[Problem], traces: list[str]) -> list[str]:
         """Minimal repair of each trace, in whatever notation the Oracle writes."""
         answers = self._ask([fill(self.prompts["refine"], question=p.question, trace=t)
-                             for p, t in zip(problems, traces, strict=True)], "oracle refine")
+                             for p, t in zip(problems, traces, strict=True)], "refine", "oracle refine", list(traces))
         out = []
         for trace, ans in zip(traces, answers, strict=True):
-            text = extract(ans, "solution")
-            if not text.strip():
+            text = "" if ans is None else extract(ans, "solution")
+            if ans is not None and not text.strip():
                 self._stats["refine_empty"] += 1  # keep the original trace
             out.append(text if text.strip() else trace)
         return out
@@ -188,9 +206,9 @@ class PromptOracle:
         """The Oracle's own solution from scratch; an empty answer stays empty (there is no
         original to fall back to) and is counted."""
         answers = self._ask([fill(self.prompts["synthesize"], question=p.question) for p in problems],
-                            "oracle synthesize")
-        out = [extract(a, "solution") for a in answers]
-        self._stats["synthesize_empty"] += sum(not t.strip() for t in out)
+                            "synthesize", "oracle synthesize")
+        out = ["" if a is None else extract(a, "solution") for a in answers]
+        self._stats["synthesize_empty"] += sum(a is not None and not t.strip() for a, t in zip(answers, out, strict=True))
         return out
 
     # --- Style-Aligned Refinement -------------------------------------------------------------
@@ -198,9 +216,13 @@ class PromptOracle:
         """Earliest wrong step (index into `split_steps(trace)`), or None: none, or not located."""
         steps = [split_steps(t) for t in traces]
         answers = self._ask([fill(self.prompts["locate"], question=p.question, steps=tag_steps(s.items),
-                                  n_steps=len(s)) for p, s in zip(problems, steps, strict=True)], "oracle locate")
+                                  n_steps=len(s)) for p, s in zip(problems, steps, strict=True)],
+                            "locate", "oracle locate")
         out = []
         for s, ans in zip(steps, answers, strict=True):
+            if ans is None:  # skipped or cut off before its final index: not located (counted in _ask)
+                out.append(None)
+                continue
             index, parsed = parse_index(ans, len(s))
             if not parsed:
                 self._stats["locate_unparsed"] += 1  # counted as "not located"
@@ -218,11 +240,14 @@ class PromptOracle:
         todo = [i for i, k in enumerate(first_wrong) if k is not None and k < len(steps[i])]
         answers = self._ask([fill(self.prompts["style_align"], question=problems[i].question, trace=traces[i],
                                   steps=tag_steps(steps[i].items), index=first_wrong[i], n_steps=len(steps[i]))
-                             for i in todo], "oracle style-align")
+                             for i in todo], "style_align", "oracle style-align",
+                            [steps[i].tail(first_wrong[i]) for i in todo])  # type: ignore[arg-type]
         out: list[tuple[str, list[int]]] = [(t, []) for t in traces]
         for i, ans in zip(todo, answers, strict=True):
             k, orig = first_wrong[i], steps[i]
             assert k is not None
+            if ans is None:  # skipped or cut off: the original, unchanged (counted in _ask)
+                continue
             new_tail = extract(ans, "rewrite")
             if not new_tail.strip():
                 self._stats["style_empty"] += 1
@@ -252,11 +277,15 @@ class PromptOracle:
         steps = [split_steps(t) for t in repaired]
         m = [round(fraction * len(s)) for s in steps]
         todo = [i for i, n in enumerate(m) if n > 0]
-        answers = self._ask([fill(self.prompts["drift"], question=problems[i].question, trace=repaired[i],
-                                  steps=tag_steps(steps[i].items[:m[i]]), n_steps=m[i]) for i in todo],
-                            f"oracle drift {fraction:g}")
+        # Every step is shown once, tagged (the context), and the first m are asked for: the trace is
+        # in the prompt once, not twice, so the request fits the context as a refine does.
+        answers = self._ask([fill(self.prompts["drift"], question=problems[i].question, steps=tag_steps(steps[i].items),
+                                  n_steps=m[i], last=m[i] - 1, n_total=len(steps[i])) for i in todo],
+                            "drift", f"oracle drift {fraction:g}", [steps[i].head(m[i]) for i in todo])
         out = list(repaired)
         for i, ans in zip(todo, answers, strict=True):
+            if ans is None:  # skipped or cut off: the repaired trace (counted in _ask)
+                continue
             head = extract(ans, "rewrite").strip()
             if not head:
                 self._stats["drift_empty"] += 1  # keep the repaired trace

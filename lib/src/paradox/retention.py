@@ -5,12 +5,15 @@ Two measures behind one signature `(problem, original, rewrite) -> score on 1-5`
   its steps; retention = 1 + 4 x (share of the original's atoms found in the rewrite), so 5
   means everything kept, as on the paper's judge scale;
 - judge (real profiles): an LLM judge with the prompt file `params/prompts/retention_judge.txt`
-  (1-5 rubric, formatting ignored), through any client with `complete(prompt) -> str`.
+  (1-5 rubric, formatting ignored), through any client with `complete(prompt) -> str`, or, batched,
+  through the Oracle client as requests of kind `retention_judge` (their own completion budget; a
+  pair that does not fit the Oracle's context is skipped, counted, and unscored).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -42,8 +45,15 @@ def toy_retention(original: str, rewrite: str) -> float:
     return 1.0 + 4.0 * toy_retention_share(original, rewrite)
 
 
+JUDGE_KIND = "retention_judge"  # the Oracle client's kind of request (oracle.answers.retention_judge)
+
+
 class Completer(Protocol):
-    def complete(self, prompt: str) -> str: ...
+    def complete(self, prompt: str) -> str | None: ...
+
+
+class BatchJudge(Protocol):
+    def complete_many(self, prompts: list[str], desc: str | None = ..., *, kind: str = ...) -> list[str | None]: ...
 
 
 def load_prompt(path: Path | str) -> str:
@@ -55,8 +65,24 @@ def load_prompt(path: Path | str) -> str:
     return text
 
 
-def judge_retention(client: Completer, prompt_template: str, original: str, rewrite: str) -> float | None:
-    """The judge's 1-5 score, or None when its answer has no score (counted, never a crash)."""
-    answer = client.complete(prompt_template.replace("{original}", original).replace("{rewrite}", rewrite))
+def judge_prompt(prompt_template: str, original: str, rewrite: str) -> str:
+    return prompt_template.replace("{original}", original).replace("{rewrite}", rewrite)
+
+
+def parse_score(answer: str | None) -> float | None:
+    """The last "Score: N" (N in 1-5) of a judge's answer; None for no score or no answer."""
     found = SCORE.findall(answer or "")
     return float(found[-1]) if found else None
+
+
+def judge_retention(client: Completer, prompt_template: str, original: str, rewrite: str) -> float | None:
+    """The judge's 1-5 score, or None when its answer has no score (counted, never a crash)."""
+    return parse_score(client.complete(judge_prompt(prompt_template, original, rewrite)))
+
+
+def judge_retention_many(client: BatchJudge, prompt_template: str, pairs: Sequence[tuple[str, str]],
+                         desc: str | None = "retention") -> list[float | None]:
+    """Scores of (original, rewrite) pairs, asked concurrently as `retention_judge` requests; None for
+    an answer without a score and for a pair that did not fit the judge's context."""
+    answers = client.complete_many([judge_prompt(prompt_template, o, r) for o, r in pairs], desc, kind=JUDGE_KIND)
+    return [parse_score(a) for a in answers]

@@ -3,7 +3,10 @@ computed from the params alone. Nothing is loaded, downloaded or run, so it work
 a profile meant for eight GPUs, and a bad profile fails here in a second with the params error.
 
 Sizes that depend on results (how many problems survive rejection sampling) are upper bounds and
-say so.
+say so. Two checks follow the stages (docs/budgets.md): every Oracle request of the profile fits
+the Oracle's context (`paradox.oracle_budget`), and every GPU stage's estimated peak memory fits
+the profile's GPUs (`paradox.gpu_memory`). A profile that fails either exits non-zero with a
+message naming the key to change, before anything runs.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from paradox import plan
+from paradox import gpu_memory, oracle_budget, plan
 from paradox.params import Params, ParamsError, RewardModel, load_params
 from paradox.paths import RunPaths
 
@@ -102,9 +105,10 @@ def stages(params: Params) -> list[Stage]:
     out.append(Stage("02_oracle_refine", "Oracle-Refined and Oracle-Synthesized streams; reward of every stream",
                      models=[f"Oracle: {_oracle(p)}", f"reward: {_reward(p.reward)}",
                              *[f"reward cross-check: {_reward(r)}" for r in p.reward.cross_check]],
-                     sizes=[("Oracle requests: 2 per kept problem (refine, synthesize), at most "
-                             f"{p.oracle.max_tokens:,} tokens each") if p.oracle.backend == "openai"
-                            else "Oracle: 2 rule calls per kept problem",
+                     sizes=[("Oracle requests: 2 per kept problem (refine, synthesize), "
+                             + (f"at most {p.oracle.max_tokens:,} tokens each" if p.oracle.context_length is None
+                                else "each fitted to the Oracle's context (budgets below)"))
+                            if p.oracle.backend == "openai" else "Oracle: 2 rule calls per kept problem",
                             f"reward scores: 4 streams x kept problems x {1 + len(p.reward.cross_check)} model(s)"],
                      outputs=[f"{paths.streams}/oracle_refined.jsonl", f"{paths.streams}/oracle_synthesized.jsonl",
                               f"{paths.rewards}/<stream>.jsonl"]))
@@ -156,6 +160,13 @@ def stages(params: Params) -> list[Stage]:
     return out
 
 
+def checks(params: Params) -> tuple[list[str], list[str]]:
+    """(lines, errors) of the Oracle-budget and GPU-memory checks."""
+    budget_lines, budget_errors = oracle_budget.check(params)
+    memory_lines, memory_errors = gpu_memory.check(params)
+    return [*budget_lines, "", *memory_lines], [*budget_errors, *memory_errors]
+
+
 def render(params: Params) -> str:
     lines = [f"profile {params.profile}: {params.description}", f"params hash {params.hash()}; world {params.world}; "
              f"seed {params.seed}", ""]
@@ -164,22 +175,33 @@ def render(params: Params) -> str:
         for label, items in (("model", s.models), ("data", s.data), ("size", s.sizes), ("writes", s.outputs)):
             lines += [f"    {label:<7}{item}" for item in items]
         lines.append("")
-    lines.append(f"Nothing was run. `make paper PROFILE={params.profile}` runs these stages in order.")
+    check_lines, errors = checks(params)
+    lines += [*check_lines, ""]
+    lines.append(f"Nothing was run. `make paper PROFILE={params.profile}` runs these stages in order."
+                 if not errors else f"Nothing was run. {len(errors)} check(s) failed: this profile cannot run as set.")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m paradox.stages [--check] PROFILE`: the plan (with --check: only the failed checks,
+    silent when every check passes - for `make paper` to run before any stage)."""
     args = sys.argv[1:] if argv is None else argv
+    only_check = args[:1] == ["--check"]
+    args = args[1:] if only_check else args
     if len(args) != 1:
-        print("usage: python -m paradox.stages PROFILE", file=sys.stderr)
+        print("usage: python -m paradox.stages [--check] PROFILE", file=sys.stderr)
         return 2
     try:
         params = load_params(args[0])
-    except ParamsError as err:
+        if not only_check:
+            print(render(params))
+        _, errors = checks(params)
+    except (ParamsError, oracle_budget.BudgetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(render(params))
-    return 0
+    for e in errors:
+        print(f"error: profile {params.profile}: {e}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

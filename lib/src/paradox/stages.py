@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from paradox import gpu_memory, oracle_budget, plan
 from paradox.params import Params, ParamsError, RewardModel, load_params
-from paradox.paths import RunPaths
+from paradox.paths import RunPaths, project_root
 
 
 @dataclass
@@ -168,12 +168,13 @@ def checks(params: Params) -> tuple[list[str], list[str]]:
 
 
 def render(params: Params) -> str:
+    root = f"{project_root()}/"
     lines = [f"profile {params.profile}: {params.description}", f"params hash {params.hash()}; world {params.world}; "
              f"seed {params.seed}", ""]
     for s in stages(params):
         lines.append(f"{s.notebook}: {s.does}")
         for label, items in (("model", s.models), ("data", s.data), ("size", s.sizes), ("writes", s.outputs)):
-            lines += [f"    {label:<7}{item}" for item in items]
+            lines += [f"    {label:<7}{item.replace(root, '')}" for item in items]  # paths from the root
         lines.append("")
     check_lines, errors = checks(params)
     lines += [*check_lines, ""]

@@ -67,6 +67,7 @@ refined = [{**r, "completion": c}
            for r, c in zip(rft, oracle.refine_many(rft_problems, [r["completion"] for r in rft]), strict=True)]
 synthesized = [{**r, "completion": c} for r, c in zip(rft, oracle.synthesize_many(rft_problems), strict=True)]
 print("oracle counts:", oracle.stats())
+oracle.close()  # a managed Oracle server (oracle.serve) stops here: the GPU is the reward model's now
 write_jsonl(paths.stream("oracle_refined"), refined)
 write_jsonl(paths.stream("oracle_synthesized"), synthesized)
 

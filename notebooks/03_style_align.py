@@ -145,6 +145,7 @@ for f in params.drift.fractions:
     write_jsonl(paths.rewards / f"{name}.jsonl",
                 ({"id": r["id"], "reward": v} for r, v in zip(rows, drift_rewards, strict=True)))
     print(f"{name}: f={f:.2f}, mean reward {sum(drift_rewards) / len(drift_rewards):.3f}")
+oracle.close()  # the Oracle's last request of this stage (a managed server stops here)
 
 # %% [markdown]
 # ## Beyond the paper (2): compatibility-aware selection

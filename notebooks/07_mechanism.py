@@ -194,7 +194,8 @@ rft_by_id = {r["id"]: r["completion"] for r in data["slm_rft"]}
 rewrites = [s for s in streams + [x for x in data if x.startswith(plan.DRIFT_PREFIX)] if s != "slm_rft"]
 retention, retention_unscored = {}, {}
 if params.oracle.backend == "openai":
-    judge = backends.oracle(params, paths).client
+    oracle = backends.oracle(params, paths)
+    judge = oracle.client
     judge_prompt = load_prompt(params.analysis.retention_prompt)
     for s in rewrites:
         pairs = [(rft_by_id[r["id"]], r["completion"]) for r in data[s]]
@@ -203,6 +204,7 @@ if params.oracle.backend == "openai":
         retention[s] = float(np.mean(got)) if got else float("nan")
         retention_unscored[s] = len(scores) - len(got)
     print("judge answers without a score, per stream:", retention_unscored, "; oracle counts:", judge.stats())
+    oracle.close()
 elif params.world == "toy":
     for s in rewrites:
         retention[s] = float(np.mean([toy_retention(rft_by_id[r["id"]], r["completion"]) for r in data[s]]))

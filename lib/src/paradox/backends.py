@@ -132,10 +132,34 @@ def oracle(params: Params, paths: RunPaths):
     from paradox.oracle_client import OracleClient
     from paradox.real_oracle import PromptOracle, load_prompts
 
-    client = OracleClient.from_params(params.oracle, oracle_cache_dir(paths))
     # Prompt files are named from the repository root, the parent of params/ (as load_params checks).
     prompts = load_prompts(params.oracle.prompts.model_dump(), root=project_root())
-    return PromptOracle(client, prompts, name=f"{params.oracle.model} ({client.endpoint})")
+    servers = oracle_servers(params, paths)  # managed ones (oracle.serve), stopped by PromptOracle.close()
+    try:
+        client = OracleClient.from_params(params.oracle, oracle_cache_dir(paths),
+                                          base_urls=servers.base_urls if servers else ())
+    except BaseException:
+        if servers:
+            servers.stop()
+        raise
+    return PromptOracle(client, prompts, name=f"{params.oracle.model} ({client.endpoint})",
+                        servers=[servers] if servers else [])
+
+
+def oracle_servers(params: Params, paths: RunPaths):
+    """The Oracle's managed `vllm serve` replicas (`oracle.serve`), started; None without it."""
+    sv, o = params.oracle.serve, params.oracle
+    if sv is None:
+        return None
+    from paradox.serving import ServerGroup, ServeSpec
+
+    assert o.model is not None
+    spec = ServeSpec(model=local_or_hub(o.model), served_name=o.model, tensor_parallel_size=sv.tensor_parallel_size,
+                     data_parallel_size=sv.data_parallel_size, gpu_memory_utilization=sv.gpu_memory_utilization,
+                     max_model_len=sv.max_model_len or o.context_length, dtype=sv.dtype, seed=params.seed,
+                     enforce_eager=sv.enforce_eager, extra_args=sv.extra_args, env=sv.env,
+                     start_timeout_s=sv.start_timeout_s)
+    return ServerGroup(spec, sv.replicas, paths.root / "logs", name="oracle", lock_path=gpu_lock(paths)).start()
 
 
 def reward_model(params: Params, spec: RewardModel | None = None):

@@ -5,10 +5,12 @@ hosted API), with retries, and failover when an endpoint dies.
   endpoint with the fewest in flight.
 - 429, 408, 409, 5xx, timeouts and malformed responses: retried with exponential backoff and
   jitter (a `Retry-After` header is honoured up to the cap), up to `max_retries` times.
-- A refused or dropped connection marks the endpoint dead for a cool-down (doubling while it
-  stays dead) and the request moves to another endpoint at once, without using up its retries:
-  a run finishes as long as one endpoint lives. Only when every endpoint is dead does a request
-  wait (and count a retry) for the first one to come back.
+- With several endpoints, a refused or dropped connection marks the endpoint dead for a cool-down
+  (doubling while it stays dead) and the request moves to another endpoint at once, without using
+  up its retries: a run finishes as long as one endpoint lives. When every endpoint is dead, a
+  request waits for the first cool-down to end; each failed try counts against `max_retries`, so
+  a request fails once its endpoints have failed it that many times. A single endpoint simply
+  retries with backoff.
 - Other errors (400, 401, 404, ...) are not retried: they fail at once, naming the endpoint.
 """
 
@@ -140,7 +142,7 @@ class EndpointPool:
             e.in_flight -= 1
             if err is None:
                 e.strikes, e.dead_until = 0, 0.0
-            elif unreachable(err):
+            elif unreachable(err) and len(self.endpoints) > 1:  # one endpoint: plain retries with backoff
                 e.strikes += 1
                 e.dead_until = time.monotonic() + min(300.0, self.dead_cooldown_s * 2 ** (e.strikes - 1))
                 self._stats["endpoint_down"] += 1
@@ -161,13 +163,7 @@ class EndpointPool:
         attempt = 0
         while True:
             got = self._acquire()
-            if isinstance(got, float):  # every endpoint is dead
-                if attempt >= self.max_retries:
-                    self.count("failures")
-                    raise EndpointError(f"{what}: every endpoint is unreachable ({self.label}) after "
-                                        f"{attempt + 1} attempt(s)")
-                attempt += 1
-                self.count("retries")
+            if isinstance(got, float):  # every endpoint is dead: wait for the first to be tried again
                 time.sleep(max(0.0, got) + random.random() * 0.1)
                 continue
             e = got
@@ -176,7 +172,7 @@ class EndpointPool:
                 result = fn(e.client)
             except openai.OpenAIError as err:
                 self._release(e, err)
-                if unreachable(err) and any(x.dead_until <= time.monotonic() for x in self.endpoints):
+                if unreachable(err) and any(x is not e and x.dead_until <= time.monotonic() for x in self.endpoints):
                     self.count("failovers")
                     continue  # another endpoint lives: go there now, the retry budget untouched
                 if not retryable(err) or attempt >= self.max_retries:

@@ -1,10 +1,10 @@
 """A client for any OpenAI-compatible chat endpoint (a hosted API or a `vllm serve`d model).
 
-- At most `concurrency` requests in flight (a semaphore around the HTTP call, so it also holds
-  when several threads call `complete` at once).
-- Retries with exponential backoff and jitter on 429, 408, 5xx, timeouts and dropped
-  connections, up to `max_retries` (our own loop, not the openai client's, so retries are
-  counted and the backoff is testable); a `Retry-After` header is honoured up to the cap.
+- One or several endpoints (`base_url` may be a list: one server per node), through
+  `paradox.endpoints.EndpointPool`: at most `concurrency` requests in flight per endpoint, retries
+  with exponential backoff and jitter on 429, 408, 5xx, timeouts and malformed answers, up to
+  `max_retries` (counted; a `Retry-After` header is honoured up to the cap), and an endpoint that
+  stops answering has its requests moved to the others.
 - An on-disk cache: one small JSON file per (model, messages, sampling params), written
   atomically the moment its answer arrives, so an interrupted or repeated run never pays twice.
   The key and the files never hold the API key or the endpoint URL.
@@ -21,25 +21,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import random
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from tqdm.auto import tqdm
 
+from paradox.endpoints import EndpointError, EndpointPool, display_url
 from paradox.io import atomic_path
 from paradox.oracle_budget import Limits, OracleTokenizer, fit, limits
 from paradox.params import AnswerTokens, Oracle, OracleAnswers, stable_hash
@@ -50,7 +46,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 CACHE_VERSION = 1
-RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 SKIPPED = "skipped"  # the finish reason of a request not sent (it did not fit) or refused as too long
 # A 400 about the context: OpenAI's code, and the wording of vLLM's messages across versions ("This
 # model's maximum context length is ...", "... longer than the maximum model length of ...",
@@ -86,14 +81,6 @@ def too_long(err: Exception) -> bool:
     return bool(TOO_LONG.search(f"{getattr(err, 'code', '') or ''} {getattr(err, 'message', '') or ''}"))
 
 
-def display_url(url: str) -> str:
-    """The endpoint as it may appear in messages: no credentials, no query string."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def thread_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str | None = None) -> list[R]:
     """`[fn(x) for x in items]` on `workers` threads, results in input order, with a progress bar.
 
@@ -127,14 +114,16 @@ class OracleClient:
     """`answer_many(prompts, kind=..., sources=...)` -> `Answer`s; `complete_many` / `complete` -> the
     answers' text, None for a skipped request (`complete` fits `retention.Completer`)."""
 
-    def __init__(self, *, base_url: str, model: str, cache_dir: Path | str, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, *, base_url: str | Sequence[str], model: str, cache_dir: Path | str,
+                 api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, top_p: float | None = 1.0, max_tokens: int = 4096,
                  seed: int | None = None, token_limit_field: str = "max_tokens", concurrency: int = 8, max_retries: int = 6, timeout_s: float = 600.0,
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0, context_length: int | None = None,
                  tokenizer: str | OracleTokenizer | None = None, context_margin: int = 16,
                  chat_template_tokens: int | None = None, answers: OracleAnswers | None = None) -> None:
-        self.base_url, self.model = base_url, model
-        self.endpoint = display_url(base_url)
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.base_url, self.model = urls[0], model
+        self.endpoint = ", ".join(display_url(u) for u in urls)
         self.cache_dir = Path(cache_dir)
         # None values are not sent (see `Oracle.temperature`); the token limit goes under the field the API wants.
         self.max_tokens, self.token_limit_field = max_tokens, token_limit_field
@@ -147,23 +136,19 @@ class OracleClient:
             raise ValueError("OracleClient: context_length needs a tokenizer to count prompts (oracle.tokenizer)")
         self.tokenizer = (OracleTokenizer(tokenizer, chat_template_tokens) if isinstance(tokenizer, str)
                           else tokenizer)
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            # A local `vllm serve` without --api-key accepts anything; a hosted API will answer 401.
-            log.warning("environment variable %s is not set; sending a placeholder API key to %s",
-                        api_key_env, self.endpoint)
-            api_key = "EMPTY"
-        # max_retries=0: retries are ours (counted, with our backoff); the timeout is per request.
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout_s)
-        self._slots = threading.Semaphore(concurrency)
+        # Requests go through an endpoint pool: several servers (one per node) share the load, and
+        # one that dies has its requests retried on the others. Its retries and backoff are ours.
+        self.pool = EndpointPool(urls, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
+                                 timeout_s=timeout_s, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s)
         self._lock = threading.Lock()
         self._stats: Counter[str] = Counter()
 
     @classmethod
-    def from_params(cls, oracle: Oracle, cache_dir: Path | str) -> OracleClient:
-        if oracle.backend != "openai" or not oracle.base_url or not oracle.model:
+    def from_params(cls, oracle: Oracle, cache_dir: Path | str, base_urls: Sequence[str] = ()) -> OracleClient:
+        """The client `oracle` describes; `base_urls` (managed servers) replace the params' URLs."""
+        if oracle.backend != "openai" or not oracle.base_urls or not oracle.model:
             raise ValueError("OracleClient needs oracle.backend 'openai' with base_url and model")
-        return cls(base_url=oracle.base_url, model=oracle.model, cache_dir=cache_dir, api_key_env=oracle.api_key_env,
+        return cls(base_url=list(base_urls or oracle.base_urls), model=oracle.model, cache_dir=cache_dir, api_key_env=oracle.api_key_env,
                    temperature=oracle.temperature, top_p=oracle.top_p, max_tokens=oracle.max_tokens,
                    seed=oracle.seed, token_limit_field=oracle.token_limit_field, concurrency=oracle.concurrency, max_retries=oracle.max_retries,
                    timeout_s=oracle.timeout_s, context_length=oracle.context_length,
@@ -181,9 +166,11 @@ class OracleClient:
         skipped (did not fit, or refused as too long) and answers cut at their limit, in all and
         per kind (`skipped_<kind>`, `truncated_<kind>`, when any)."""
         base = ("requests", "cache_hits", "retries", "failures", "skipped", "truncated")
+        pool = self.pool.stats()  # requests, retries, failures (and failovers, endpoints down)
         with self._lock:
-            per_kind = {k: v for k, v in sorted(self._stats.items()) if k not in base and v}
-            return {**{k: self._stats.get(k, 0) for k in base}, **per_kind}
+            counts = Counter(self._stats) + Counter(pool)
+        per_kind = {k: v for k, v in sorted(counts.items()) if k not in base and v}
+        return {**{k: counts.get(k, 0) for k in base}, **per_kind}
 
     # --- cache ----------------------------------------------------------------------------
     def _messages(self, prompt: str) -> list[dict[str, str]]:
@@ -242,30 +229,6 @@ class OracleClient:
         return fit(n_prompt, lim, self.context_length, self.context_margin), n_prompt
 
     # --- requests -------------------------------------------------------------------------
-    def _backoff(self, attempt: int, err: Exception) -> float:
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt) * (0.5 + random.random() / 2)
-        response = getattr(err, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        with contextlib.suppress(ValueError):  # an HTTP date: ignored, the exponential delay applies
-            delay = max(delay, min(self.backoff_max_s, float(retry_after))) if retry_after else delay
-        return delay
-
-    @staticmethod
-    def _describe(err: Exception) -> str:
-        if isinstance(err, openai.APIStatusError):
-            return f"HTTP {err.status_code}"
-        if isinstance(err, openai.APITimeoutError):
-            return "timeout"
-        if isinstance(err, openai.APIConnectionError):
-            return "connection error"
-        return type(err).__name__
-
-    @staticmethod
-    def _retryable(err: Exception) -> bool:
-        if isinstance(err, openai.APIStatusError):
-            return err.status_code in RETRY_STATUS or err.status_code >= 500
-        return isinstance(err, openai.APIConnectionError | openai.APIResponseValidationError)
-
     def _check_usage(self, resp: Any, counted: int | None) -> None:
         """The server's prompt count may not exceed ours: a tokenizer that undercounts would let
         requests overflow the context (a wrong oracle.tokenizer fails here, on its first answer)."""
@@ -277,36 +240,31 @@ class OracleClient:
 
     def _request(self, prompt: str, limit: int | None = None, counted: int | None = None) -> Answer:
         kwargs = {k: v for k, v in self._sampling(limit).items() if v is not None}
-        for attempt in range(self.max_retries + 1):
+        refused: list[openai.OpenAIError] = []
+
+        def send(client: openai.OpenAI) -> Any:
             try:
-                with self._slots:
-                    self._count("requests")
-                    resp = self._client.chat.completions.create(model=self.model, messages=self._messages(prompt),
-                                                                **kwargs)
-                self._check_usage(resp, counted)
-                choice = resp.choices[0] if resp.choices else None
-                content = choice.message.content if choice is not None and choice.message else None
-                # An empty or missing answer is the model's answer: returned (and cached) as "".
-                return Answer(content or "", choice.finish_reason if choice is not None else None)
+                return client.chat.completions.create(model=self.model, messages=self._messages(prompt), **kwargs)
             except openai.OpenAIError as err:
-                what = self._describe(err)
                 if too_long(err):  # the server's own verdict: skipped and counted, never an abort of the batch
-                    log.warning("oracle %s: %s, the request does not fit the context; skipped: %s", self.endpoint,
-                                what, str(getattr(err, "message", ""))[:200])
-                    self._count("refused_too_long")
-                    return Answer("", SKIPPED)
-                if not self._retryable(err) or attempt == self.max_retries:
-                    self._count("failures")
-                    detail = getattr(err, "message", "") or ""
-                    tries = f"after {attempt + 1} attempt(s)" if self._retryable(err) else "(not retryable)"
-                    raise OracleError(f"Oracle endpoint {self.endpoint} (model {self.model}) failed {tries}: "
-                                      f"{what}: {str(detail)[:300]}") from None
-                delay = self._backoff(attempt, err)
-                self._count("retries")
-                log.warning("oracle %s: %s, retry %d/%d in %.2f s", self.endpoint, what, attempt + 1,
-                            self.max_retries, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+                    refused.append(err)
+                    return None
+                raise
+
+        try:
+            resp = self.pool.call(send, what=f"Oracle endpoint (model {self.model})")
+        except EndpointError as err:
+            raise OracleError(str(err)) from None
+        if resp is None:
+            log.warning("oracle %s: the request does not fit the context; skipped: %s", self.endpoint,
+                        str(getattr(refused[-1], "message", ""))[:200])
+            self._count("refused_too_long")
+            return Answer("", SKIPPED)
+        self._check_usage(resp, counted)
+        choice = resp.choices[0] if resp.choices else None
+        content = choice.message.content if choice is not None and choice.message else None
+        # An empty or missing answer is the model's answer: returned (and cached) as "".
+        return Answer(content or "", choice.finish_reason if choice is not None else None)
 
     def _tally(self, kind: str, answers: Iterable[Answer]) -> None:
         for a in answers:
@@ -348,7 +306,7 @@ class OracleClient:
                 self._store(p, limit, answer)
             return answer
 
-        answers |= dict(zip(todo, thread_map(fetch, todo, self.concurrency, desc), strict=True))
+        answers |= dict(zip(todo, thread_map(fetch, todo, self.pool.capacity, desc), strict=True))
         out = [answers[p] for p in prompts]
         self._tally(kind, out)
         after = self.stats()

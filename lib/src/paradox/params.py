@@ -233,9 +233,14 @@ class OracleAnswers(Strict):
 
 class Oracle(Strict):
     backend: Literal["toy", "openai"] = "toy"
-    # openai: any OpenAI-compatible endpoint (a hosted API or a `vllm serve`d model).
-    base_url: str | None = None
+    # openai: any OpenAI-compatible endpoint (a hosted API or a `vllm serve`d model); a list of URLs
+    # spreads the requests over several servers (one per node), and a run survives one going down.
+    base_url: str | tuple[str, ...] | None = None
     model: str | None = None
+    # A managed `vllm serve` of `model` (paradox.serving), started by each stage that asks the Oracle
+    # and stopped when it ends (e.g. a 7B Oracle on the SLM's GPU, between SLM stages); base_url is
+    # then not needed.
+    serve: Serve | None = None
     # The NAME of the environment variable holding the API key; the key itself never enters params.
     api_key_env: str = "OPENAI_API_KEY"
     # null = not sent: reasoning models (OpenAI's GPT-5 class) accept only their defaults.
@@ -275,10 +280,16 @@ class Oracle(Strict):
     def tokenizer_name(self) -> str | None:
         return self.tokenizer or self.model
 
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        if self.base_url is None:
+            return ()
+        return (self.base_url,) if isinstance(self.base_url, str) else self.base_url
+
     @model_validator(mode="after")
     def _endpoint(self) -> Oracle:
-        if self.backend == "openai" and not (self.base_url and self.model):
-            raise ValueError("oracle.backend 'openai' needs oracle.base_url and oracle.model")
+        if self.backend == "openai" and not ((self.base_urls or self.serve) and self.model):
+            raise ValueError("oracle.backend 'openai' needs oracle.model and oracle.base_url (or oracle.serve)")
         if self.locator == "prm" and not self.prm:
             raise ValueError("oracle.locator 'prm' needs oracle.prm (a process reward model)")
         if not self.api_key_env.replace("_", "").isalnum() or self.api_key_env.startswith("sk-"):

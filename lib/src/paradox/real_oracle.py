@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from paradox.grading import grade
 from paradox.problems import Problem
@@ -165,12 +166,21 @@ def load_prompts(paths: dict[str, str], root: Path | str = ".") -> dict[str, str
 class PromptOracle:
     """The Oracle behind an OpenAI-compatible endpoint, with the prompts of `params.oracle.prompts`."""
 
-    def __init__(self, client: BatchCompleter, prompts: dict[str, str], name: str = "oracle") -> None:
+    def __init__(self, client: BatchCompleter, prompts: dict[str, str], name: str = "oracle",
+                 servers: Sequence[Any] = ()) -> None:
+        """`servers`: managed servers behind the client (`paradox.serving`), stopped by `close()`."""
         missing = set(REQUIRED) - set(prompts)
         if missing:
             raise ValueError(f"PromptOracle needs prompts for {sorted(missing)}")
         self.client, self.prompts, self.name = client, prompts, name
+        self.servers = list(servers)
         self._stats: Counter[str] = Counter()
+
+    def close(self) -> None:
+        """Stop the managed servers, if any (the stage is done with the Oracle)."""
+        for server in self.servers:
+            server.stop()
+        self.servers = []
 
     def stats(self) -> dict[str, int]:
         """Fallbacks and parse failures so far (plus the client's request counts, if it has them)."""

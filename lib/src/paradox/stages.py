@@ -71,7 +71,9 @@ def _oracle(params: Params) -> str:
     o = params.oracle
     if o.backend == "toy":
         return "toy rule Oracle (paradox.toy.oracle)"
-    return (f"{o.model} at {o.base_url} (OpenAI-compatible; key from ${o.api_key_env}; "
+    where = (f"managed vllm serve (data parallel {o.serve.data_parallel_size}, tensor parallel "
+             f"{o.serve.tensor_parallel_size})" if o.serve else ", ".join(o.base_urls))
+    return (f"{o.model} at {where} (OpenAI-compatible; key from ${o.api_key_env}; "
             f"{o.concurrency} requests in flight; cached under runs/{params.profile}/cache/oracle)")
 
 

@@ -59,3 +59,6 @@ class ToyOracle:
     def stats(self) -> dict[str, int]:
         """The rule never fails, so there is nothing to count (the real Oracle counts fallbacks)."""
         return {}
+
+    def close(self) -> None:
+        """Nothing to free (the real Oracle stops its managed servers here)."""

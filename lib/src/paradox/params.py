@@ -149,8 +149,9 @@ class RewardModel(Strict):
     backend: Literal["toy", "hf", "vllm"] = "toy"
     name_or_path: str | None = None
     revision: str | None = None
-    # seq_cls: AutoModelForSequenceClassification (Skywork-Reward class); remote_code: the model's
-    # own AutoModel class whose first output is the score (Qwen2.5-Math-RM-72B).
+    # seq_cls: one logit per sequence, AutoModelForSequenceClassification (Skywork-Reward class);
+    # remote_code: a per-token reward head read at the last token (Qwen2.5-Math-RM-72B): with backend
+    # hf the checkpoint's own AutoModel class (trust_remote_code), with vllm vLLM's own implementation.
     head: Literal["seq_cls", "remote_code"] = "seq_cls"
     trust_remote_code: bool = False
     system_prompt: str | None = None    # chat: system (optional), user = question, assistant = trace
@@ -162,6 +163,10 @@ class RewardModel(Strict):
     def _model(self) -> RewardModel:
         if self.backend != "toy" and not self.name_or_path:
             raise ValueError(f"reward backend '{self.backend}' needs name_or_path")
+        if self.backend == "hf" and self.head == "remote_code" and not self.trust_remote_code:
+            # Without it AutoModel falls back to the bare base model, whose first output is hidden states.
+            raise ValueError(f"reward model {self.name_or_path}: head 'remote_code' with backend 'hf' runs the "
+                             "checkpoint's own code; set trust_remote_code: true for it")
         return self
 
 

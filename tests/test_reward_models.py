@@ -139,22 +139,37 @@ def _qwen_spec(path: Path, **kw) -> RewardModel:
     return _spec(path, head="remote_code", trust_remote_code=True, system_prompt=SYSTEM, **kw)
 
 
-def test_qwen_shaped_remote_code_is_scored_without_a_cache_at_the_last_token(remote_code_rm):
-    from transformers import AutoModel
+def test_qwen_shaped_remote_code_fails_three_ways_on_transformers_5(remote_code_rm):
+    """What the published code does when loaded the model card's way on transformers 5 (the fixture
+    keeps each trait of it); HFReward must get round all three (next test)."""
+    from transformers import AutoConfig, AutoModel
 
     cfg = json.loads((remote_code_rm / "config.json").read_text())
     # the published config's shape: its own classes, a cache on by default, no pad id
     assert cfg["architectures"] == ["Qwen2ForRewardModel"] and cfg["model_type"] == "qwen2"
-    assert set(cfg["auto_map"]) == {"AutoConfig", "AutoModel"} and cfg["use_cache"] and cfg["pad_token_id"] is None
-    model = AutoModel.from_pretrained(remote_code_rm, trust_remote_code=True)
-    with pytest.raises(AttributeError, match="from_legacy_cache"):  # the model card's call, on transformers 5
+    assert set(cfg["auto_map"]) == {"AutoConfig", "AutoModel"} and cfg["use_cache"] and "pad_token_id" not in cfg
+    with pytest.raises(AttributeError, match="pad_token_id"):  # 1. cannot even be built
+        AutoModel.from_pretrained(remote_code_rm, trust_remote_code=True)
+    config = AutoConfig.from_pretrained(remote_code_rm, trust_remote_code=True)
+    config.pad_token_id = 0
+    model = AutoModel.from_pretrained(remote_code_rm, config=config, trust_remote_code=True)
+    rotary = model.model.layers[0].self_attn.rotary
+    want = 1.0 / (rotary.base ** (torch.arange(0, rotary.dim, 2).float() / rotary.dim))
+    assert not torch.allclose(rotary.inv_freq, want)  # 2. its rotary tables are left uninitialised
+    with pytest.raises(AttributeError, match="from_legacy_cache"):  # 3. the forward asks for a 4.40 cache
         model(input_ids=torch.tensor([[5, 6, 7]]))
+
+
+def test_qwen_shaped_remote_code_is_scored_without_a_cache_at_the_last_token(remote_code_rm):
     problems, traces = _problems_and_traces()
     rm = HFReward(_qwen_spec(remote_code_rm, batch_size=3), show_progress=False)
     got = rm.score_many(problems, traces)
     chats = [rm.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
     assert got == pytest.approx(last_token_rewards(remote_code_rm, chats), abs=1e-5)
-    assert rm.model.config.use_cache is False
+    assert rm.model.config.use_cache is False and len(set(got)) == len(got)
+    rotary = rm.model.model.layers[0].self_attn.rotary
+    want = 1.0 / (rotary.base ** (torch.arange(0, rotary.dim, 2).float() / rotary.dim))
+    assert torch.allclose(rotary.inv_freq, want)
 
 
 def test_a_pad_token_inside_a_chat_does_not_move_the_score(remote_code_rm):
@@ -207,3 +222,26 @@ def test_backends_build_hf_reward_and_cross_checks(seq_cls_rm):
     checks = backends.cross_check_rewards(params)
     assert [type(c).__name__ for c in checks] == ["HFReward", "RubricReward"]
     assert checks[0].spec.batch_size == 2
+
+
+def test_rebuild_init_buffers_recomputes_or_says_why_not():
+    from torch import nn
+
+    from paradox.reward_models import rebuild_init_buffers
+
+    class Table(nn.Module):  # keeps its constructor's argument: can be rebuilt
+        def __init__(self, n):
+            super().__init__()
+            self.n = n
+            self.register_buffer("t", torch.arange(n).float(), persistent=False)
+
+    class Opaque(nn.Module):  # does not: cannot
+        def __init__(self, n):
+            super().__init__()
+            self.register_buffer("t", torch.arange(n).float(), persistent=False)
+
+    model = nn.Sequential(nn.Linear(2, 2), Table(4))
+    model[1].t.fill_(float("nan"))  # what transformers 5 leaves there
+    assert rebuild_init_buffers(model) == ["1"] and model[1].t.tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match=r"cannot recompute the buffers \['t'\] of 1 \(Opaque\).*needs 'n'"):
+        rebuild_init_buffers(nn.Sequential(nn.Linear(2, 2), Opaque(3)))

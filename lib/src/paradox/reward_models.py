@@ -14,9 +14,17 @@ Both score the same text: the chat (system prompt if any, user = question, assis
 rendered by the tokenizer's chat template without a generation prompt, encoded without adding
 special tokens (the template already has them).
 
-No cache: scoring is one forward pass, so the forward runs with `use_cache=False` (and the config's
-`use_cache` is switched off). The Qwen RM's remote code was written for transformers 4.40: asked for a
-cache, it converts one with `DynamicCache.from_legacy_cache`, which transformers 5 no longer has.
+Remote code written for transformers 4.40 (the Qwen RM's) meets transformers 5 in three places,
+each found by running a local copy of that code here, and each handled when the model loads:
+  - its config.json has no pad_token_id and transformers 5 configs no longer default one, while
+    its model reads `config.pad_token_id` when it is built: the config is loaded first and given
+    the tokenizer's pad id;
+  - its rotary tables are non-persistent buffers computed in `__init__`, which transformers 5
+    leaves uninitialised (it builds on the meta device and expects `_init_weights` to fill them):
+    they are recomputed (`rebuild_init_buffers`), or the scores are garbage;
+  - asked for a cache, its forward converts one with `DynamicCache.from_legacy_cache`, gone from
+    transformers 5: scoring is one forward pass, which runs with `use_cache=False` (and the
+    config's `use_cache` off).
 
 Batching: sequences are sorted by length, batched and padded on the RIGHT with an attention mask.
 Both pooling conventions (the rightmost non-pad token, as transformers' *ForSequenceClassification
@@ -113,6 +121,51 @@ def last_token_scores(out: torch.Tensor, lengths: Sequence[int], name: str, per_
     return s.cpu().tolist()
 
 
+def rebuild_init_buffers(model: torch.nn.Module) -> list[str]:
+    """Recompute the non-persistent buffers that a checkpoint's own code computes in a module's
+    `__init__` (the Qwen RM's rotary embeddings: `inv_freq` and cached cos/sin tables).
+
+    transformers 5 builds a model on the meta device, loads the saved weights, and leaves every
+    non-persistent buffer as uninitialised memory for the model's `_init_weights` to fill; code
+    written for transformers 4.40 fills only Linear and Embedding weights there, so its rotary
+    tables would stay garbage (NaN or random scores, silently). Each module that owns such buffers
+    and nothing else (no parameters, no submodules) is built again from its own attributes
+    (its constructor's arguments by name; `config` is the model's) and its buffers copied in.
+    Returns the names of the modules rebuilt. A module that cannot be rebuilt so is an error.
+    """
+    rebuilt = []
+    for name, module in model.named_modules():
+        buffers = [b for b in module._non_persistent_buffers_set if module._buffers.get(b) is not None]
+        if not buffers or next(module.parameters(recurse=False), None) is not None or next(module.children(), None):
+            continue
+        kwargs: dict[str, Any] = {}
+        for p in list(inspect.signature(type(module).__init__).parameters.values())[1:]:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if p.name == "device":
+                kwargs["device"] = "cpu"
+            elif p.name == "config" and not hasattr(module, "config"):
+                kwargs["config"] = model.config
+            elif hasattr(module, p.name):
+                kwargs[p.name] = getattr(module, p.name)
+            elif p.default is p.empty:
+                raise ValueError(f"{type(model).__name__}: cannot recompute the buffers {buffers} of {name} "
+                                 f"({type(module).__name__}): its constructor needs '{p.name}', which it does not keep")
+        fresh = type(module)(**kwargs)
+        for b in buffers:
+            old = module._buffers[b]
+            module._buffers[b] = fresh._buffers[b].to(device=old.device, dtype=old.dtype)
+        rebuilt.append(name)
+    return rebuilt
+
+
+def _text_configs(config: Any) -> list[Any]:
+    """The config that holds pad_token_id and use_cache (a multimodal model's text config) and the
+    top-level one, each once: both are set alike, whichever a model's code reads."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return [text] if text is config else [text, config]
+
+
 class HFReward:
     """A `RewardModel` spec with backend `hf`; `score_many(problems, traces)` like the toy rubric.
 
@@ -140,7 +193,7 @@ class HFReward:
     def load(self) -> HFReward:
         if self.model is not None:
             return self
-        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
         s = self.spec
         kw: dict[str, Any] = {"revision": s.revision, "trust_remote_code": s.trust_remote_code}
@@ -148,24 +201,35 @@ class HFReward:
         tok = AutoTokenizer.from_pretrained(where_from, **kw)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
+        # The config first: the model is built from it. Qwen2.5-Math-RM-72B's config.json has no
+        # pad_token_id, and transformers 5 configs no longer default one, so its remote code (which
+        # reads config.pad_token_id when it builds its embedding) cannot even be constructed without it.
+        config = AutoConfig.from_pretrained(where_from, **kw)
+        text_cfgs = _text_configs(config)
+        if getattr(text_cfgs[0], "pad_token_id", None) is None:
+            # Both pooling conventions need a pad id to batch; the tokenizer's (or EOS) is the usual
+            # choice (a batch whose chats contain it pads with another id, see `_pad_for`).
+            log.warning("%s: its config has no pad_token_id; using the tokenizer's %r (id %d) to batch",
+                        self.name, tok.pad_token, tok.pad_token_id)
+            for c in text_cfgs:
+                c.pad_token_id = tok.pad_token_id
+        for c in text_cfgs:  # one forward pass per batch: no cache (see the module docstring)
+            c.use_cache = False
         # device_map "auto" spreads a model too big for one GPU (a 72B RM) over all visible GPUs.
         where = {"device_map": "auto"} if torch.cuda.is_available() else {}
         cls = AutoModelForSequenceClassification if s.head == "seq_cls" else AutoModel
-        model = cls.from_pretrained(where_from, dtype=DTYPES[s.dtype], **kw, **where)
+        model = cls.from_pretrained(where_from, config=config, dtype=DTYPES[s.dtype], **kw, **where)
         model.eval()
-        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        # One forward pass per batch: no cache (the Qwen RM's 4.40-era code cannot build one on transformers 5).
-        cfg.use_cache = model.config.use_cache = False
-        if cfg.pad_token_id is None:
-            # Both pooling conventions need a pad id to batch; the tokenizer's (or EOS) is the usual
-            # choice (a batch whose chats contain it pads with another id, see `_pad_id`).
-            log.warning("%s: its config has no pad_token_id; using the tokenizer's %r (id %d) to batch",
-                        self.name, tok.pad_token, tok.pad_token_id)
-            cfg.pad_token_id = model.config.pad_token_id = tok.pad_token_id
+        if s.head == "remote_code":
+            rebuilt = rebuild_init_buffers(model)
+            if rebuilt:
+                log.info("%s: recomputed the buffers its own code sets in __init__ in %d module(s) (%s, ...)",
+                         self.name, len(rebuilt), rebuilt[0])
+        cfg = _text_configs(model.config)[0]
         params = inspect.signature(model.forward).parameters
         self._no_cache_kw = ({"use_cache": False} if "use_cache" in params
                              or any(p.kind is p.VAR_KEYWORD for p in params.values()) else {})
-        self.model, self.tok, self._cfg = model, tok, cfg
+        self.model, self.tok = model, tok
         self.pad_id, self.vocab_size = int(cfg.pad_token_id), int(getattr(cfg, "vocab_size", None) or len(tok))
         return self
 
@@ -200,7 +264,7 @@ class HFReward:
     @contextlib.contextmanager
     def _pad_id(self, pad: int) -> Iterator[None]:
         """The model's pad_token_id (which its pooling reads) set to `pad` for one forward pass."""
-        cfgs = {id(c): c for c in (self._cfg, self.model.config)}.values()
+        cfgs = _text_configs(self.model.config)
         for c in cfgs:
             c.pad_token_id = pad
         try:

@@ -169,16 +169,18 @@ def test_vllm_reads_the_qwen_reward_heads_last_token_as_transformers_does(qwen_r
     traces = [*TRACES, LONG]
     spec = RewardModel(backend="vllm", name_or_path=str(qwen_reward_lm), head="remote_code",
                        system_prompt="Please reason step by step.", max_length=256)
-    with VLLMReward(spec, fast_engine) as rm:
-        got = rm.score_many([problem] * len(traces), traces)
-        chats = [rm.encode(problem.question, t) for t in traces]
-        assert rm.n_truncated == 2 and len(chats[-1]) == 256  # the long chat alone, cut (once per encode)
     hf = HFReward(spec.model_copy(update={"backend": "hf", "trust_remote_code": True}), show_progress=False)
     want = hf.score_many([problem] * len(traces), traces)
-    assert [hf.encode(problem.question, t) for t in traces] == chats  # the same tokens on both sides
-    assert all(math.isfinite(x) for x in got) and len(set(got)) == len(got)
-    assert got == pytest.approx(want, abs=1e-4)
-    assert got == pytest.approx(last_token_rewards(qwen_reward_lm, chats), abs=1e-4)
+    chats = [hf.encode(problem.question, t) for t in traces]
+    assert hf.n_truncated == 2 and len(chats[-1]) == 256  # the long chat alone, cut (once per encode)
+    assert want == pytest.approx(last_token_rewards(qwen_reward_lm, chats), abs=1e-5)
+    # vLLM reads config.json with transformers' Qwen2Config, or with the checkpoint's own config class
+    for trust in (False, True):
+        with VLLMReward(spec.model_copy(update={"trust_remote_code": trust}), fast_engine) as rm:
+            got = rm.score_many([problem] * len(traces), traces)
+            assert [rm.encode(problem.question, t) for t in traces] == chats  # the same tokens on both sides
+        assert all(math.isfinite(x) for x in got) and len(set(got)) == len(got)
+        assert got == pytest.approx(want, abs=1e-4)
 
 
 def test_vllm_reward_head_must_fit_the_checkpoint(qwen_reward_lm, fast_engine):

@@ -1,6 +1,6 @@
 import pytest
 
-from paradox.rft import clean, select
+from paradox.rft import clean, clean_lines, select
 from paradox.style_align import decide, edit_ratio
 from paradox.toy.oracle import ToyOracle
 
@@ -101,9 +101,37 @@ def test_clean_conclusion_is_the_last_answer_line_outside_code():
 
 def test_toy_traces_clean_as_before(toy_problem, native_trace):
     # The toy SLM writes one step per line, no blank lines, and ends with an "answer is" line.
-    assert "\n\n" not in native_trace and clean(native_trace) == native_trace
+    assert "\n\n" not in native_trace and clean(native_trace) == native_trace == clean_lines(native_trace)
     assert clean(native_trace + "\nQuestion: Ana has 3 pens.\nAnswer:\nAna has 3 pens.") == native_trace
     assert clean(native_trace + "\nThen he gets 2 more, so he has 1 + 2 = 3 apples.") == native_trace
+    # Its garbled samples (a stray space or blank line, an early "answer is") are where the two
+    # rules part; the toy world keeps the rule it always had (clean_lines), line for line.
+    garbled = "Ravi has 3 apples.\n - 3 w has 3 - 3 = 3 apples.\n\nNow answer is 2 more.\nSo the answer is 5."
+    assert clean_lines(garbled) == "Ravi has 3 apples.\n- 3 w has 3 - 3 = 3 apples.\nNow answer is 2 more."
+    assert clean(garbled) == garbled
+
+
+@pytest.mark.parametrize("profile,mode", [("toy", "lines"), ("smoke", "lines"), ("toy-full", "lines"),
+                                          ("real-local", "layout"), ("paper-qwen2.5-math-1.5b", "layout")])
+def test_each_world_cleans_its_own_way(profile, mode):
+    from paradox.params import load_params
+
+    assert load_params(profile).rft.clean == mode
+    params = load_params(profile)
+    rows = [{"id": "a", "sample": 0, "text": " x = 1\n\n  y = 2\nThe answer is 2.", "correct": True}]
+    want = {"lines": "x = 1\ny = 2\nThe answer is 2.", "layout": "x = 1\n\n  y = 2\nThe answer is 2."}[mode]
+    assert select(rows, "first", 0, params.rft.clean) == {"a": want}
+
+
+def test_clean_settings_are_checked():
+    from paradox.params import RFT
+
+    assert RFT(clean=False).clean is False and RFT(clean="lines").clean == "lines"
+    with pytest.raises(ValueError, match="clean"):
+        RFT(clean="tidy")
+    with pytest.raises(ValueError, match="unknown RFT cleaning 'tidy'"):
+        select(ROWS, "first", 0, "tidy")
+    assert select(ROWS, "first", 0, False) == {"a": "a longer correct trace\nThe answer is 3."}
 
 
 def test_select_keeps_a_cleaned_qwen_trace_the_grader_still_accepts():

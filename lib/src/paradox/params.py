@@ -97,8 +97,11 @@ class Sampling(Strict):
 class RFT(Strict):
     # Which correct trace a solvable problem keeps: the paper does not say, so it is a choice.
     choose: Literal["first", "shortest", "random"] = "first"
-    # Light cleaning: strip whitespace, drop text after the final-answer sentence.
-    clean: bool = True
+    # Light cleaning (paradox.rft): "layout" keeps the SLM's own layout (blank lines, indentation,
+    # code) and drops only noise after the conclusion; "lines" is for an SLM that writes one step
+    # per line (the toy one): each line stripped, blank lines dropped, cut after the first answer
+    # line. true = the world's own: "lines" in a toy world, "layout" in a real one; false = none.
+    clean: bool | Literal["layout", "lines"] = True
 
 
 class OraclePrompts(Strict):
@@ -318,6 +321,9 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
+        if self.rft.clean is True:  # the world's own cleaning (see RFT.clean)
+            object.__setattr__(self, "rft", self.rft.model_copy(
+                update={"clean": "lines" if self.world == "toy" else "layout"}))
         if self.world == "toy" and self.toy is None:
             raise ValueError("world is 'toy' but the 'toy' section is missing")
         if self.world == "real":

@@ -56,9 +56,9 @@ def clean(trace: str) -> str:
        A `\\boxed{` inside a code block (a `print` of LaTeX, an ```output block) is not a
        conclusion.
 
-    A trace with no answer statement is kept whole (after steps 1-2). The toy SLM's traces (one
-    step per line, no blank lines, one "The answer is n." line) come out as before this version.
-    `select` re-grades every cleaned trace, so a cut that loses the answer drops the trace.
+    A trace with no answer statement is kept whole (after steps 1-2). `select` re-grades every
+    cleaned trace, so a cut that loses the answer drops the trace. This is `rft.clean: layout`, the
+    default for a real world; the toy world keeps `clean_lines`.
     """
     lines = [ln.rstrip() for ln in trace.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     in_code, code = False, []
@@ -85,20 +85,42 @@ def clean(trace: str) -> str:
     return "\n".join(kept).lstrip()
 
 
-def select(samples: Sequence[dict], rule: str, seed: int, do_clean: bool = True,
+FIRST_ANSWER_LINE = re.compile(r"answer is|\\boxed\{|^####", re.IGNORECASE)
+
+
+def clean_lines(trace: str) -> str:
+    """Light cleaning for an SLM that writes one step per line (the toy SLM): every line stripped,
+    blank lines dropped, and the trace cut after its FIRST line that states the answer. The toy
+    SLM's layout has no blank lines or indentation, so any in its samples are noise; this is the
+    rule the toy world has always used (`rft.clean: lines`, the toy world's default)."""
+    lines = [ln.strip() for ln in trace.strip().splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if FIRST_ANSWER_LINE.search(ln):
+            return "\n".join(lines[: i + 1])
+    return "\n".join(lines)
+
+
+CLEANERS: dict[str, Callable[[str], str]] = {"layout": clean, "lines": clean_lines}
+
+
+def select(samples: Sequence[dict], rule: str, seed: int, do_clean: bool | str = True,
            still_correct: Callable[[str, str], bool] | None = None) -> dict[str, str]:
     """samples: rows {id, sample, text, correct}. Returns {problem id: chosen trace} for every
-    problem with at least one correct sample. `rule`: first | shortest | random.
+    problem with at least one correct sample. `rule`: first | shortest | random. `do_clean`:
+    "layout" (`clean`, also for True), "lines" (`clean_lines`) or False (no cleaning).
 
     `still_correct(id, cleaned_text)` re-grades a trace after cleaning: a garbled sample can be
     graded right on its raw text yet lose its answer when cut at its conclusion, and cleaning must
     never turn a correct trace into a wrong one.
     """
+    if do_clean not in (True, False, *CLEANERS):
+        raise ValueError(f"unknown RFT cleaning {do_clean!r}; known: {[True, False, *CLEANERS]}")
+    cleaner = None if do_clean is False else CLEANERS["layout" if do_clean is True else do_clean]
     correct: dict[str, list[dict]] = defaultdict(list)
     for row in samples:
         if not row["correct"]:
             continue
-        text = clean(row["text"]) if do_clean else row["text"]
+        text = cleaner(row["text"]) if cleaner else row["text"]
         if still_correct is None or still_correct(row["id"], text):
             correct[row["id"]].append({**row, "text": text})
     rng = random.Random(seed)

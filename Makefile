@@ -13,8 +13,13 @@ SHELL := /bin/bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 TORCH_CPU := torch==2.13.0
+# An NVIDIA GPU (nvidia-smi answers) gets vLLM in .venv (the gpu extra, with the CUDA torch it
+# needs); without one, nothing changes. `make GPU=1 ...` / `make GPU= ...` overrides the detection.
+ifeq ($(origin GPU),undefined)
+GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+endif
+STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Hubs are out of reach here (and the toy world needs none): fail fast instead of hanging.
 export HF_HUB_OFFLINE ?= 1
@@ -24,8 +29,11 @@ export PYTHONHASHSEED := 0
 RUN := runs/$(PROFILE)
 NBOUT := $(RUN)/notebooks
 # The profile's world and its params files (base, the profiles it extends, itself). A real-world
-# profile has no toy world to build: its stages start at 01.
-PROFILE_INFO := $(shell test -x $(PY) && $(PY) -m paradox.params --world $(PROFILE) 2>/dev/null)
+# profile has no toy world to build: its stages start at 01. Read by the system python3 with the
+# standard library only, so that a fresh checkout (no .venv yet) schedules the right stages;
+# check-params confirms it against paradox.params before any stage runs.
+PROFILE_WORLD := python3 lib/src/paradox/profile_world.py $(PROFILE)
+PROFILE_INFO := $(shell $(PROFILE_WORLD) 2>/dev/null)
 TOY_STAGE := $(if $(filter real,$(firstword $(PROFILE_INFO))),,00_toy_world)
 STAGES := $(TOY_STAGE) 01_data 02_oracle_refine 03_style_align 04_train 05_eval 06_figures 07_mechanism
 PARAMS := $(or $(wordlist 2,99,$(PROFILE_INFO)),params/base.yaml params/$(PROFILE).yaml)
@@ -39,13 +47,20 @@ paper: $(OUTPUTS)
 
 venv: $(STAMP)
 
-# The environment creates itself. Without an NVIDIA GPU the CPU build of torch goes in first,
-# so that no requirement pulls a multi-GB CUDA build.
+# The environment creates itself. Without an NVIDIA GPU the CPU build of torch goes in first, so
+# that no requirement pulls a multi-GB CUDA build. With one, the gpu extra (vLLM) goes in with the
+# CUDA torch vLLM pins, and the result is checked: a .venv made earlier on a CPU-only setup keeps
+# its CPU torch (pip sees the version satisfied), which cannot run vLLM on the GPU.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install --quiet $(TORCH_CPU); fi
+ifeq ($(GPU),)
+	$(PY) -m pip install --quiet $(TORCH_CPU)
 	$(PY) -m pip install --quiet -e '.[dev]'
+else
+	$(PY) -m pip install --quiet -e '.[dev,gpu]'
+	$(PY) -c 'import torch, vllm; assert torch.version.cuda, f"torch {torch.__version__} in $(VENV) is a CPU build (an earlier install without a GPU?): remove $(VENV) and run make again"'
+endif
 	touch $@
 
 # Bad params fail here, in seconds, before any stage starts (a stamp, so an unchanged
@@ -54,6 +69,9 @@ PARAMS_OK := $(RUN)/.params-ok
 check-params: $(PARAMS_OK)
 $(PARAMS_OK): $(PARAMS) $(LIB) | $(STAMP)
 	$(PY) -m paradox.params $(PROFILE)
+	@$(PROFILE_WORLD) >/dev/null
+	@want="$$($(PY) -m paradox.params --world $(PROFILE))"; test "$$want" = "$(PROFILE_INFO)" || { echo "error: make \
+	  scheduled profile $(PROFILE) as '$(PROFILE_INFO)', paradox.params reads '$$want'" >&2; exit 1; }
 	@mkdir -p $(RUN) && touch $@
 
 # One stage: papermill runs the notebook into a temporary file, which becomes the target only

@@ -42,7 +42,7 @@ from paradox.io import write_json, write_jsonl
 from paradox.oracle_budget import OracleTokenizer, trace_tokens
 from paradox.params import load_params
 from paradox.paths import RunPaths
-from paradox.rft import clean, select
+from paradox.rft import CLEANERS, select
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -100,7 +100,8 @@ write_jsonl(paths.data / "samples.jsonl", rows)
 
 # %%
 # A trace must still be correct once cleaned: the cleaned correct traces are re-graded at once.
-cleaned = sorted({(r["id"], clean(r["text"]) if params.rft.clean else r["text"]) for r in rows if r["correct"]})
+cleaner = CLEANERS[params.rft.clean] if params.rft.clean else None  # the world's cleaning rule (params)
+cleaned = sorted({(r["id"], cleaner(r["text"]) if cleaner else r["text"]) for r in rows if r["correct"]})
 still = dict(zip(cleaned, grade_many([(t, gold[pid], False) for pid, t in cleaned], workers=e.grade_workers,
                                      timeout_s=e.grade_timeout_s, desc="re-grading cleaned traces"), strict=True))
 chosen = select(rows, params.rft.choose, params.seed, params.rft.clean, still_correct=lambda pid, text: still[pid, text])

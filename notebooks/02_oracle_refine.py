@@ -39,7 +39,7 @@ import pandas as pd
 
 from paradox import backends
 from paradox.grading import grade_many
-from paradox.io import read_jsonl, write_json, write_jsonl
+from paradox.io import read_jsonl, write_json, write_jsonl, write_text
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.problems import Problem
@@ -93,3 +93,25 @@ for stream in ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized"
                        "n": len(rows)}
 write_json(paths.rewards / "summary.json", summary)
 pd.DataFrame(summary).T
+
+# %% [markdown]
+# ## Cross-check reward models
+# The paper checks its reward model against others (Skywork, Nemotron): the paradox is about what
+# reward models prefer, so the Oracle's streams should score above SLM-RFT under each of them, not
+# only under the main one. Every model in `reward.cross_check` scores every stream here, one model
+# at a time (the main model is freed first, and each cross-check model after its turn), into
+# `rewards/cross_check/<model>/<stream>.jsonl`. The table: mean reward per stream under each model,
+# and each model's ranking of the streams (1 = highest reward).
+
+# %%
+from paradox import cross_check
+
+cross_check.free(reward)
+if params.reward.cross_check:
+    cross_check.score_streams(params, paths, problems, list(summary))
+    xc = cross_check.reward_table(params, paths, list(summary))
+    write_text(paths.rewards / "cross_check" / "summary.csv", xc.to_csv(index=False))
+    display_xc = xc
+else:
+    display_xc = "reward.cross_check is empty: no cross-check reward models in this profile"
+display_xc

@@ -148,6 +148,21 @@ for f in params.drift.fractions:
 oracle.close()  # the Oracle's last request of this stage (a managed server stops here)
 
 # %% [markdown]
+# ## Cross-check reward models
+# As in notebook 02: every model in `reward.cross_check` scores the Style-Aligned stream and the
+# drift-dial streams, one model at a time after the main model is freed
+# (`rewards/cross_check/<model>/<stream>.jsonl`). The compatibility-aware selection below keeps a
+# candidate's scores, so its stream is not scored again.
+
+# %%
+from paradox import cross_check
+
+cross_check.free(reward)
+if params.reward.cross_check:
+    cross_check.score_streams(params, paths, problems,
+                              ["style_aligned", *(plan.drift_stream(f) for f in params.drift.fractions)])
+
+# %% [markdown]
 # ## Beyond the paper (2): compatibility-aware selection
 #
 # The paper closes by calling for data selection that judges traces by reward *and* by learner
@@ -180,3 +195,5 @@ if params.selection.enabled:
                 ({"id": i, "chosen": c, **{f"{k}_reward": cand[k][i][0] for k in cand},
                   **{f"{k}_log_ppl": cand[k][i][1] for k in cand}} for i, c in choice.items()))
     print("chosen source per problem:", dict(Counter(choice.values())))
+    if params.reward.cross_check:
+        cross_check.copy_selected(params, paths, {r["id"]: choice[r["id"]] for r in rft})

@@ -87,6 +87,43 @@ save_table(by_split, paths.figures / "accuracy_by_split", params, [acc_file],
 pd.DataFrame(shown)
 
 # %% [markdown]
+# ## Reward cross-check
+# The paper's perceived quality is one reward model's score, cross-checked with others. What the
+# cross-check has to show is the ORDER: whether every reward model ranks the streams as the main
+# one does (the Oracle's streams on top), while utility runs the other way. Per stream, the mean
+# reward under each model with its rank (1 = highest), and the DFT utility; per model, Spearman's
+# rank correlation of its stream rewards with utility (negative: the paradox holds under that
+# model). Only for profiles with `reward.cross_check`.
+
+# %%
+from scipy.stats import spearmanr
+
+from paradox import cross_check
+
+if params.reward.cross_check:
+    xc = cross_check.reward_table(params, paths, streams)
+    models = [c.removeprefix("reward:") for c in xc.columns if c.startswith("reward:")]
+    xc[f"DFT Avg@{k}"], xc[f"SFT Avg@{k}"] = [[u(s, loss)[0] for s in streams] for loss in ("dft", "nll")]
+    xc_shown = pd.DataFrame({"Stream": [STREAM_LABELS[s] for s in streams],
+                             **{m: [f"{r:.2f} ({n})" for r, n in zip(xc[f"reward:{m}"], xc[f"rank:{m}"], strict=True)]
+                                for m in models},
+                             f"DFT Avg@{k}": [fmt(*u(s, "dft")) for s in streams]})
+    xc_inputs = [*cross_check.input_files(params, paths, streams), acc_file]
+    save_table(xc, paths.figures / "reward_cross_check", params, xc_inputs, display=xc_shown,
+               caption="Mean reward of each stream's training traces under the main and the cross-check reward "
+                       f"models (rank among the streams in brackets, 1 = highest), and Avg@{k} after DFT.")
+    rho = pd.DataFrame([{"model": m, **{f"spearman_{loss}": (spearmanr(xc[f"reward:{m}"], xc[col]).statistic
+                                                             if xc[col].notna().all() else float("nan"))
+                                        for loss, col in (("dft", f"DFT Avg@{k}"), ("sft", f"SFT Avg@{k}"))}}
+                        for m in models])
+    save_table(rho, paths.figures / "reward_cross_check_spearman", params, xc_inputs,
+               caption=f"Spearman rank correlation, across the {len(streams)} training streams, of each reward "
+                       f"model's mean reward with Avg@{k} after DFT and after SFT (n/a: a loss not trained, or no differences to rank).")
+    print(xc_shown.to_markdown(index=False), rho.to_markdown(index=False, floatfmt=".2f"), sep="\n\n")
+else:
+    print("reward.cross_check is empty: no cross-check reward models in this profile")
+
+# %% [markdown]
 # ## Quality vs utility, and perplexity vs utility
 
 # %%

@@ -2,7 +2,8 @@
 every real adapter behind them and nothing from a hub or a GPU: the smoke profile's trained toy
 SLM as a local Hugging Face model, toy problems as JSONL datasets in the hub's field layouts
 (NuminaMath-style boxed solutions, MATH-500's problem/answer/unique_id, GSM8K's '#### answer'),
-a fake OpenAI-compatible Oracle (one injected 429), and a tiny local seq-cls reward model."""
+a fake OpenAI-compatible Oracle (one injected 429), a tiny local seq-cls reward model, and a tiny
+remote-code reward model shaped like Qwen2.5-Math-RM-72B as the reward cross-check."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pandas as pd
 import pytest
 from fault_proxy import FaultServer
 from oracle_helpers import KEY_ENV, cache_files
+from qwen_rm import build_qwen_rm
 
 from paradox.io import read_jsonl
 from paradox.params import STREAMS, load_params
@@ -99,6 +101,8 @@ def write_reward_model(slm: Path) -> None:
 
 
 def write_assets() -> None:
+    from transformers import AutoTokenizer
+
     slm = smoke_slm()
     shutil.rmtree(RUN, ignore_errors=True)
     ASSETS.mkdir(parents=True)
@@ -106,6 +110,7 @@ def write_assets() -> None:
     give_chat_template(ASSETS / "slm")  # the paper profiles prompt their SLM through its chat template
     write_datasets()
     write_reward_model(ASSETS / "slm")
+    build_qwen_rm(ASSETS / "rm-qwen", AutoTokenizer.from_pretrained(ASSETS / "slm"), seed=3)  # the cross-check
 
 
 # --- the fake Oracle -------------------------------------------------------------------------------
@@ -191,6 +196,39 @@ def test_rewards_come_from_the_hf_reward_model(real_run):
     stored = read_jsonl(RUN / "rewards" / "ground_truth.jsonl")[0]
     rm = HFReward(params.reward.model_copy(update={"name_or_path": str(ASSETS / "rm")}), show_progress=False)
     assert rm.score(problems[row["id"]], row["completion"]) == pytest.approx(stored["reward"], abs=1e-5)
+
+
+def test_every_stream_is_cross_checked_by_the_second_reward_model(real_run):
+    from paradox.problems import Problem
+    from paradox.reward_models import HFReward
+
+    params = load_params(PROFILE)
+    xc = RUN / "rewards" / "cross_check" / "rm-qwen"
+    for s in (*STREAMS, "compat_selected", "drift_050"):
+        rows = read_jsonl(xc / f"{s}.jsonl")
+        assert [r["id"] for r in rows] == [r["id"] for r in read_jsonl(RUN / "streams" / f"{s}.jsonl")]
+        assert all(isinstance(r["reward"], float) and math.isfinite(r["reward"]) for r in rows)
+    # the stored score is the Qwen-shaped model's score of that trace (not the main model's)
+    problems = {p["id"]: Problem.from_dict(p) for p in read_jsonl(RUN / "data" / "kept_problems.jsonl")}
+    row = read_jsonl(RUN / "streams" / "style_aligned.jsonl")[0]
+    stored = read_jsonl(xc / "style_aligned.jsonl")[0]["reward"]
+    spec = params.reward.cross_check[0].model_copy(update={"name_or_path": str(ASSETS / "rm-qwen")})
+    assert HFReward(spec, show_progress=False).score(problems[row["id"]], row["completion"]) == pytest.approx(stored, abs=1e-5)
+    assert stored != pytest.approx(read_jsonl(RUN / "rewards" / "style_aligned.jsonl")[0]["reward"], abs=1e-3)
+    # the selected stream takes each trace's score from the stream it was chosen from
+    chosen = {r["id"]: r["chosen"] for r in read_jsonl(RUN / "data" / "compat_selection.jsonl")}
+    by_stream = {s: {r["id"]: r["reward"] for r in read_jsonl(xc / f"{s}.jsonl")} for s in set(chosen.values())}
+    assert all(r["reward"] == by_stream[chosen[r["id"]]][r["id"]] for r in read_jsonl(xc / "compat_selected.jsonl"))
+    # the tables: 02's for its four streams, 06's for the training streams with ranks and Spearman per model
+    summary = pd.read_csv(RUN / "rewards" / "cross_check" / "summary.csv")
+    assert list(summary["stream"]) == ["slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized"]
+    assert {"reward:main (rm)", "reward:rm-qwen", "rank:main (rm)", "rank:rm-qwen"} <= set(summary.columns)
+    table = pd.read_csv(ROOT / "figures" / PROFILE / "reward_cross_check.csv")
+    assert list(table["stream"]) == [*params.train.streams, "compat_selected"]
+    assert table["reward:rm-qwen"].notna().all() and sorted(table["rank:rm-qwen"]) == sorted(
+        table["reward:rm-qwen"].rank(ascending=False, method="min").astype(int))
+    rho = pd.read_csv(ROOT / "figures" / PROFILE / "reward_cross_check_spearman.csv")
+    assert list(rho["model"]) == ["main (rm)", "rm-qwen"] and rho["spearman_sft"].isna().all()  # dft only here
 
 
 def test_oracle_was_asked_retried_and_cached(real_run, oracle, key):

@@ -1,9 +1,9 @@
 """HFReward on tiny local reward models (no hub here): a LlamaForSequenceClassification with one
-output (the Skywork-Reward class) and a custom remote-code model shaped like Qwen2.5-Math-RM."""
+output (the Skywork-Reward class) and a remote-code model shaped like Qwen2.5-Math-RM-72B
+(`tests/qwen_rm.py`: Qwen2 body, per-token scalar head, 4.40-era cache code)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -16,45 +16,15 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassificat
 from paradox import backends
 from paradox.params import Reward, RewardModel, load_params
 from paradox.problems import Problem
-from paradox.reward_models import HFReward, format_chat
+from paradox.reward_models import HFReward, format_chat, last_token_scores
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from qwen_rm import build_qwen_rm, last_token_rewards  # noqa: E402
+
 CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] | trim }}</s>\n{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-
-# A stand-in for Qwen2.5-Math-RM's remote code: Llama body, Linear-ReLU-Linear score head, pooled
-# at the token before the first pad (its pooling convention, which needs right padding).
-REMOTE_CODE = '''
-import torch
-from torch import nn
-from transformers import LlamaConfig, LlamaModel, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutputWithPast
-
-
-class TinyRMConfig(LlamaConfig):
-    model_type = "tiny_rm"
-
-
-class TinyRewardModel(PreTrainedModel):
-    config_class = TinyRMConfig
-    base_model_prefix = "model"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = LlamaModel(config)
-        h = config.hidden_size
-        self.score = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
-        self.post_init()
-
-    def forward(self, input_ids, attention_mask=None, **kwargs):
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = self.score(hidden)
-        last = (torch.eq(input_ids, self.config.pad_token_id).int().argmax(-1) - 1) % input_ids.shape[-1]
-        pooled = logits[torch.arange(input_ids.shape[0]), last]
-        return SequenceClassifierOutputWithPast(logits=pooled)
-'''
-
 
 def _tokenizer(tiny_lm: Path):
     tok = AutoTokenizer.from_pretrained(tiny_lm)
@@ -81,23 +51,7 @@ def seq_cls_rm(tiny_lm, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def remote_code_rm(tiny_lm, tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("rm_src") / "modeling_tiny_rm.py"
-    src.write_text(REMOTE_CODE)
-    spec = importlib.util.spec_from_file_location("modeling_tiny_rm", src)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["modeling_tiny_rm"] = mod  # save_pretrained copies the class's source file
-    spec.loader.exec_module(mod)
-    mod.TinyRMConfig.register_for_auto_class()
-    mod.TinyRewardModel.register_for_auto_class("AutoModel")
-    tok = _tokenizer(tiny_lm)
-    torch.manual_seed(1)
-    model = mod.TinyRewardModel(mod.TinyRMConfig(**_config(tok)))
-    path = tmp_path_factory.mktemp("remote_code_rm")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    assert "auto_map" in json.loads((path / "config.json").read_text())
-    del sys.modules["modeling_tiny_rm"]  # loading must go through trust_remote_code, not this import
-    return path
+    return build_qwen_rm(tmp_path_factory.mktemp("qwen_rm") / "rm", _tokenizer(tiny_lm), seed=1)
 
 
 def _problems_and_traces(n: int = 7) -> tuple[list[Problem], list[str]]:
@@ -172,8 +126,90 @@ def test_longer_than_max_length_keeps_the_question_and_the_end_of_the_response(s
 
 
 def test_remote_code_head_needs_trust_remote_code(remote_code_rm):
+    with pytest.raises(ValueError, match="trust_remote_code"):  # a params error, before any model loads
+        _spec(remote_code_rm, head="remote_code")
     with pytest.raises(ValueError, match="trust_remote_code"):
-        HFReward(_spec(remote_code_rm, head="remote_code"))
+        HFReward(RewardModel.model_construct(backend="hf", name_or_path=str(remote_code_rm), head="remote_code",
+                                             trust_remote_code=False))
+    # vLLM runs its own implementation of the architecture: no remote code needed there
+    assert _spec(remote_code_rm, backend="vllm", head="remote_code").trust_remote_code is False
+
+
+def _qwen_spec(path: Path, **kw) -> RewardModel:
+    return _spec(path, head="remote_code", trust_remote_code=True, system_prompt=SYSTEM, **kw)
+
+
+def test_qwen_shaped_remote_code_fails_three_ways_on_transformers_5(remote_code_rm):
+    """What the published code does when loaded the model card's way on transformers 5 (the fixture
+    keeps each trait of it); HFReward must get round all three (next test)."""
+    from transformers import AutoConfig, AutoModel
+
+    cfg = json.loads((remote_code_rm / "config.json").read_text())
+    # the published config's shape: its own classes, a cache on by default, no pad id
+    assert cfg["architectures"] == ["Qwen2ForRewardModel"] and cfg["model_type"] == "qwen2"
+    assert set(cfg["auto_map"]) == {"AutoConfig", "AutoModel"} and cfg["use_cache"] and "pad_token_id" not in cfg
+    with pytest.raises(AttributeError, match="pad_token_id"):  # 1. cannot even be built
+        AutoModel.from_pretrained(remote_code_rm, trust_remote_code=True)
+    config = AutoConfig.from_pretrained(remote_code_rm, trust_remote_code=True)
+    config.pad_token_id = 0
+    model = AutoModel.from_pretrained(remote_code_rm, config=config, trust_remote_code=True)
+    rotary = model.model.layers[0].self_attn.rotary
+    want = 1.0 / (rotary.base ** (torch.arange(0, rotary.dim, 2).float() / rotary.dim))
+    assert not torch.allclose(rotary.inv_freq, want)  # 2. its rotary tables are left uninitialised
+    with pytest.raises(AttributeError, match="from_legacy_cache"):  # 3. the forward asks for a 4.40 cache
+        model(input_ids=torch.tensor([[5, 6, 7]]))
+
+
+def test_qwen_shaped_remote_code_is_scored_without_a_cache_at_the_last_token(remote_code_rm):
+    problems, traces = _problems_and_traces()
+    rm = HFReward(_qwen_spec(remote_code_rm, batch_size=3), show_progress=False)
+    got = rm.score_many(problems, traces)
+    chats = [rm.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
+    assert got == pytest.approx(last_token_rewards(remote_code_rm, chats), abs=1e-5)
+    assert rm.model.config.use_cache is False and len(set(got)) == len(got)
+    rotary = rm.model.model.layers[0].self_attn.rotary
+    want = 1.0 / (rotary.base ** (torch.arange(0, rotary.dim, 2).float() / rotary.dim))
+    assert torch.allclose(rotary.inv_freq, want)
+
+
+def test_a_pad_token_inside_a_chat_does_not_move_the_score(remote_code_rm):
+    # The Qwen RM reads the token before the FIRST pad: a chat that contains the pad token (here the
+    # tokenizer's "<pad>" written out in a trace) would be scored in its middle.
+    problems, traces = _problems_and_traces(4)
+    traces[1] = traces[1].replace(" \\boxed", " <pad> so \\boxed")
+    rm = HFReward(_qwen_spec(remote_code_rm, batch_size=4), show_progress=False)
+    chats = [rm.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
+    assert rm.pad_id in chats[1] and not any(rm.pad_id in c for i, c in enumerate(chats) if i != 1)
+    want = last_token_rewards(remote_code_rm, chats)
+    assert rm.score_many(problems, traces) == pytest.approx(want, abs=1e-5)
+    one = HFReward(_qwen_spec(remote_code_rm, batch_size=1), show_progress=False)
+    assert one.score(problems[1], traces[1]) == pytest.approx(want[1], abs=1e-5)
+    assert rm.model.config.pad_token_id == rm.pad_id  # restored after the batch
+
+
+def test_a_head_that_returns_every_tokens_reward_is_read_at_the_last_token(tiny_lm, tmp_path, remote_code_rm):
+    per_token = build_qwen_rm(tmp_path / "rm", _tokenizer(tiny_lm), seed=1, reward_per_token=True)  # same weights
+    problems, traces = _problems_and_traces()
+    a = HFReward(_qwen_spec(per_token, batch_size=3), show_progress=False).score_many(problems, traces)
+    b = HFReward(_qwen_spec(remote_code_rm, batch_size=3), show_progress=False).score_many(problems, traces)
+    assert a == pytest.approx(b, abs=1e-5) and len(set(a)) == len(a)
+
+
+def test_last_token_scores_reads_each_shape_or_says_what_it_got():
+    lengths = [3, 1, 2]  # right padded to width 3
+    per_token = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0], [5.0, 6.0, 0.0]])
+    assert last_token_scores(per_token, lengths, "rm", per_token_ok=True) == [3.0, 4.0, 6.0]
+    assert last_token_scores(per_token[..., None], lengths, "rm", per_token_ok=True) == [3.0, 4.0, 6.0]
+    pooled = torch.tensor([[0.5], [1.5], [2.5]])
+    for ok in (True, False):
+        assert last_token_scores(pooled, lengths, "rm", per_token_ok=ok) == [0.5, 1.5, 2.5]
+        assert last_token_scores(pooled[:, 0], lengths, "rm", per_token_ok=ok) == [0.5, 1.5, 2.5]
+    with pytest.raises(ValueError, match=r"rm: expected one reward per sequence.*\(3, 2\)"):
+        last_token_scores(torch.zeros(3, 2), lengths, "rm", per_token_ok=False)  # two labels
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        last_token_scores(per_token, lengths, "rm", per_token_ok=False)  # per token, but a seq-cls head
+    with pytest.raises(ValueError, match=r"\(3, 3, 8\)"):
+        last_token_scores(torch.zeros(3, 3, 8), lengths, "rm", per_token_ok=True)  # hidden states, not rewards
 
 
 def test_backends_build_hf_reward_and_cross_checks(seq_cls_rm):
@@ -186,3 +222,26 @@ def test_backends_build_hf_reward_and_cross_checks(seq_cls_rm):
     checks = backends.cross_check_rewards(params)
     assert [type(c).__name__ for c in checks] == ["HFReward", "RubricReward"]
     assert checks[0].spec.batch_size == 2
+
+
+def test_rebuild_init_buffers_recomputes_or_says_why_not():
+    from torch import nn
+
+    from paradox.reward_models import rebuild_init_buffers
+
+    class Table(nn.Module):  # keeps its constructor's argument: can be rebuilt
+        def __init__(self, n):
+            super().__init__()
+            self.n = n
+            self.register_buffer("t", torch.arange(n).float(), persistent=False)
+
+    class Opaque(nn.Module):  # does not: cannot
+        def __init__(self, n):
+            super().__init__()
+            self.register_buffer("t", torch.arange(n).float(), persistent=False)
+
+    model = nn.Sequential(nn.Linear(2, 2), Table(4))
+    model[1].t.fill_(float("nan"))  # what transformers 5 leaves there
+    assert rebuild_init_buffers(model) == ["1"] and model[1].t.tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match=r"cannot recompute the buffers \['t'\] of 1 \(Opaque\).*needs 'n'"):
+        rebuild_init_buffers(nn.Sequential(nn.Linear(2, 2), Opaque(3)))

@@ -110,6 +110,17 @@ def reward_lm(tmp_path_factory, vllm_tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
+def qwen_reward_lm(tmp_path_factory, vllm_tokenizer) -> Path:
+    """A tiny reward model shaped like Qwen2.5-Math-RM-72B (tests/qwen_rm.py): `Qwen2ForRewardModel`,
+    its own remote code for transformers, vLLM's own implementation for vLLM."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: qwen_rm
+    from qwen_rm import build_qwen_rm
+
+    return build_qwen_rm(tmp_path_factory.mktemp("qwen_reward_lm") / "rm", vllm_tokenizer, hidden_size=64,
+                         seed=2)
+
+
+@pytest.fixture(scope="session")
 def fast_engine() -> VLLMEngine:
     return FAST
 

@@ -147,6 +147,51 @@ def test_vllm_reward_matches_transformers(reward_lm, fast_engine):
         assert rm.score(problem, TRACES[0]) == pytest.approx(got[0], abs=1e-5)
 
 
+LONG = " ".join(f"Step {j}: {j} + 1 = {j + 1}." for j in range(60)) + " So the answer is \\boxed{61}."
+
+
+def test_vllm_reads_the_qwen_reward_heads_last_token_as_transformers_does(qwen_reward_lm, fast_engine):
+    """Both backends on a Qwen2ForRewardModel-shaped checkpoint: vLLM's own implementation (per-token
+    rewards, `token_classify`) and the checkpoint's remote code under transformers (pooled in its
+    forward, no cache), on the same chats, cut the same way when too long. Tolerance 1e-4 on scores
+    of magnitude ~1 (float32 on both sides)."""
+    import sys
+
+    from paradox.params import RewardModel
+    from paradox.reward_models import HFReward
+    from paradox.vllm_backend import VLLMReward
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from qwen_rm import last_token_rewards
+
+    problem = Problem(id="p", question="Tom has 3 apples and gets 2 more. How many?", answer="5",
+                      reference_solution="", source="test")
+    traces = [*TRACES, LONG]
+    spec = RewardModel(backend="vllm", name_or_path=str(qwen_reward_lm), head="remote_code",
+                       system_prompt="Please reason step by step.", max_length=256)
+    hf = HFReward(spec.model_copy(update={"backend": "hf", "trust_remote_code": True}), show_progress=False)
+    want = hf.score_many([problem] * len(traces), traces)
+    chats = [hf.encode(problem.question, t) for t in traces]
+    assert hf.n_truncated == 2 and len(chats[-1]) == 256  # the long chat alone, cut (once per encode)
+    assert want == pytest.approx(last_token_rewards(qwen_reward_lm, chats), abs=1e-5)
+    # vLLM reads config.json with transformers' Qwen2Config, or with the checkpoint's own config class
+    for trust in (False, True):
+        with VLLMReward(spec.model_copy(update={"trust_remote_code": trust}), fast_engine) as rm:
+            got = rm.score_many([problem] * len(traces), traces)
+            assert [rm.encode(problem.question, t) for t in traces] == chats  # the same tokens on both sides
+        assert all(math.isfinite(x) for x in got) and len(set(got)) == len(got)
+        assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_vllm_reward_head_must_fit_the_checkpoint(qwen_reward_lm, fast_engine):
+    from paradox.params import RewardModel
+    from paradox.vllm_backend import VLLMReward
+
+    rm = VLLMReward(RewardModel(backend="vllm", name_or_path=str(qwen_reward_lm), head="seq_cls"), fast_engine)
+    with pytest.raises(ValueError, match=r"Qwen2ForRewardModel.*token_classify.*needs 'classify'; set head: remote_code"):
+        rm.load()
+
+
 def test_vllm_server_fixture_answers_chat(vllm_server):
     """The fixture the Oracle-client tests use: an OpenAI-compatible server on the tiny LM."""
     base_url, model = vllm_server

@@ -184,8 +184,11 @@ class Sampling(Strict):
 class RFT(Strict):
     # Which correct trace a solvable problem keeps: the paper does not say, so it is a choice.
     choose: Literal["first", "shortest", "random"] = "first"
-    # Light cleaning: strip whitespace, drop text after the final-answer sentence.
-    clean: bool = True
+    # Light cleaning (paradox.rft): "layout" keeps the SLM's own layout (blank lines, indentation,
+    # code) and drops only noise after the conclusion; "lines" is for an SLM that writes one step
+    # per line (the toy one): each line stripped, blank lines dropped, cut after the first answer
+    # line. true = the world's own: "lines" in a toy world, "layout" in a real one; false = none.
+    clean: bool | Literal["layout", "lines"] = True
     # Bounds that make every Oracle request fit the Oracle's context (docs/budgets.md), in the
     # Oracle's tokens (oracle.tokenizer): notebook 01 drops, and counts, a problem whose question is
     # longer (before sampling) or whose kept trace is longer (the larger of the plain trace and its
@@ -302,8 +305,9 @@ class RewardModel(Strict):
     backend: Literal["toy", "hf", "vllm"] = "toy"
     name_or_path: str | None = None
     revision: str | None = None
-    # seq_cls: AutoModelForSequenceClassification (Skywork-Reward class); remote_code: the model's
-    # own AutoModel class whose first output is the score (Qwen2.5-Math-RM-72B).
+    # seq_cls: one logit per sequence, AutoModelForSequenceClassification (Skywork-Reward class);
+    # remote_code: a per-token reward head read at the last token (Qwen2.5-Math-RM-72B): with backend
+    # hf the checkpoint's own AutoModel class (trust_remote_code), with vllm vLLM's own implementation.
     head: Literal["seq_cls", "remote_code"] = "seq_cls"
     trust_remote_code: bool = False
     system_prompt: str | None = None    # chat: system (optional), user = question, assistant = trace
@@ -315,6 +319,10 @@ class RewardModel(Strict):
     def _model(self) -> RewardModel:
         if self.backend != "toy" and not self.name_or_path:
             raise ValueError(f"reward backend '{self.backend}' needs name_or_path")
+        if self.backend == "hf" and self.head == "remote_code" and not self.trust_remote_code:
+            # Without it AutoModel falls back to the bare base model, whose first output is hidden states.
+            raise ValueError(f"reward model {self.name_or_path}: head 'remote_code' with backend 'hf' runs the "
+                             "checkpoint's own code; set trust_remote_code: true for it")
         return self
 
 
@@ -504,6 +512,9 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
+        if self.rft.clean is True:  # the world's own cleaning (see RFT.clean)
+            object.__setattr__(self, "rft", self.rft.model_copy(
+                update={"clean": "lines" if self.world == "toy" else "layout"}))
         if self.world == "toy" and self.toy is None:
             raise ValueError("world is 'toy' but the 'toy' section is missing")
         if self.world == "real":

@@ -154,24 +154,34 @@ class VLLMGenerator(_Engine):
 
 
 class VLLMReward(_Engine):
-    """A `RewardModel` spec with backend `vllm`: a sequence-classification reward model with one
-    logit (Skywork-Reward class) on vLLM's pooling runner, `score_many(problems, traces)` like the
-    toy rubric. The score is the raw logit at the chat's last token (no sigmoid), as the model's
-    transformers forward pass and `HFReward` give it; the chat is the one `HFReward` scores
-    (`reward_models.format_chat`), encoded without adding special tokens.
+    """A `RewardModel` spec with backend `vllm` on vLLM's pooling runner, `score_many(problems, traces)`
+    like the toy rubric. The chat and its truncation are `HFReward`'s (`reward_models.encode_chat`),
+    and the score is the raw value at the chat's last token (no sigmoid), as the transformers
+    forward pass and `HFReward` give it. Two heads, as `vllm.LLM` serves them:
 
-    The engine starts on first use (`load()`), so a list of cross-check models can be built at
-    once; `close()` frees it before the next one starts.
+      seq_cls      a sequence classifier with one logit (Skywork-Reward class): vLLM's `classify`
+                   task, which pools the last token; `outputs.probs` holds the raw logit when the
+                   activation is off.
+      remote_code  a per-token reward head (Qwen2.5-Math-RM-72B: vLLM's own `Qwen2ForRewardModel`,
+                   chosen by the checkpoint's `architectures`, so no remote code runs): its pooler
+                   only offers `token_classify` with ALL pooling, a (tokens, 1) tensor of rewards per
+                   chat (`outputs.data`), read here at the last token. vLLM keeps the activation off
+                   for this model by default; it is switched off here anyway.
+
+    Which tasks the loaded model offers is checked against the head when the engine starts, so a
+    head that does not fit the checkpoint fails then, before any chat is scored. The engine starts
+    on first use (`load()`), so a list of cross-check models can be built at once; `close()` frees
+    it before the next one starts.
     """
+
+    TASKS = {"seq_cls": "classify", "remote_code": "token_classify"}
 
     def __init__(self, spec: RewardModel, engine: VLLMEngine | None = None, seed: int = 0,
                  **llm_kwargs: Any) -> None:
         if spec.backend != "vllm":
             raise ValueError(f"VLLMReward needs reward backend 'vllm', got {spec.backend!r}")
-        if spec.head != "seq_cls":
-            raise ValueError(f"reward model {spec.name_or_path}: head '{spec.head}' is not supported by the vLLM "
-                             "backend, which scores sequence-classification models; use backend 'hf'")
         self.spec, self.seed, self.llm_kwargs = spec, seed, llm_kwargs
+        self.task = self.TASKS[spec.head]
         self.engine_kwargs = _engine_kwargs(engine or VLLMEngine())  # a bad engine section fails now
         self.name = f"vllm:{spec.name_or_path}"
         self.n_truncated = 0  # chats cut to max_length so far
@@ -179,23 +189,29 @@ class VLLMReward(_Engine):
     def load(self) -> VLLMReward:
         if "llm" not in self.__dict__:
             s = self.spec
-            self.llm = _vllm().LLM(model=local_or_hub(s.name_or_path), runner="pooling", revision=s.revision, dtype=s.dtype,
-                                   trust_remote_code=s.trust_remote_code, seed=self.seed,
-                                   **(self.engine_kwargs | self.llm_kwargs))
-            self.tok = self.llm.get_tokenizer()
-            self.max_length = min(s.max_length, self.llm.llm_engine.model_config.max_model_len)
+            llm = _vllm().LLM(model=local_or_hub(s.name_or_path), runner="pooling", revision=s.revision, dtype=s.dtype,
+                              trust_remote_code=s.trust_remote_code, seed=self.seed,
+                              **(self.engine_kwargs | self.llm_kwargs))
+            tasks = tuple(llm.supported_tasks)
+            if self.task not in tasks:
+                llm.llm_engine.engine_core.shutdown()
+                archs = getattr(llm.llm_engine.model_config.hf_config, "architectures", None)
+                fits = [h for h, t in self.TASKS.items() if t in tasks]
+                raise ValueError(f"{self.name} ({archs}): vLLM serves it with pooling task(s) {list(tasks)}, but head "
+                                 f"'{s.head}' needs '{self.task}'" + (f"; set head: {fits[0]}" if fits else ""))
+            self.llm = llm
+            self.tok = llm.get_tokenizer()
+            self.max_length = min(s.max_length, llm.llm_engine.model_config.max_model_len)
         return self
 
     def encode(self, question: str, trace: str) -> list[int]:
-        """Token ids of the chat; one longer than max_length keeps its end, where the score is read."""
-        from paradox.reward_models import format_chat
+        """Token ids of the chat, cut to max_length as `HFReward` cuts it (question and end of response kept)."""
+        from paradox.reward_models import encode_chat
 
         self.load()
-        text = format_chat(self.tok, question, trace, self.spec.system_prompt)
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]  # the template has any BOS already
-        if len(ids) > self.max_length:
-            self.n_truncated += 1
-        return ids[-self.max_length:]
+        ids, cut = encode_chat(self.tok, question, trace, self.spec.system_prompt, self.max_length)
+        self.n_truncated += cut
+        return ids
 
     def score_many(self, problems: Sequence[Problem], traces: Sequence[str]) -> list[float]:
         """One score per (problem, trace), in input order."""
@@ -208,18 +224,29 @@ class VLLMReward(_Engine):
 
         self.load()
         before = self.n_truncated
-        prompts = [TokensPrompt(prompt_token_ids=self.encode(p.question, t)) for p, t in zip(problems, traces, strict=True)]
+        chats = [self.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
         if self.n_truncated > before:
-            log.warning("%s: %d of %d chats were longer than max_length %d and lost their start",
-                        self.name, self.n_truncated - before, len(prompts), self.max_length)
-        # use_activation=False: the raw logit, not the sigmoid vLLM applies to one-label classifiers.
-        outs = self.llm.classify(prompts, pooling_params=PoolingParams(use_activation=False), use_tqdm=True)
+            log.warning("%s: %d of %d chats were longer than max_length %d and lost the start of their response",
+                        self.name, self.n_truncated - before, len(chats), self.max_length)
+        prompts = [TokensPrompt(prompt_token_ids=x) for x in chats]
+        params = PoolingParams(use_activation=False)  # the raw value, not a sigmoid of it
+        if self.task == "classify":
+            outs = self.llm.classify(prompts, pooling_params=params, use_tqdm=True)
+            values = [out.outputs.probs for out in outs]  # called probs, but raw logits here
+        else:
+            outs = self.llm.encode(prompts, pooling_params=params, pooling_task="token_classify", use_tqdm=True)
+            values = []
+            for out, ids in zip(outs, chats, strict=True):
+                per_token = out.outputs.data  # (tokens, num_labels): a reward at every token
+                if per_token.dim() != 2 or per_token.shape[0] != len(ids):
+                    raise ValueError(f"{self.name}: expected a reward per token, ({len(ids)}, 1), got "
+                                     f"{tuple(per_token.shape)}")
+                values.append(per_token[-1].tolist())
         scores = []
-        for out in outs:
-            logits = out.outputs.probs  # called probs, but raw logits here
-            if len(logits) != 1:
-                raise ValueError(f"{self.name}: expected one reward logit, got {len(logits)} (num_labels != 1)")
-            scores.append(float(logits[0]))
+        for v in values:
+            if len(v) != 1:
+                raise ValueError(f"{self.name}: expected one reward value, got {len(v)} (num_labels != 1)")
+            scores.append(float(v[0]))
         return scores
 
     def score(self, problem: Problem, trace: str) -> float:

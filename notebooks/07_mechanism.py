@@ -331,8 +331,9 @@ corr
 # %%
 def verdict(loss: str) -> str:
     rft = u("slm_rft", loss)
-    worse = [s for s in ("oracle_refined", "oracle_synthesized") if u(s, loss)[0] < rft[0]]
-    higher_reward = [s for s in ("oracle_refined", "oracle_synthesized") if reward[s] > reward["slm_rft"]]
+    oracle_streams = [s for s in ("oracle_refined", "oracle_synthesized") if s in streams]  # those this profile trains
+    worse = [s for s in oracle_streams if u(s, loss)[0] < rft[0]]
+    higher_reward = [s for s in oracle_streams if reward[s] > reward["slm_rft"]]
     shown = sorted(set(worse) & set(higher_reward))
     separated = [s for s in shown if u(s, loss)[0] + u(s, loss)[1] < rft[0] - rft[1]]
     if not shown:

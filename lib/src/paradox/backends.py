@@ -106,12 +106,13 @@ def openai_generator(params: Params, model_path: str, paths: RunPaths) -> Genera
                          extra_args=(*sv.extra_args, *(("--revision", kw["revision"]) if kw["revision"] else ())),
                          env=sv.env, start_timeout_s=sv.start_timeout_s)
         group = ServerGroup(spec, sv.replicas, paths.root / "logs", name=f"slm-{fingerprint[:10]}",
-                            lock_path=gpu_lock(paths)).start()
-        urls, served = group.base_urls, "slm"
+                            lock_path=gpu_lock(paths))
+        # Started on the first request: a model whose samples are all on disk starts no server.
+        urls, served, n = (lambda: group.start().base_urls), "slm", sv.replicas
     else:
-        urls, served = list(e.base_urls), e.served_model_name or params.slm.name_or_path
+        urls, served, n = list(e.base_urls), e.served_model_name or params.slm.name_or_path, len(e.base_urls)
     pool = EndpointPool(urls, api_key_env=e.api_key_env, concurrency=e.concurrency, max_retries=e.max_retries,
-                        timeout_s=e.timeout_s)
+                        timeout_s=e.timeout_s, expected_endpoints=n)
     return OpenAIGenerator(tok, pool, served, fingerprint, paths.root / "cache" / "completions", stops,
                            servers=[group] if group else [])
 
@@ -134,20 +135,17 @@ def oracle(params: Params, paths: RunPaths):
 
     # Prompt files are named from the repository root, the parent of params/ (as load_params checks).
     prompts = load_prompts(params.oracle.prompts.model_dump(), root=project_root())
-    servers = oracle_servers(params, paths)  # managed ones (oracle.serve), stopped by PromptOracle.close()
-    try:
-        client = OracleClient.from_params(params.oracle, oracle_cache_dir(paths),
-                                          base_urls=servers.base_urls if servers else ())
-    except BaseException:
-        if servers:
-            servers.stop()
-        raise
+    # Managed servers (oracle.serve) start on the first request that is not in the cache, and
+    # PromptOracle.close() stops them.
+    servers = oracle_servers(params, paths)
+    client = OracleClient.from_params(params.oracle, oracle_cache_dir(paths),
+                                      base_urls=(lambda: servers.start().base_urls) if servers else ())
     return PromptOracle(client, prompts, name=f"{params.oracle.model} ({client.endpoint})",
                         servers=[servers] if servers else [])
 
 
 def oracle_servers(params: Params, paths: RunPaths):
-    """The Oracle's managed `vllm serve` replicas (`oracle.serve`), started; None without it."""
+    """The Oracle's managed `vllm serve` replicas (`oracle.serve`), not started yet; None without it."""
     sv, o = params.oracle.serve, params.oracle
     if sv is None:
         return None
@@ -159,7 +157,7 @@ def oracle_servers(params: Params, paths: RunPaths):
                      max_model_len=sv.max_model_len or o.context_length, dtype=sv.dtype, seed=params.seed,
                      enforce_eager=sv.enforce_eager, extra_args=sv.extra_args, env=sv.env,
                      start_timeout_s=sv.start_timeout_s)
-    return ServerGroup(spec, sv.replicas, paths.root / "logs", name="oracle", lock_path=gpu_lock(paths)).start()
+    return ServerGroup(spec, sv.replicas, paths.root / "logs", name="oracle", lock_path=gpu_lock(paths))
 
 
 def reward_model(params: Params, spec: RewardModel | None = None):

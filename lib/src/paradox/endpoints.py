@@ -88,29 +88,62 @@ class _Endpoint:
 
 
 class EndpointPool:
-    def __init__(self, base_urls: str | Sequence[str], *, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, max_retries: int = 6, timeout_s: float = 600.0,
-                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0, dead_cooldown_s: float = 15.0) -> None:
-        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
-        if not urls:
-            raise ValueError("EndpointPool needs at least one base URL")
-        key = api_key(api_key_env, ", ".join(map(display_url, urls)))
-        # max_retries=0: retries are ours (counted, with our backoff and failover).
-        self.endpoints = [_Endpoint(u, openai.OpenAI(base_url=u, api_key=key, max_retries=0, timeout=timeout_s))
-                          for u in urls]
+    def __init__(self, base_urls: str | Sequence[str] | Callable[[], Sequence[str]], *,
+                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, max_retries: int = 6,
+                 timeout_s: float = 600.0, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 dead_cooldown_s: float = 15.0, expected_endpoints: int = 1) -> None:
+        """`base_urls`: the endpoints, or a function that returns them when the first request is
+        about to go out (managed servers start then, so a stage whose answers are all cached
+        starts none); `expected_endpoints` sizes `capacity` until then."""
+        self.api_key_env, self.timeout_s = api_key_env, timeout_s
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff_base_s, self.backoff_max_s, self.dead_cooldown_s = backoff_base_s, backoff_max_s, dead_cooldown_s
+        self.expected_endpoints = expected_endpoints
         self._cond = threading.Condition()
         self._stats: Counter[str] = Counter()
+        self._connect_fn: Callable[[], Sequence[str]] | None = base_urls if callable(base_urls) else None
+        self._endpoints: list[_Endpoint] = []
+        self._connect_error: BaseException | None = None
+        if self._connect_fn is None:
+            self._connect([base_urls] if isinstance(base_urls, str) else list(base_urls))
+
+    def _connect(self, urls: Sequence[str]) -> None:
+        urls = list(urls)
+        if not urls:
+            raise ValueError("EndpointPool needs at least one base URL")
+        key = api_key(self.api_key_env, ", ".join(map(display_url, urls)))
+        # max_retries=0: retries are ours (counted, with our backoff and failover).
+        self._endpoints = [_Endpoint(u, openai.OpenAI(base_url=u, api_key=key, max_retries=0,
+                                                      timeout=self.timeout_s)) for u in urls]
+
+    @property
+    def endpoints(self) -> list[_Endpoint]:
+        """The endpoints; a lazy pool connects (starting its servers) on first use."""
+        with self._cond:
+            if not self._endpoints and self._connect_fn is not None:
+                if self._connect_error is not None:  # one failed start is the answer for every request
+                    raise self._connect_error
+                try:
+                    self._connect(self._connect_fn())
+                except BaseException as err:
+                    self._connect_error = err
+                    raise
+            return self._endpoints
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._endpoints)
 
     @property
     def label(self) -> str:
-        return ", ".join(display_url(e.url) for e in self.endpoints)
+        if not self._endpoints:
+            return "endpoints not started yet"
+        return ", ".join(display_url(e.url) for e in self._endpoints)
 
     @property
     def capacity(self) -> int:
         """Requests that can be in flight at once over all endpoints (a thread pool's size)."""
-        return self.concurrency * len(self.endpoints)
+        return self.concurrency * (len(self._endpoints) or self.expected_endpoints)
 
     def count(self, what: str, n: int = 1) -> None:
         with self._cond:

@@ -114,16 +114,19 @@ class OracleClient:
     """`answer_many(prompts, kind=..., sources=...)` -> `Answer`s; `complete_many` / `complete` -> the
     answers' text, None for a skipped request (`complete` fits `retention.Completer`)."""
 
-    def __init__(self, *, base_url: str | Sequence[str], model: str, cache_dir: Path | str,
+    def __init__(self, *, base_url: str | Sequence[str] | Callable[[], Sequence[str]], model: str,
+                 cache_dir: Path | str,
                  api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, top_p: float | None = 1.0, max_tokens: int = 4096,
                  seed: int | None = None, token_limit_field: str = "max_tokens", concurrency: int = 8, max_retries: int = 6, timeout_s: float = 600.0,
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0, context_length: int | None = None,
                  tokenizer: str | OracleTokenizer | None = None, context_margin: int = 16,
-                 chat_template_tokens: int | None = None, answers: OracleAnswers | None = None) -> None:
-        urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        self.base_url, self.model = urls[0], model
-        self.endpoint = ", ".join(display_url(u) for u in urls)
+                 chat_template_tokens: int | None = None, answers: OracleAnswers | None = None,
+                 replicas: int = 1) -> None:
+        # A function returning the URLs: managed servers, started when the first request goes out.
+        urls = base_url if callable(base_url) else [base_url] if isinstance(base_url, str) else list(base_url)
+        self.model = model
+        self.endpoint = "managed servers" if callable(urls) else ", ".join(display_url(u) for u in urls)
         self.cache_dir = Path(cache_dir)
         # None values are not sent (see `Oracle.temperature`); the token limit goes under the field the API wants.
         self.max_tokens, self.token_limit_field = max_tokens, token_limit_field
@@ -139,16 +142,21 @@ class OracleClient:
         # Requests go through an endpoint pool: several servers (one per node) share the load, and
         # one that dies has its requests retried on the others. Its retries and backoff are ours.
         self.pool = EndpointPool(urls, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
-                                 timeout_s=timeout_s, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s)
+                                 timeout_s=timeout_s, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
+                                 expected_endpoints=replicas)
         self._lock = threading.Lock()
         self._stats: Counter[str] = Counter()
 
     @classmethod
-    def from_params(cls, oracle: Oracle, cache_dir: Path | str, base_urls: Sequence[str] = ()) -> OracleClient:
-        """The client `oracle` describes; `base_urls` (managed servers) replace the params' URLs."""
-        if oracle.backend != "openai" or not oracle.base_urls or not oracle.model:
-            raise ValueError("OracleClient needs oracle.backend 'openai' with base_url and model")
-        return cls(base_url=list(base_urls or oracle.base_urls), model=oracle.model, cache_dir=cache_dir, api_key_env=oracle.api_key_env,
+    def from_params(cls, oracle: Oracle, cache_dir: Path | str,
+                    base_urls: Sequence[str] | Callable[[], Sequence[str]] = ()) -> OracleClient:
+        """The client `oracle` describes; `base_urls` (managed servers, or a function starting them)
+        replace the params' URLs."""
+        if oracle.backend != "openai" or not (base_urls or oracle.base_urls) or not oracle.model:
+            raise ValueError("OracleClient needs oracle.backend 'openai' with a model and its endpoints "
+                             "(oracle.base_url, or the URLs of managed servers)")
+        urls = base_urls if callable(base_urls) else list(base_urls or oracle.base_urls)
+        return cls(base_url=urls, model=oracle.model, replicas=oracle.serve.replicas if oracle.serve else 1, cache_dir=cache_dir, api_key_env=oracle.api_key_env,
                    temperature=oracle.temperature, top_p=oracle.top_p, max_tokens=oracle.max_tokens,
                    seed=oracle.seed, token_limit_field=oracle.token_limit_field, concurrency=oracle.concurrency, max_retries=oracle.max_retries,
                    timeout_s=oracle.timeout_s, context_length=oracle.context_length,

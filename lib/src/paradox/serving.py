@@ -35,9 +35,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 HOST = "127.0.0.1"
 
@@ -113,6 +114,16 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+# The death signal fires when the *thread* that started the child ends, not the process: a server
+# started from a worker thread (a lazy start inside a request pool) would be killed when that pool
+# is done. Every server is therefore started from this one thread, which lives as long as the process.
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paradox-serve-launcher")
+
+
+def _spawn(cmd: list[str], **kw: Any) -> subprocess.Popen:
+    return _LAUNCHER.submit(subprocess.Popen, cmd, **kw).result()
 
 
 def group_alive(pgid: int) -> bool:
@@ -227,8 +238,8 @@ class VLLMServer:
                 log.write(("$ " + " ".join(cmd) + "\n").encode())
                 log.flush()
                 # Its own session, so stop() reaches the engine processes it spawns too.
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                             start_new_session=True, preexec_fn=_die_with_parent)
+                self.proc = _spawn(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
             with _RUNNING_LOCK:
                 _RUNNING.add(self)
             self._wait_healthy()

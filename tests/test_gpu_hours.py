@@ -76,7 +76,7 @@ def test_plan_prints_the_estimate_with_its_assumptions():
     text = stages.render(load_params("paper-mini", ROOT / "params"))
     assert "GPU hours, estimated (estimates, not measurements; assume h100 GPUs" in text
     assert "680 kept" in text
-    total = next(line for line in text.splitlines() if line.strip().startswith("total") and "this node" in line)
+    total = next(line for line in text.splitlines() if line.strip().startswith("total") and "per node" in line)
     assert "1.88" in total, total
     for stage in ("01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "07_mechanism"):
         assert any(line.strip().startswith(stage) and line.strip().endswith(" 1") for line in text.splitlines())
@@ -150,3 +150,15 @@ def test_a_72b_reward_model_under_device_map_holds_every_gpu_for_one_gpus_time()
     tokens = 4 * 34_000 * (150 + 600)
     params_72b = n_params(SHAPES["Qwen/Qwen2.5-Math-RM-72B"])
     assert w.wall_h == pytest.approx((2 * params_72b * tokens / (989e12 * 0.3) + params_72b * 2 / GIB / 2) / 3600)
+
+
+def test_the_two_node_profile_trains_on_16_gpus():
+    from paradox import gpu_memory
+
+    one = load_params("paper-qwen2.5-math-1.5b", ROOT / "params")
+    two = load_params("paper-qwen2.5-math-1.5b-2nodes", ROOT / "params")
+    assert (two.train.num_processes, two.train.num_machines) == (16, 2)
+    assert gpu_memory.check(two)[1] == [] and two.train.split_batch(256) == (4, 4)
+    a, b = (by_what(gpu_hours.estimate(x), "04_train", "training") for x in (one, two))
+    assert (a.gpus, b.gpus) == (8, 16) and b.wall_h < a.wall_h
+    assert by_what(gpu_hours.estimate(two), "01_data", "sampling").gpus == 8  # sampling stays on the main node

@@ -354,14 +354,14 @@ def check(params: Params) -> list[str]:
     except NotEstimated as err:
         return [f"GPU hours: not estimated ({err})"]
     lines += [w.line() for w in works]
-    lines += ["", f"  {'stage':<16} {'GPU-h here':>10} {'elsewhere':>10} {'wall h':>7}  GPUs"]
+    lines += ["", f"  {'stage':<16} {'GPU-h':>8} {'Oracle GPU-h':>12} {'wall h':>7}  GPUs"]
     for stage in dict.fromkeys(w.stage for w in works):
         ws = [w for w in works if w.stage == stage]
-        lines.append(f"  {stage:<16} {_sum(ws, False):>10} {_sum(ws, True):>10} {_wall(ws):>7}  "
+        lines.append(f"  {stage:<16} {_sum(ws, False):>8} {_sum(ws, True):>12} {_wall(ws):>7}  "
                      + "+".join(dict.fromkeys(f"{w.gpus}{'*' if w.elsewhere else ''}" for w in ws)))
-    lines.append(f"  {'total':<16} {_sum(works, False):>10} {_sum(works, True):>10} {_wall(works):>7}  "
-                 f"(this node: {h.gpus_per_node} x {h.gpu}"
-                 + ("; * the Oracle's GPUs, elsewhere)" if any(w.elsewhere for w in works) else ")"))
+    lines.append(f"  {'total':<16} {_sum(works, False):>8} {_sum(works, True):>12} {_wall(works):>7}  "
+                 f"({h.gpus_per_node} x {h.gpu} per node"
+                 + ("; *: the Oracle's own GPUs, elsewhere)" if any(w.elsewhere for w in works) else ")"))
     if any(w.gpu_h is None or w.wall_h is None for w in works):
         lines.append("  (a total leaves out what is not estimated above)")
     return lines

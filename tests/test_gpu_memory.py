@@ -20,7 +20,9 @@ PAPER = ["paper-qwen2.5-math-1.5b", "paper-qwen2.5-math-7b", "paper-llama-3.2-3b
 # DeepSeekMath-7B's safetensors: 6.91B).
 PUBLISHED = {"Qwen/Qwen2.5-Math-1.5B": 1.54e9, "Qwen/Qwen2.5-Math-7B": 7.61e9,
              "Qwen/Qwen2.5-Math-72B-Instruct": 72.7e9, "meta-llama/Llama-3.2-3B": 3.21e9,
-             "deepseek-ai/deepseek-math-7b-base": 6.91e9}
+             "deepseek-ai/deepseek-math-7b-base": 6.91e9,
+             # paper-mini's Oracle (the 7B's architecture) and reward model (Llama-3.2-3B's body, no LM head)
+             "Qwen/Qwen2.5-Math-7B-Instruct": 7.61e9, "Skywork/Skywork-Reward-V2-Llama-3.2-3B": 3.21e9}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -125,3 +127,78 @@ def test_toy_and_undeclared_hardware_are_not_estimated():
     bare = p.model_copy(update={"hardware": p.hardware.model_copy(update={"gpu_memory_gib": None})})
     assert gpu_memory.check(bare)[0] == ["GPU memory: not estimated (hardware.gpu_memory_gib is not set)"]
     assert isinstance(SHAPES["Qwen/Qwen2.5-Math-RM-72B"], ModelShape) and SHAPES["Qwen/Qwen2.5-Math-RM-72B"].source
+
+
+# --- served engines, one GPU, and more GPUs than the node has ---------------------------------------
+
+def test_paper_mini_passes_the_check_that_make_paper_runs(capsys):
+    assert stages.main(["--check", "paper-mini"]) == 0
+    assert capsys.readouterr() == ("", "")
+    p = load_params("paper-mini", ROOT / "params")
+    assert (p.hardware.gpu_memory_gib, p.hardware.gpus_per_node) == (79, 1)
+    lines = "\n".join(gpu_memory.check(p)[0])
+    assert "peak: ~71.1 GiB of 79 on a GPU, in 01_data" in lines
+
+
+def test_served_engines_are_estimated_per_gpu():
+    """The `openai` backend with endpoint.serve: each of the replicas x data_parallel_size engines holds
+    gpu_memory_utilization of its GPU; the Oracle's managed server (oracle.serve) likewise."""
+    p = load_params("paper-qwen2.5-math-1.5b", ROOT / "params")
+    served = [e for e in gpu_memory.estimates(p) if "(vllm serve)" in e.what]
+    assert [e.stage for e in served] == ["01_data", "05_eval"]
+    for e in served:
+        assert e.reserved and e.limit_gib == pytest.approx(0.9 * 79) and e.gib == pytest.approx(7.0, abs=0.1)
+        assert "x 8 engines = 8 GPUs" in e.detail and "endpoint.serve.gpu_memory_utilization" in e.detail
+    mini = load_params("paper-mini", ROOT / "params")
+    oracle = next(e for e in gpu_memory.estimates(mini) if e.what.startswith("Oracle Qwen/Qwen2.5-Math-7B-Instruct"))
+    weights = n_params(SHAPES["Qwen/Qwen2.5-Math-7B-Instruct"]) * 2 / GIB
+    kv = kv_bytes_per_token(SHAPES["Qwen/Qwen2.5-Math-7B-Instruct"], 2) * 4096 / GIB
+    assert oracle.limit_gib == pytest.approx(0.6 * 79) and oracle.gib == pytest.approx(weights + 4 + kv)
+
+
+def test_what_runs_beside_the_oracle_on_one_gpu_must_fit_with_it():
+    """03: the Oracle's reservation + the SLM's perplexity pass + the reward model; 07: + the SLM."""
+    p = load_params("paper-mini", ROOT / "params")
+    found = gpu_memory.estimates(p)
+    beside = {e.stage: e for e in found if e.what.startswith("Oracle server beside")}
+    assert set(beside) == {"03_style_align", "07_mechanism"}
+    part = {e.stage + e.what.split()[0]: e.gib for e in found if e.gib is not None and not e.reserved}
+    assert beside["03_style_align"].gib == pytest.approx(0.6 * 79 + part["03_style_alignperplexity"]
+                                                         + part["02_oracle_refinereward"])
+    assert beside["07_mechanism"].gib == pytest.approx(0.6 * 79 + part["07_mechanismperplexity"])
+    assert all(e.fits for e in beside.values())
+
+
+@pytest.mark.parametrize("profile,body,message", [
+    ("paper-mini", "oracle:\n  serve:\n    gpu_memory_utilization: 0.85\n",
+     "stage 03_style_align, Oracle server beside perplexity Qwen/Qwen2.5-Math-1.5B and reward "
+     "Skywork/Skywork-Reward-V2-Llama-3.2-3B (hf): an estimated"),
+    ("paper-mini", "endpoint:\n  serve:\n    data_parallel_size: 2\n",
+     "endpoint.serve (replicas x tensor_parallel_size x data_parallel_size) asks for 2 GPUs on one node, more "
+     "than hardware.gpus_per_node (1)"),
+    ("paper-mini", "oracle:\n  serve:\n    tensor_parallel_size: 2\n",
+     "oracle.serve (replicas x tensor_parallel_size x data_parallel_size) asks for 2 GPUs on one node"),
+    ("paper-mini", "train:\n  num_processes: 2\n  per_device_batch_size: 4\n",
+     "train.num_processes (2) is more than hardware.gpus_per_node (1)"),
+    ("paper-qwen2.5-math-1.5b", "endpoint:\n  serve:\n    replicas: 2\n",
+     "endpoint.serve (replicas x tensor_parallel_size x data_parallel_size) asks for 16 GPUs on one node"),
+    ("paper-qwen2.5-math-1.5b", "endpoint:\n  serve:\n    max_model_len: 8192\n",
+     "endpoint.serve.max_model_len (8,192) is above Qwen/Qwen2.5-Math-1.5B's max_position_embeddings"),
+    ("paper-qwen2.5-math-1.5b", "train:\n  launcher: inline\n",
+     "train.launcher 'inline' would fine-tune the bfloat16 weights as loaded"),
+])
+def test_more_gpus_than_the_node_has_or_than_fit_are_refused(pdir, monkeypatch, capsys, profile, body, message):
+    (pdir / "bad.yaml").write_text(f"extends: {profile}\ndescription: x\n{body}")
+    monkeypatch.setattr(stages, "load_params", lambda name: load_params(name, pdir))
+    assert stages.main(["--check", "bad"]) == 1
+    err = capsys.readouterr().err
+    assert message in err, err
+
+
+def test_a_training_job_over_two_nodes_counts_processes_per_node(pdir):
+    (pdir / "two.yaml").write_text("extends: paper-qwen2.5-math-1.5b\ndescription: x\ntrain:\n  num_processes: 16\n"
+                                   "  num_machines: 2\n  per_device_batch_size: 2\n"
+                                   "  accelerate_config: params/accelerate/fsdp-2x8.yaml\n")
+    p = load_params("two", pdir)
+    assert gpu_memory.layout_errors(p) == []
+    assert "GPUs: 16 (8 per node x 2 node(s), one process each)" in stages.render(p)

@@ -118,3 +118,27 @@ def test_nothing_points_outside_the_project():
     offenders = [f for f in tracked if f.endswith((".py", ".yaml", ".md", ".txt", ".ipynb")) or f == "Makefile"
                  if outside in (root / f).read_text(errors="replace")]
     assert offenders == []
+
+
+def test_paper_mini_is_the_protocol_at_a_fiftieth_on_one_gpu():
+    """The issue's one-GPU setting: Qwen2.5-Math-1.5B, ~2K NuminaMath-CoT problems, a 7B instruct
+    Oracle served on the same GPU between SLM stages, a small reward model, Avg@4 on MATH-500, AMC23
+    and AIME24; everything else as the main setting."""
+    main = load_params("paper-qwen2.5-math-1.5b", ROOT / "params")
+    p = load_params("paper-mini", ROOT / "params")
+    assert p.slm == main.slm and p.rft == main.rft
+    assert p.datasets["train"].hub_id == "AI-MO/NuminaMath-CoT" and p.datasets["train"].limit == 2000
+    assert (p.sampling.k, p.sampling.temperature, p.sampling.max_new_tokens) == (8, 1.0, 4096)
+    o = p.oracle
+    assert o.model == o.tokenizer == "Qwen/Qwen2.5-Math-7B-Instruct" and o.base_urls == () and o.serve is not None
+    assert o.context_length == main.oracle.context_length == 4096 and o.prompts == main.oracle.prompts
+    assert o.serve.gpu_memory_utilization < p.endpoint.serve.gpu_memory_utilization  # room beside it in 03 and 07
+    assert p.reward.name_or_path == "Skywork/Skywork-Reward-V2-Llama-3.2-3B" and p.reward.head == "seq_cls"
+    assert list(p.eval.splits) == ["math500", "amc23", "aime24"]
+    assert (p.eval.k, p.eval.temperature, p.eval.max_new_tokens) == (4, 1.0, 4096)
+    assert (p.train.learning_rate, p.train.epochs, set(p.train.losses)) == (5e-5, 1, {"nll", "dft"})
+    assert (p.hardware.gpus_per_node, p.train.num_processes, p.train.launcher) == (1, 1, "accelerate")
+    assert p.endpoint.serve.replicas * p.endpoint.serve.data_parallel_size == 1
+    text = render(p)
+    assert text.count("Oracle GPUs: 1 of this node's 1, served by this stage") == 2  # 02 and 03
+    assert "Nothing was run. `make paper PROFILE=paper-mini`" in text

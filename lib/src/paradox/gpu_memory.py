@@ -10,9 +10,10 @@ estimated", never guessed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from paradox.params import ModelShape, Params, RewardModel
+from paradox.params import ModelShape, Params, RewardModel, Serve
 
 GIB = 2 ** 30
 BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -48,6 +49,19 @@ SHAPES: dict[str, ModelShape] = {
     "deepseek-ai/deepseek-math-7b-base": ModelShape(
         layers=30, hidden=4096, heads=32, kv_heads=32, intermediate=11008, vocab=102400, max_position=4096,
         source="config.json of deepseek-ai/deepseek-math-7b-base"),
+    # The paper-mini Oracle: the 7B's architecture with the chat model's eos; config.json of
+    # Qwen/Qwen2.5-Math-7B-Instruct as copied by models built from it (PRIME-RL/EurusPRM-Stage1's names it
+    # as _name_or_path): 28 layers, 3,584 hidden, 28 heads, 4 KV heads, 4,096 positions, untied.
+    "Qwen/Qwen2.5-Math-7B-Instruct": ModelShape(
+        layers=28, hidden=3584, heads=28, kv_heads=4, intermediate=18944, vocab=152064, max_position=4096,
+        qkv_bias=True, source="config.json of Qwen/Qwen2.5-Math-7B-Instruct (as copied by models built on it)"),
+    # The paper-mini reward model: its model card names meta-llama/Llama-3.2-3B-Instruct as the base, a
+    # LlamaForSequenceClassification with one label (the checkpoint's own config.json was not read: the
+    # body is Llama-3.2-3B's, the score head a 3,072 x 1 matrix, no LM head).
+    "Skywork/Skywork-Reward-V2-Llama-3.2-3B": ModelShape(
+        layers=28, hidden=3072, heads=24, kv_heads=8, head_dim=128, intermediate=8192, vocab=128256,
+        max_position=131072, lm_head=False,
+        source="Llama-3.2-3B architecture (config.json of meta-llama/Llama-3.2-3B), as its model card's base"),
     "Skywork/Skywork-Reward-V2-Llama-3.1-8B": ModelShape(
         layers=32, hidden=4096, heads=32, kv_heads=8, head_dim=128, intermediate=14336, vocab=128256,
         max_position=131072, lm_head=False,
@@ -109,29 +123,48 @@ def _unknown(stage: str, what: str, name: str) -> Estimate:
                                              "hardware.models to estimate it")
 
 
-def vllm_engine(params: Params, stage: str, what: str, name: str, dtype: str, max_len: int | None) -> Estimate:
-    """vLLM reserves gpu_memory_utilization x the GPU; the weights (split over tensor-parallel GPUs)
-    and its overhead come first, the KV cache gets the rest and must hold one max_model_len sequence."""
-    m, v, mem = shape_of(params, name), params.vllm, params.hardware.gpu_memory_gib
+def engine(params: Params, stage: str, what: str, name: str, dtype: str, tp: int, util: float, max_len: int | None,
+           keys: str, engines: int = 1) -> Estimate:
+    """A vLLM engine (offline, or one engine of a `vllm serve`) reserves util x the GPU on each of its
+    GPUs; the weights (split over tensor-parallel GPUs) and its overhead come first, the KV cache gets
+    the rest and must hold one max_model_len sequence. `keys`: the params section that sets tp, util
+    and max_model_len (vllm, endpoint.serve, oracle.serve); `engines`: data-parallel engines, one per
+    group of tp GPUs (each holds the same per GPU)."""
+    m, mem = shape_of(params, name), params.hardware.gpu_memory_gib
     if m is None:
         return _unknown(stage, what, name)
     assert mem is not None
-    tp, b = v.tensor_parallel_size, BYTES[dtype]
+    b = BYTES.get(dtype, 2)
     seq = max_len or m.max_position
     weights = n_params(m) * b / tp / GIB
-    budget = v.gpu_memory_utilization * mem
+    budget = util * mem
     room = budget - weights - VLLM_OVERHEAD_GIB
     per_token = kv_bytes_per_token(m, b, tp)
     n_seqs = room * GIB / (seq * per_token) if room > 0 else 0.0
+    spread = f" x {engines} engines = {engines * tp} GPUs" if engines > 1 else (f" ({tp} GPUs)" if tp > 1 else "")
     detail = (f"{n_params(m) / 1e9:.2f}B params: weights {weights:.1f}{f' (over {tp} GPUs)' if tp > 1 else ''} + "
               f"overhead {VLLM_OVERHEAD_GIB:g} + one {seq:,}-token sequence's KV cache; reserved = "
-              f"vllm.gpu_memory_utilization {v.gpu_memory_utilization:g} x {mem:g} GiB; KV cache "
+              f"{keys}.gpu_memory_utilization {util:g} x {mem:g} GiB{spread}; KV cache "
               f"{per_token / 1024:.0f} KiB/token: room for ~{max(room, 0) * GIB / per_token / 1e6:.2f}M tokens "
-              f"= ~{n_seqs:.0f} sequences of {seq:,} at once")
+              f"= ~{n_seqs:.0f} sequences of {seq:,} at once" + (" per engine" if engines > 1 else ""))
     need = weights + VLLM_OVERHEAD_GIB + seq * per_token / GIB  # at least one full-length sequence
     return Estimate(stage, what, need, budget, detail,
-                    "raise vllm.tensor_parallel_size or vllm.gpu_memory_utilization, or lower vllm.max_model_len",
-                    reserved=True)
+                    f"raise {keys}.tensor_parallel_size or {keys}.gpu_memory_utilization, or lower "
+                    f"{keys}.max_model_len", reserved=True)
+
+
+def vllm_engine(params: Params, stage: str, what: str, name: str, dtype: str, max_len: int | None) -> Estimate:
+    """vLLM's offline engine with the `vllm` section's settings."""
+    v = params.vllm
+    return engine(params, stage, what, name, dtype, v.tensor_parallel_size, v.gpu_memory_utilization, max_len, "vllm")
+
+
+def served_engine(params: Params, stage: str, what: str, name: str, dtype: str, sv: Serve, keys: str,
+                  max_len: int | None) -> Estimate:
+    """One GPU of a managed `vllm serve` (`endpoint.serve`, `oracle.serve`): every engine of its
+    replicas x data_parallel_size holds the same per GPU."""
+    return engine(params, stage, what, name, sv.dtype if sv.dtype in BYTES else dtype, sv.tensor_parallel_size,
+                  sv.gpu_memory_utilization, sv.max_model_len or max_len, keys, sv.replicas * sv.data_parallel_size)
 
 
 def hf_inference(params: Params, stage: str, what: str, name: str, dtype: str, n_gpus: int, tokens: int,
@@ -211,35 +244,103 @@ def estimates(params: Params) -> list[Estimate]:
         return hf_inference(p, stage, what, slm, p.slm.dtype, 1, score_budget, logits=True,
                             fix="lower eval.score_token_budget")
 
-    def generation(stage: str, what: str) -> Estimate:
-        if p.sampling.backend != "vllm":
-            return Estimate(stage, what, None, None, "transformers generate")
-        return vllm_engine(p, stage, what, slm, p.slm.dtype, p.vllm.max_model_len)
+    def generation(stage: str, backend: str) -> Estimate:
+        what = f"{'sampling' if stage == '01_data' else 'evaluation'} {slm}"
+        if backend == "vllm":
+            return vllm_engine(p, stage, f"{what} (vLLM)", slm, p.slm.dtype, p.vllm.max_model_len)
+        if backend == "openai" and p.endpoint.serve is not None:
+            return served_engine(p, stage, f"{what} (vllm serve)", slm, p.slm.dtype, p.endpoint.serve,
+                                 "endpoint.serve", p.vllm.max_model_len)
+        if backend == "openai":
+            return Estimate(stage, what, None, None, "the servers of endpoint.base_urls, which you run")
+        return Estimate(stage, what, None, None, "transformers generate")
 
-    out = [generation("01_data", f"vLLM sampling {slm}")]
+    out = [generation("01_data", p.sampling.backend)]
     out += [_reward(p, "02_oracle_refine", spec) for spec in (p.reward, *p.reward.cross_check) if spec.backend != "toy"]
     out += [perplexity("03_style_align"), training(p, "04_train", slm),
-            generation("05_eval", f"vLLM evaluation {slm}"), perplexity("05_eval"), perplexity("07_mechanism")]
+            generation("05_eval", p.eval_backend), perplexity("05_eval"), perplexity("07_mechanism")]
+    out += oracle_beside(p, perplexity)
+    return sorted(out, key=lambda e: e.stage)  # stable: each stage's own order stays
+
+
+def held(e: Estimate) -> float:
+    """GiB an estimate holds on its GPU: what a vLLM engine reserves, or what a process needs."""
+    return (e.limit_gib if e.reserved else e.gib) or 0.0
+
+
+def oracle_beside(params: Params, perplexity: Callable[[str], Estimate]) -> list[Estimate]:
+    """A managed Oracle server (oracle.serve) runs on this machine's GPUs while its stage goes on:
+    in 03 the SLM's perplexity pass and the reward model load beside it (after it started), and 07
+    starts it with the SLM already loaded (vLLM refuses to start unless gpu_memory_utilization x the
+    GPU is free). Its reservation plus what runs beside it must fit one GPU (the first: the SLM and the
+    Oracle's first tensor-parallel rank both sit there)."""
+    o, mem = params.oracle, params.hardware.gpu_memory_gib
+    if o.backend != "openai" or o.serve is None or o.model is None:
+        return []
+    assert mem is not None
+    server = served_engine(params, "02_oracle_refine", f"Oracle {o.model} (vllm serve; also in 03, 07)", o.model,
+                           "bfloat16", o.serve, "oracle.serve", o.context_length)
+    if server.gib is None:
+        return [server]
+    rewards = [] if params.reward.backend == "toy" else [_reward(params, "03_style_align", params.reward)]
+    out = [server]
+    for stage, beside in (("03_style_align", [perplexity("03_style_align"), *rewards]),
+                          ("07_mechanism", [perplexity("07_mechanism")])):
+        if any(e.gib is None for e in beside):
+            continue
+        parts = [("the Oracle's reservation", held(server)), *((e.what, held(e)) for e in beside)]
+        out.append(Estimate(stage, "Oracle server beside " + " and ".join(e.what for e in beside),
+                            sum(g for _, g in parts), mem, " + ".join(f"{w} {g:.1f}" for w, g in parts) + " GiB",
+                            "lower oracle.serve.gpu_memory_utilization (its KV cache), eval.score_token_budget or "
+                            "reward.batch_size"))
     return out
+
+
+def _engine_errors(params: Params, keys: str, model: str, tp: int, gpus: int, max_len: int | None) -> list[str]:
+    """An engine's layout: its GPUs on one node, its context within the model's, tp dividing the heads."""
+    h, m, errors = params.hardware, shape_of(params, model), []
+    if gpus > h.gpus_per_node:
+        errors.append(f"{keys} asks for {gpus} GPUs on one node, more than hardware.gpus_per_node ({h.gpus_per_node})")
+    if m is not None and max_len is not None and max_len > m.max_position:
+        errors.append(f"{keys}.max_model_len ({max_len:,}) is above {model}'s max_position_embeddings "
+                      f"({m.max_position:,}): vLLM refuses it")
+    if m is not None and m.heads % tp:
+        errors.append(f"{keys}.tensor_parallel_size ({tp}) does not divide the {m.heads} attention heads of {model}: "
+                      "vLLM refuses it")
+    return errors
 
 
 def layout_errors(params: Params) -> list[str]:
     """Settings that ask for more GPUs than a node has, or that vLLM refuses outright."""
-    h, v, t = params.hardware, params.vllm, params.train
+    h, v, t, slm = params.hardware, params.vllm, params.train, params.slm.name_or_path
     errors = []
     if v.tensor_parallel_size * v.data_parallel_size > h.gpus_per_node:
         errors.append(f"vllm.tensor_parallel_size x data_parallel_size = {v.tensor_parallel_size * v.data_parallel_size} "
                       f"GPUs, more than hardware.gpus_per_node ({h.gpus_per_node})")
-    if t.launcher == "accelerate" and t.num_processes > h.gpus_per_node:
-        errors.append(f"train.num_processes ({t.num_processes}) is more than hardware.gpus_per_node ({h.gpus_per_node}): "
-                      "one process per GPU on one node")
-    m = shape_of(params, params.slm.name_or_path)
+    per_node = t.num_processes // t.num_machines
+    if t.launcher == "accelerate" and per_node > h.gpus_per_node:
+        over = f" over train.num_machines ({t.num_machines})" if t.num_machines > 1 else ""
+        errors.append(f"train.num_processes ({t.num_processes}){over} is more than hardware.gpus_per_node "
+                      f"({h.gpus_per_node}) per node: one process per GPU")
+    m = shape_of(params, slm)
     if m is not None and v.max_model_len is not None and v.max_model_len > m.max_position:
-        errors.append(f"vllm.max_model_len ({v.max_model_len:,}) is above {params.slm.name_or_path}'s "
+        errors.append(f"vllm.max_model_len ({v.max_model_len:,}) is above {slm}'s "
                       f"max_position_embeddings ({m.max_position:,}): vLLM refuses it")
     if m is not None and m.heads % v.tensor_parallel_size:
         errors.append(f"vllm.tensor_parallel_size ({v.tensor_parallel_size}) does not divide the "
-                      f"{m.heads} attention heads of {params.slm.name_or_path}: vLLM refuses it")
+                      f"{m.heads} attention heads of {slm}: vLLM refuses it")
+    sv = params.endpoint.serve
+    if sv is not None and "openai" in (params.sampling.backend, params.eval_backend):
+        gpus = sv.replicas * sv.tensor_parallel_size * sv.data_parallel_size
+        errors += _engine_errors(params, "endpoint.serve (replicas x tensor_parallel_size x data_parallel_size)"
+                                 if gpus > h.gpus_per_node else "endpoint.serve", slm, sv.tensor_parallel_size, gpus,
+                                 sv.max_model_len)
+    o = params.oracle
+    if o.backend == "openai" and o.serve is not None and o.model is not None:
+        gpus = o.serve.replicas * o.serve.tensor_parallel_size * o.serve.data_parallel_size
+        errors += _engine_errors(params, "oracle.serve (replicas x tensor_parallel_size x data_parallel_size)"
+                                 if gpus > h.gpus_per_node else "oracle.serve", o.model, o.serve.tensor_parallel_size,
+                                 gpus, o.serve.max_model_len or o.context_length)
     return errors
 
 
@@ -253,4 +354,9 @@ def check(params: Params) -> tuple[list[str], list[str]]:
     found = estimates(params)
     lines = [f"GPU memory, estimated per GPU ({h.gpus_per_node} x {h.gpu_memory_gib:g} GiB per node; "
              "formulas in docs/budgets.md):", *[e.line() for e in found]]
+    known = [e for e in found if e.gib is not None]
+    if known:
+        top = max(known, key=held)
+        lines.append(f"  peak: ~{held(top):.1f} GiB of {h.gpu_memory_gib:g} on a GPU, in {top.stage} ({top.what}; "
+                     "a vLLM engine holds all it reserves)")
     return lines, [*layout_errors(params), *[e.error() for e in found if not e.fits]]

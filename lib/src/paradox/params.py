@@ -472,10 +472,38 @@ class ModelShape(Strict):
     source: str = ""                          # where the numbers come from
 
 
+class GPUHours(Strict):
+    """What `make plan`'s GPU-hour estimates assume (paradox.gpu_hours, docs/budgets.md): stated
+    guesses, none of them measured. Throughputs per GPU come from the table paradox.gpu_hours.GPUS
+    for `hardware.gpu` (model size x GPU kind) unless set here."""
+    # Generated tokens/s per GPU of one model in vLLM with hundreds of sequences in flight (hub id or
+    # path -> rate); overrides the table's rate for that model's size. Set it from your own run.
+    decode_tokens_per_s: dict[str, float] = Field(default_factory=dict)
+    peak_tflops: float | None = Field(None, gt=0)  # dense bf16 TFLOP/s per GPU; None: the GPU's datasheet figure
+    # Model FLOPs utilisation: training counts 6 x params x tokens (gradient checkpointing's recompute
+    # and padding are inside it); forward passes (prefill, rewards, perplexity) 2 x params x tokens.
+    train_mfu: float = Field(0.35, gt=0, le=1)
+    forward_mfu: float = Field(0.3, gt=0, le=1)
+    mean_question_tokens: int = Field(150, gt=0)   # a problem statement (with the chat template)
+    mean_trace_tokens: int = Field(600, gt=0)      # a sampled trace, and a trace in every stream
+    mean_eval_tokens: int = Field(800, gt=0)       # an answer to a benchmark problem (harder: longer)
+    kept_share: float = Field(0.34, gt=0, le=1)    # problems kept by rejection sampling (paper: ~34K of 100K)
+    load_gib_per_s: float = Field(2.0, gt=0)       # reading (or writing) weights on local disk
+    engine_start_s: float = Field(90.0, ge=0)      # a vLLM engine's start beyond its weights (CUDA graphs, compile)
+    train_run_s: float = Field(60.0, ge=0)         # a training run's launch beyond loading and saving weights
+    # GPUs of an Oracle that runs elsewhere (oracle.base_url): its wall time; None: its GPU hours only.
+    oracle_gpus: int | None = Field(None, gt=0)
+
+
 class Hardware(Strict):
-    """The GPUs a profile runs on: `make plan` checks each stage's estimated peak memory against them."""
+    """The GPUs a profile runs on: `make plan` checks each stage's estimated peak memory against them
+    and estimates each stage's GPU hours on them."""
     gpu_memory_gib: float | None = Field(None, gt=0)  # per GPU, as CUDA reports it; None: no estimate
     gpus_per_node: int = Field(1, gt=0)
+    # The kind of GPU (a row of paradox.gpu_hours.GPUS: peak FLOP/s, decode throughputs); None: GPU
+    # hours are not estimated.
+    gpu: Literal["h100", "h200", "a100"] | None = None
+    gpu_hours: GPUHours = GPUHours()
     # Shapes of models that paradox.gpu_memory's table lacks (hub id or path -> shape); a model in
     # neither is "not estimated" in the plan, never guessed.
     models: dict[str, ModelShape] = Field(default_factory=dict)

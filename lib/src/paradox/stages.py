@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from paradox import gpu_memory, oracle_budget, plan
+from paradox import gpu_hours, gpu_memory, oracle_budget, plan
 from paradox.params import Params, ParamsError, RewardModel, load_params
 from paradox.paths import RunPaths, project_root
 
@@ -63,8 +63,49 @@ def _slm(params: Params) -> str:
 def _engine(params: Params, backend: str) -> str:
     if backend == "hf":
         return "transformers generate"
+    if backend == "openai":
+        e = params.endpoint
+        if e.serve is None:
+            return f"your OpenAI-compatible servers at {', '.join(e.base_urls)}"
+        sv = e.serve
+        return (f"managed vllm serve ({sv.replicas} server(s) x data parallel {sv.data_parallel_size} x tensor "
+                f"parallel {sv.tensor_parallel_size})")
     v = params.vllm
     return f"vLLM (tensor parallel {v.tensor_parallel_size}, data parallel {v.data_parallel_size})"
+
+
+def _gpus(params: Params, backend: str) -> str:
+    """How many GPUs a sampling/evaluation engine spreads over, and how."""
+    if backend == "hf":
+        return "GPUs: 1 (transformers generate, one process)"
+    if backend == "openai" and params.endpoint.serve is None:
+        return f"GPUs: those of your servers ({len(params.endpoint.base_urls)} endpoint(s))"
+    if backend == "openai":
+        sv = params.endpoint.serve
+        assert sv is not None
+        engines, tp = sv.replicas * sv.data_parallel_size, sv.tensor_parallel_size
+    else:
+        engines, tp = 1, params.vllm.tensor_parallel_size
+    return (f"GPUs: {engines * tp} of the node's {params.hardware.gpus_per_node} ({engines} engine(s) of {tp} GPU(s) "
+            "each; memory per GPU below)")
+
+
+def _on_gpus(params: Params) -> bool:
+    """A real-world profile that declares its GPUs (`hardware`): the plan says which GPUs each stage uses."""
+    return params.world == "real" and (params.hardware.gpu_memory_gib is not None or params.hardware.gpu is not None)
+
+
+def _oracle_gpus(params: Params) -> list[str]:
+    o = params.oracle
+    if o.backend != "openai" or not _on_gpus(params):
+        return []
+    if o.serve is not None:
+        n, _ = gpu_hours.oracle_gpus(params)
+        return [f"Oracle GPUs: {n} of this node's {params.hardware.gpus_per_node}, served by this stage and stopped when "
+                "it is done (the GPU lock keeps the SLM's servers off them meanwhile)"]
+    n = params.hardware.gpu_hours.oracle_gpus
+    return [f"Oracle GPUs: the Oracle's own ({n} GPUs, hardware.gpu_hours.oracle_gpus)" if n
+            else "Oracle GPUs: the Oracle's own, elsewhere"]
 
 
 def _oracle(params: Params) -> str:
@@ -98,7 +139,8 @@ def stages(params: Params) -> list[Stage]:
     k = p.sampling
     out.append(Stage("01_data", "rejection sampling: k samples per training problem, keep one correct trace",
                      models=[f"{_slm(p)} on {_engine(p, k.backend)}"], data=[_dataset(p, "train")],
-                     sizes=[f"problems: {n_txt}", f"generations: {k.k} per problem"
+                     sizes=[f"problems: {n_txt}", *([_gpus(p, k.backend)] if _on_gpus(p) else []),
+                            f"generations: {k.k} per problem"
                             + (f" = {n * k.k:,}" if n else "") + f", at most {k.max_new_tokens:,} new tokens each",
                             "kept problems: those with a correct sample (known only after sampling"
                             + ("; the paper kept ~34K of 100K)" if p.world == "real" else ")")],
@@ -111,6 +153,7 @@ def stages(params: Params) -> list[Stage]:
                              + (f"at most {p.oracle.max_tokens:,} tokens each" if p.oracle.context_length is None
                                 else "each fitted to the Oracle's context (budgets below)"))
                             if p.oracle.backend == "openai" else "Oracle: 2 rule calls per kept problem",
+                            *_oracle_gpus(p),
                             f"reward scores: 4 streams x kept problems x {1 + len(p.reward.cross_check)} model(s)"],
                      outputs=[f"{paths.streams}/oracle_refined.jsonl", f"{paths.streams}/oracle_synthesized.jsonl",
                               f"{paths.rewards}/<stream>.jsonl"]))
@@ -120,7 +163,8 @@ def stages(params: Params) -> list[Stage]:
                      models=[f"Oracle: {_oracle(p)}", f"locator: {p.oracle.locator}"
                              + (f" ({p.oracle.prm})" if p.oracle.locator == "prm" else ""),
                              f"perplexity: {_slm(p)}"],
-                     sizes=[f"style check: PPL ratio <= {sa.max_ppl_ratio}, edit ratio <= {sa.max_edit_ratio}",
+                     sizes=[*_oracle_gpus(p), f"style check: PPL ratio <= {sa.max_ppl_ratio}, edit ratio <= "
+                            f"{sa.max_edit_ratio}",
                             f"drift dial fractions: {list(p.drift.fractions) or 'none'}",
                             f"selection: {'on, lambda ' + str(p.selection.lam) if p.selection.enabled else 'off'}"],
                      outputs=[f"{paths.streams}/style_aligned.jsonl", f"{paths.data}/style_align_decisions.jsonl",
@@ -133,7 +177,9 @@ def stages(params: Params) -> list[Stage]:
                      models=[f"base: {_slm(p)}", f"trainer: {launcher}; "
                              + (f"LoRA r={t.lora.r}" if t.lora.enabled else "full fine-tuning")
                              + (", bf16" if t.bf16 else "")],
-                     sizes=[f"runs: {len(runs)} ({n_main} main = {len(streams)} streams x losses x "
+                     sizes=[*([f"GPUs: {t.num_processes} ({t.num_processes // t.num_machines} per node x {t.num_machines} "
+                               "node(s), one process each)"] if t.launcher == "accelerate" and _on_gpus(p) else []),
+                            f"runs: {len(runs)} ({n_main} main = {len(streams)} streams x losses x "
                             f"{len(t.seeds)} seed(s); {len(runs) - n_main} grid)",
                             f"batch {t.batch_size} = {per_device} per device x {t.num_processes} process(es) x "
                             f"{accum} accumulation; lr {t.learning_rate:g}; {t.epochs:g} epoch(s); max length "
@@ -143,9 +189,10 @@ def stages(params: Params) -> list[Stage]:
                      outputs=[f"{paths.models}/<stream>-<loss>-s<seed>/", f"{paths.models}/runs.csv"]))
     n_eval_models = len(runs) + 1  # + the base SLM
     out.append(Stage("05_eval", "Avg@k of every fine-tuned model (and the base SLM); perplexity of every stream",
-                     models=[f"{n_eval_models} models on {_engine(p, k.backend)}"],
+                     models=[f"{n_eval_models} models on {_engine(p, p.eval_backend)}"],
                      data=[_dataset(p, s) for s in e.splits],
-                     sizes=[f"k = {e.k} samples per problem at temperature {e.temperature:g}, at most "
+                     sizes=[*([_gpus(p, p.eval_backend)] if _on_gpus(p) else []),
+                            f"k = {e.k} samples per problem at temperature {e.temperature:g}, at most "
                             f"{e.max_new_tokens:,} new tokens",
                             f"learning-curve checkpoints: {p.learning_curve.checkpoints} per run of "
                             f"{list(p.learning_curve.streams)} ({list(p.learning_curve.losses)})"],
@@ -162,11 +209,24 @@ def stages(params: Params) -> list[Stage]:
     return out
 
 
+def precision_errors(params: Params) -> list[str]:
+    """Full fine-tuning inline (TRL in the notebook) trains the weights in the dtype they were loaded
+    in: with a bf16/fp16 SLM, AdamW's weights and state are half precision too, and steps of a few
+    1e-5 fall below their resolution and are lost (nothing fails; the models just barely move)."""
+    t, dtype = params.train, params.slm.dtype
+    if params.world != "real" or t.launcher != "inline" or t.lora.enabled or dtype == "float32":
+        return []
+    return [f"train.launcher 'inline' would fine-tune the {dtype} weights as loaded (slm.dtype): AdamW's steps at "
+            f"lr {t.learning_rate:g} fall below {dtype}'s resolution and are lost; use train.launcher 'accelerate' "
+            "(FSDP with mixed precision keeps float32 master weights, also on one GPU), slm.dtype float32, or "
+            "train.lora"]
+
+
 def checks(params: Params) -> tuple[list[str], list[str]]:
-    """(lines, errors) of the Oracle-budget and GPU-memory checks."""
+    """(lines, errors) of the Oracle-budget, GPU-memory and training-precision checks."""
     budget_lines, budget_errors = oracle_budget.check(params)
     memory_lines, memory_errors = gpu_memory.check(params)
-    return [*budget_lines, "", *memory_lines], [*budget_errors, *memory_errors]
+    return [*budget_lines, "", *memory_lines], [*budget_errors, *memory_errors, *precision_errors(params)]
 
 
 def render(params: Params) -> str:
@@ -179,7 +239,7 @@ def render(params: Params) -> str:
             lines += [f"    {label:<7}{item.replace(root, '')}" for item in items]  # paths from the root
         lines.append("")
     check_lines, errors = checks(params)
-    lines += [*check_lines, ""]
+    lines += [*check_lines, "", *gpu_hours.check(params), ""]
     lines.append(f"Nothing was run. `make paper PROFILE={params.profile}` runs these stages in order."
                  if not errors else f"Nothing was run. {len(errors)} check(s) failed: this profile cannot run as set.")
     return "\n".join(lines)

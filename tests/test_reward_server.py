@@ -11,6 +11,7 @@ import shutil
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,8 @@ class PoolingServer:
     `data[i].data` is [logit] for classify, one [reward] per token for token_classify; errors as
     `{"error": {"message", "type", "code"}}`, an unsupported task as a 400 naming the tasks)."""
 
-    def __init__(self, name: str, tasks: tuple[str, ...], max_model_len: int = 8192) -> None:
-        self.name, self.tasks, self.max_model_len = name, tasks, max_model_len
+    def __init__(self, name: str, tasks: tuple[str, ...], max_model_len: int = 8192, delay_s: float = 0.0) -> None:
+        self.name, self.tasks, self.max_model_len, self.delay_s = name, tasks, max_model_len, delay_s
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.bad_rows = False  # answer one row too few
@@ -83,6 +84,7 @@ class PoolingServer:
                 if self.path != "/pooling":
                     return self._send(404, {"detail": "Not Found"})
                 server.bodies.append(body)
+                time.sleep(server.delay_s)
                 if body.get("model") != server.name:
                     return self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
                                                       "type": "NotFoundError", "code": 404}})
@@ -201,7 +203,8 @@ def test_urls_with_or_without_v1():
 
 @pytest.mark.parametrize("head,task", [("seq_cls", "classify"), ("remote_code", "token_classify")])
 def test_scores_the_chats_ids_at_their_last_token_spread_over_the_servers(tok_dir, servers, head, task):
-    a, b = servers("rm", (task,)), servers("rm", (task,))
+    # answers take a while, as a model's do: requests in flight pile up and go to the less busy server
+    a, b = servers("rm", (task,), delay_s=0.2), servers("rm", (task,), delay_s=0.2)
     problems, traces = _data()
     # one URL without /v1: the adapter adds it for the OpenAI routes and drops it for /pooling
     with _adapter(_spec(tok_dir, (a.url, b.url.removesuffix("/v1")), head=head)) as rm:
@@ -245,7 +248,8 @@ def test_a_head_the_server_lacks_fails_on_load_naming_the_tasks(tok_dir, servers
 
 def test_a_server_serving_another_model_is_named(tok_dir, servers):
     srv = servers("other-rm", ("classify",))
-    with pytest.raises(ValueError, match=r"serve \['other-rm'\], not 'rm' \(set reward.served_model_name"):
+    with pytest.raises(ValueError, match=r"server at http://127.0.0.1:\d+/v1 serves \['other-rm'\], not 'rm' \(set "
+                                         r"reward.served_model_name"):
         _adapter(_spec(tok_dir, srv.url)).load()
 
 

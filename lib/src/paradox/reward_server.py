@@ -21,7 +21,7 @@ are at the server's root, not under /v1):
   - `use_activation: false`: the raw value, as the transformers forward pass gives it (vLLM's
     classify default is a sigmoid).
 `GET /v1/models` gives the served names and each server's `max_model_len`: a chat is cut to the
-smaller of `reward.max_length` and that, so the server never refuses a chat as too long.
+smallest of `reward.max_length` and those, so no server refuses a chat as too long.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from paradox.endpoints import EndpointError, EndpointPool, display_url
+from paradox.endpoints import EndpointError, EndpointPool, describe, display_url
 from paradox.params import RewardModel
 from paradox.paths import local_or_hub
 from paradox.problems import Problem
@@ -146,18 +146,35 @@ class ServedReward:
         return self
 
     def _check_servers(self) -> None:
-        """The model is served under its name, chats fit its context, and its head offers the task."""
+        """Every server that answers serves the model under its name; chats fit the smallest context;
+        the model's head offers the task (one short chat scored)."""
+        import openai
+
         assert self.pool is not None
-        models = self.pool.call(lambda client: client.models.list(), what=f"{self.name}: model list")
-        by_id = {m.id: m for m in models.data}
-        if self.served_name not in by_id:
-            raise ValueError(f"{self.name}: the servers at {self.pool.label} serve {sorted(by_id)}, not "
-                             f"{self.served_name!r} (set reward.served_model_name to the name they serve)")
-        served_len = (by_id[self.served_name].model_extra or {}).get("max_model_len")
-        if isinstance(served_len, int) and served_len < self.spec.max_length:
-            log.warning("%s: the server's max_model_len is %d, below max_length %d: chats are cut to %d tokens",
-                        self.name, served_len, self.spec.max_length, served_len)
-            self.max_length = served_len
+        listed: dict[str, Any] = {}
+        for e in self.pool.endpoints:
+            try:
+                listed[e.url] = e.client.models.list()
+            except openai.APIConnectionError as err:  # down for now: the pool fails over from it
+                log.warning("%s: %s does not answer (%s)", self.name, display_url(e.url), describe(err))
+            except openai.OpenAIError as err:
+                raise ValueError(f"{self.name}: {display_url(e.url)} answered {describe(err)} to /v1/models: "
+                                 f"{str(getattr(err, 'message', ''))[:300]}") from None
+        if not listed:  # none answers now: wait for one, with the pool's retries
+            listed[self.pool.label] = self.pool.call(lambda client: client.models.list(), what=f"{self.name}: models")
+        lengths = []
+        for url, models in listed.items():
+            by_id = {m.id: m for m in models.data}
+            if self.served_name not in by_id:
+                raise ValueError(f"{self.name}: the server at {display_url(url)} serves {sorted(by_id)}, not "
+                                 f"{self.served_name!r} (set reward.served_model_name to the name it serves)")
+            served_len = (by_id[self.served_name].model_extra or {}).get("max_model_len")
+            if isinstance(served_len, int):
+                lengths.append(served_len)
+        if lengths and min(lengths) < self.spec.max_length:
+            log.warning("%s: the servers' max_model_len is %d, below max_length %d: chats are cut to %d tokens",
+                        self.name, min(lengths), self.spec.max_length, min(lengths))
+            self.max_length = min(lengths)
         from paradox.reward_models import encode_chat
 
         probe, _ = encode_chat(self.tok, "1 + 1 = ?", "2", self.spec.system_prompt, self.max_length)

@@ -272,6 +272,8 @@ def test_read_scores_rejects_other_shapes():
         read_scores({"data": [{"index": 0, "data": [0.1, 0.9]}]}, [[8, 9]], "classify", "s")
     with pytest.raises(ValueError, match="expected 1 pooling results, got str"):
         read_scores("<html>", [[8]], "classify", "s")
+    with pytest.raises(ValueError, match="expected 1 pooling results"):
+        read_scores({"data": [[0.5]]}, [[8]], "classify", "s")  # not vLLM's layout
 
 
 def test_retried_on_a_server_error_and_failed_over_from_a_dead_server(tok_dir, servers):

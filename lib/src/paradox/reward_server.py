@@ -58,7 +58,7 @@ def read_scores(answer: Any, chats: Sequence[Sequence[int]], task: str, where: s
     logit of `classify`, the last token's reward of `token_classify`. Anything else is an error that
     names the server and what came back (a model with another head, a server that is not vLLM)."""
     items = answer.get("data") if isinstance(answer, dict) else None
-    if not isinstance(items, list) or len(items) != len(chats):
+    if not isinstance(items, list) or len(items) != len(chats) or not all(isinstance(x, dict) for x in items):
         raise ValueError(f"{where}: expected {len(chats)} pooling results, got "
                          f"{len(items) if isinstance(items, list) else type(answer).__name__}")
     scores = []

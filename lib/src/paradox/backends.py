@@ -160,9 +160,11 @@ def oracle_servers(params: Params, paths: RunPaths):
     return ServerGroup(spec, sv.replicas, paths.root / "logs", name="oracle", lock_path=gpu_lock(paths))
 
 
-def reward_model(params: Params, spec: RewardModel | None = None):
+def reward_model(params: Params, spec: RewardModel | None = None, paths: RunPaths | None = None):
     """The reward model `spec` describes: by default the main one (`params.reward`); a cross-check
-    model passes its own spec (see `cross_check_rewards`). Each has `name` and `score_many`."""
+    model passes its own spec (see `cross_check_rewards`). Each has `name` and `score_many`; none
+    loads weights or starts servers before its first `score_many`. `paths`: where managed reward
+    servers log and the GPU lock they take (default: the profile's run under runs/)."""
     spec = params.reward if spec is None else spec
     if spec.backend == "toy":
         from paradox.toy.reward import RubricReward
@@ -176,15 +178,20 @@ def reward_model(params: Params, spec: RewardModel | None = None):
         from paradox.vllm_backend import VLLMReward
 
         return VLLMReward(spec, params.vllm, seed=params.seed)  # the engine starts on first use
+    if spec.backend == "vllm_server":
+        from paradox.reward_server import ServedReward
+
+        paths = paths or RunPaths(params.profile)
+        return ServedReward(spec, log_dir=paths.root / "logs", lock_path=gpu_lock(paths), seed=params.seed)
     raise _not_built(f"the '{spec.backend}' reward backend")
 
 
-def cross_check_rewards(params: Params) -> list:
+def cross_check_rewards(params: Params, paths: RunPaths | None = None) -> list:
     """The reward models scored beside the main one (`reward.cross_check`), in params order.
 
-    Hugging Face models load their weights on first use and free them with `close()`, so the list
-    can be built at once and scored one model at a time."""
-    return [reward_model(params, spec) for spec in params.reward.cross_check]
+    Each loads its weights (or starts its servers) on first use and frees them with `close()`, so
+    the list can be built at once and scored one model at a time."""
+    return [reward_model(params, spec, paths) for spec in params.reward.cross_check]
 
 
 def fill_template(template: str, question: str) -> str:

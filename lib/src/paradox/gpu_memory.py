@@ -223,15 +223,63 @@ def training(params: Params, stage: str, name: str) -> Estimate:
                     "train.num_processes, or set train.gradient_checkpointing")
 
 
-def _reward(params: Params, stage: str, spec: RewardModel) -> Estimate:
+def _reward(params: Params, stage: str, spec: RewardModel, key: str = "reward") -> Estimate:
     assert spec.name_or_path is not None
     what = f"reward {spec.name_or_path} ({spec.backend})"
+    if spec.backend == "vllm_server":
+        sv = spec.serve
+        if sv is None:
+            return Estimate(stage, what, None, None, f"servers you run at {', '.join(spec.base_urls)}")
+        # Every server (each data-parallel rank) holds the whole model on tensor_parallel_size GPUs.
+        return served_engine(params, stage, what, spec.name_or_path, spec.dtype, sv, f"{key}.serve",
+                             sv.max_model_len or spec.max_length)
     if spec.backend == "vllm":
         return vllm_engine(params, stage, what, spec.name_or_path, spec.dtype,
                            params.vllm.max_model_len or spec.max_length)
     return hf_inference(params, stage, what, spec.name_or_path, spec.dtype, params.hardware.gpus_per_node,
                         spec.batch_size * spec.max_length, logits=False,
                         fix="lower reward.batch_size or reward.max_length (or hardware.gpus_per_node is too small)")
+
+
+def reward_specs(params: Params) -> list[tuple[str, RewardModel]]:
+    """(params key, spec) of the main reward model and each cross-check model."""
+    return [("reward", params.reward),
+            *((f"reward.cross_check[{i}]", spec) for i, spec in enumerate(params.reward.cross_check))]
+
+
+def reward_server_errors(params: Params) -> list[str]:
+    """Managed reward servers (`reward.serve`) that cannot start as set, whatever the GPUs' memory."""
+    h, errors = params.hardware, []
+    for key, spec in reward_specs(params):
+        sv = spec.serve
+        if spec.backend != "vllm_server" or sv is None:
+            continue
+        k = f"{key}.serve"
+        if sv.data_parallel_size * sv.tensor_parallel_size > h.gpus_per_node:
+            errors.append(f"{k}: data_parallel_size x tensor_parallel_size = "
+                          f"{sv.data_parallel_size * sv.tensor_parallel_size} GPUs, more than hardware.gpus_per_node "
+                          f"({h.gpus_per_node})")
+        if h.gpu_memory_gib is not None and sv.replicas * sv.gpu_memory_utilization > 1:
+            # paradox.serving starts every replica with the same environment: the same GPUs.
+            errors.append(f"{k}: {sv.replicas} replicas x gpu_memory_utilization {sv.gpu_memory_utilization:g} claim "
+                          "more than the whole of the GPUs they share (every replica sees the same GPUs); spread a "
+                          "model over GPUs with data_parallel_size (vLLM gives each rank its own GPUs)")
+        m = shape_of(params, spec.name_or_path or "")
+        max_len = sv.max_model_len or spec.max_length
+        if m is not None and max_len > m.max_position:
+            errors.append(f"{k}: max_model_len {max_len:,} (serve.max_model_len, else max_length) is above "
+                          f"{spec.name_or_path}'s max_position_embeddings ({m.max_position:,}): vLLM refuses it")
+        if m is not None and m.heads % sv.tensor_parallel_size:
+            errors.append(f"{k}.tensor_parallel_size ({sv.tensor_parallel_size}) does not divide the {m.heads} "
+                          f"attention heads of {spec.name_or_path}: vLLM refuses it")
+        if key == "reward" and params.oracle.backend == "openai" and params.oracle.serve is not None:
+            # Notebook 03 scores the Style-Aligned and drift-dial streams with the main model while the
+            # Oracle's servers still run (the drift dial alternates the two), and managed servers share
+            # one GPU lock. (Cross-check models score after the Oracle has stopped, in 02 and 03.)
+            errors.append(f"{k} and oracle.serve are both managed servers, but notebook 03 scores rewards while "
+                          "the Oracle's servers run and only one managed server group may hold the GPUs: give one "
+                          "of them base_url (servers you run on other GPUs or nodes)")
+    return errors
 
 
 def estimates(params: Params) -> list[Estimate]:
@@ -256,7 +304,7 @@ def estimates(params: Params) -> list[Estimate]:
         return Estimate(stage, what, None, None, "transformers generate")
 
     out = [generation("01_data", p.sampling.backend)]
-    out += [_reward(p, "02_oracle_refine", spec) for spec in (p.reward, *p.reward.cross_check) if spec.backend != "toy"]
+    out += [_reward(p, "02_oracle_refine", spec, key) for key, spec in reward_specs(p) if spec.backend != "toy"]
     out += [perplexity("03_style_align"), training(p, "04_train", slm),
             generation("05_eval", p.eval_backend), perplexity("05_eval"), perplexity("07_mechanism")]
     out += oracle_beside(p, perplexity)
@@ -349,8 +397,9 @@ def check(params: Params) -> tuple[list[str], list[str]]:
     h = params.hardware
     if params.world == "toy":
         return ["GPU memory: the toy world runs on a CPU"], []
+    served = reward_server_errors(params)
     if h.gpu_memory_gib is None:
-        return ["GPU memory: not estimated (hardware.gpu_memory_gib is not set)"], []
+        return ["GPU memory: not estimated (hardware.gpu_memory_gib is not set)"], served
     found = estimates(params)
     lines = [f"GPU memory, estimated per GPU ({h.gpus_per_node} x {h.gpu_memory_gib:g} GiB per node; "
              "formulas in docs/budgets.md):", *[e.line() for e in found]]
@@ -359,4 +408,4 @@ def check(params: Params) -> tuple[list[str], list[str]]:
         top = max(known, key=held)
         lines.append(f"  peak: ~{held(top):.1f} GiB of {h.gpu_memory_gib:g} on a GPU, in {top.stage} ({top.what}; "
                      "a vLLM engine holds all it reserves)")
-    return lines, [*layout_errors(params), *[e.error() for e in found if not e.fits]]
+    return lines, [*layout_errors(params), *served, *[e.error() for e in found if not e.fits]]

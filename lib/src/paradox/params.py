@@ -302,18 +302,59 @@ class Oracle(Strict):
 
 
 class RewardModel(Strict):
-    backend: Literal["toy", "hf", "vllm"] = "toy"
+    # toy: the toy rubric; hf: transformers in this process (device_map over its GPUs); vllm: vLLM's
+    # offline pooling engine in this process; vllm_server: vLLM pooling servers (`vllm serve MODEL
+    # --runner pooling`), managed (`serve`) or yours (`base_url`), see paradox.reward_server.
+    backend: Literal["toy", "hf", "vllm", "vllm_server"] = "toy"
     name_or_path: str | None = None
     revision: str | None = None
     # seq_cls: one logit per sequence, AutoModelForSequenceClassification (Skywork-Reward class);
     # remote_code: a per-token reward head read at the last token (Qwen2.5-Math-RM-72B): with backend
-    # hf the checkpoint's own AutoModel class (trust_remote_code), with vllm vLLM's own implementation.
+    # hf the checkpoint's own AutoModel class (trust_remote_code), with vllm / vllm_server vLLM's own
+    # implementation.
     head: Literal["seq_cls", "remote_code"] = "seq_cls"
     trust_remote_code: bool = False
     system_prompt: str | None = None    # chat: system (optional), user = question, assistant = trace
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(8, gt=0)    # chats per forward pass (hf), per request (vllm_server)
     max_length: int = Field(4096, gt=0)
+    # backend vllm_server only: the servers you run (one per node), "http://host:port" with or without
+    # "/v1", one URL or a list (requests are spread over them and fail over), or `serve`: servers the
+    # scoring stage starts (on this machine, under the GPU lock) and stops when it is done.
+    base_url: str | tuple[str, ...] | None = None
+    serve: Serve | None = None
+    served_model_name: str | None = None  # the name the servers serve (default: name_or_path)
+    api_key_env: str = "REWARD_API_KEY"   # the NAME of the variable holding the servers' key, if any
+    concurrency: int = Field(8, gt=0)     # requests in flight per server (each of batch_size chats)
+    max_retries: int = Field(6, ge=0)     # on 5xx, timeouts and dropped connections, with backoff
+    timeout_s: float = Field(600.0, gt=0)
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        if self.base_url is None:
+            return ()
+        return (self.base_url,) if isinstance(self.base_url, str) else self.base_url
+
+    # Field validators (fields are validated in order, backend first), so an error names the key.
+    @field_validator("base_url", "serve", "served_model_name")
+    @classmethod
+    def _served_only(cls, v: Any, info: ValidationInfo) -> Any:
+        backend = info.data.get("backend")
+        if v is not None and backend != "vllm_server":
+            raise ValueError(f"is for backend 'vllm_server' (vLLM pooling servers); backend '{backend}' scores "
+                             "in this process")
+        if info.field_name == "base_url" and v is not None:
+            urls = (v,) if isinstance(v, str) else v
+            if not urls or any(not u.startswith(("http://", "https://")) for u in urls):
+                raise ValueError("needs one http(s) URL or a list of them")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_name(cls, v: str) -> str:
+        if not v.replace("_", "").isalnum() or v.startswith("sk-"):
+            raise ValueError("names an environment variable (e.g. REWARD_API_KEY); never put the key itself in params")
+        return v
 
     @model_validator(mode="after")
     def _model(self) -> RewardModel:
@@ -323,6 +364,10 @@ class RewardModel(Strict):
             # Without it AutoModel falls back to the bare base model, whose first output is hidden states.
             raise ValueError(f"reward model {self.name_or_path}: head 'remote_code' with backend 'hf' runs the "
                              "checkpoint's own code; set trust_remote_code: true for it")
+        if self.backend == "vllm_server" and (self.serve is None) == (not self.base_urls):
+            raise ValueError(f"reward model {self.name_or_path}: backend 'vllm_server' needs exactly one of serve "
+                             "(servers the stage starts) and base_url (servers you run)"
+                             + ("; both are set" if self.serve is not None else ""))
         return self
 
 

@@ -40,7 +40,8 @@ the END of the response, dropping tokens from the start of the response. The sco
 the last token, and the end of a solution (final answer, boxed result, end of turn) is what a
 reward model weighs most; the question must stay for the trace to be judged at all. If the prompt
 alone is too long, the chat is cut from the left. Truncated traces are counted in `n_truncated`.
-The vLLM backend (`paradox.vllm_backend.VLLMReward`) encodes with the same function.
+The vLLM backends (`paradox.vllm_backend.VLLMReward`, offline; `paradox.reward_server.ServedReward`,
+on vLLM pooling servers) encode with the same function.
 """
 
 from __future__ import annotations

@@ -50,6 +50,14 @@ def _n_train(params: Params) -> tuple[int | None, str]:
 def _reward(r: RewardModel) -> str:
     if r.backend == "toy":
         return "toy rubric reward (paradox.toy.reward)"
+    if r.backend == "vllm_server":
+        sv = r.serve
+        where = (f"managed `vllm serve --runner pooling` ({sv.replicas} server(s) x data parallel "
+                 f"{sv.data_parallel_size} x tensor parallel {sv.tensor_parallel_size}, max_model_len "
+                 f"{sv.max_model_len or r.max_length:,})" if sv is not None
+                 else f"vLLM pooling servers at {', '.join(r.base_urls)}")
+        return (f"{r.name_or_path} via {where} ({r.head}, {r.dtype}, {r.batch_size} chats per request, "
+                f"{r.concurrency} requests in flight per server)")
     return f"{r.name_or_path} via {r.backend} ({r.head}, {r.dtype}, batch {r.batch_size})"
 
 

@@ -182,7 +182,11 @@ class VLLMReward(_Engine):
             raise ValueError(f"VLLMReward needs reward backend 'vllm', got {spec.backend!r}")
         self.spec, self.seed, self.llm_kwargs = spec, seed, llm_kwargs
         self.task = self.TASKS[spec.head]
-        self.engine_kwargs = _engine_kwargs(engine or VLLMEngine())  # a bad engine section fails now
+        try:
+            self.engine_kwargs = _engine_kwargs(engine or VLLMEngine())  # a bad engine section fails now
+        except ValueError as err:
+            raise ValueError(f"{err} For the reward model: backend 'vllm_server' with "
+                             "reward.serve.data_parallel_size (paradox.reward_server).") from None
         self.name = f"vllm:{spec.name_or_path}"
         self.n_truncated = 0  # chats cut to max_length so far
 

@@ -52,7 +52,7 @@ print(f"profile={profile} params_hash={params.hash()}")
 problems = {p["id"]: Problem.from_dict(p) for p in read_jsonl(paths.data / "kept_problems.jsonl")}
 rft = read_jsonl(paths.stream("slm_rft"))
 oracle = backends.oracle(params, paths)
-reward = backends.reward_model(params)
+reward = backends.reward_model(params, paths=paths)
 print(f"{len(rft)} RFT traces; oracle={oracle.name}; reward model={reward.name}")
 
 # %% [markdown]

@@ -116,7 +116,7 @@ for i in examples:
 # ## Reward of the Style-Aligned stream
 
 # %%
-reward = backends.reward_model(params)
+reward = backends.reward_model(params, paths=paths)
 scores = reward.score_many([problems[r["id"]] for r in out], [r["completion"] for r in out])
 write_jsonl(paths.rewards / "style_aligned.jsonl", ({"id": r["id"], "reward": s} for r, s in zip(out, scores, strict=True)))
 print(f"mean reward, Style-Aligned: {sum(scores) / len(scores):.3f}")

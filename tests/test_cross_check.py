@@ -47,7 +47,7 @@ def test_score_streams_writes_each_model_and_frees_it_before_the_next(tmp_path, 
     paths = RunPaths("x", tmp_path / "runs", tmp_path / "figures")
     log: list[str] = []
     monkeypatch.setattr(backends, "cross_check_rewards",
-                        lambda p: [Closing(backends.reward_model(p, s), log) for s in p.reward.cross_check])
+                        lambda p, paths=None: [Closing(backends.reward_model(p, s), log) for s in p.reward.cross_check])
     problems = {"t-0": toy_problem}
     for stream in ("slm_rft", "oracle_refined", "style_aligned"):
         write_jsonl(paths.stream(stream), [{"id": "t-0", "prompt": "q", "completion": native_trace}])

@@ -57,7 +57,7 @@ def free(model: object) -> None:
 
 def score_streams(params: Params, paths: RunPaths, problems: Mapping[str, Problem], streams: Sequence[str]) -> None:
     """Score every stream's traces with each cross-check model, one model at a time, freeing it after."""
-    for key, model in zip(model_keys(params), backends.cross_check_rewards(params), strict=True):
+    for key, model in zip(model_keys(params), backends.cross_check_rewards(params, paths), strict=True):
         try:
             for stream in streams:
                 rows = read_jsonl(paths.stream(stream))

@@ -87,7 +87,7 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
                 launch_training(job, t.accelerate_config, t.num_processes, machines=machines)
             else:
                 model, tok = load_model(base, **backends.load_kwargs(params, base))
-                sft_train(model, tok, streams[r.stream], out, settings)
+                sft_train(model, tok, streams[r.stream], out, settings, gradient_checkpointing=t.gradient_checkpointing)
             if machines.is_main:
                 marker.mark()
         source = trained_by_key.setdefault(key, out)

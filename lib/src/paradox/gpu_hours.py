@@ -260,6 +260,16 @@ def _reward_works(params: Params, stage: str, streams: int, tokens_each: float) 
             tp = params.vllm.tensor_parallel_size
             out.append(Work(stage, what, (work + start * tp) / 3600, (work / tp + start) / 3600, tp,
                             f"{_m(tokens)} tokens scored (vLLM pooling) + 1 engine start"))
+        elif spec.backend == "vllm_server" and spec.serve is not None:  # managed pooling servers, all GPUs busy
+            sv = spec.serve
+            gpus = sv.replicas * sv.data_parallel_size * sv.tensor_parallel_size
+            work = m.forward_gpu_s(tokens)
+            start = m.load_s() + m.a.engine_start_s
+            out.append(Work(stage, what, (work + start * gpus) / 3600, (work / gpus + start) / 3600, gpus,
+                            f"{_m(tokens)} tokens scored (vLLM pooling servers, {gpus} GPU(s) at once) "
+                            "+ 1 server start"))
+        elif spec.backend == "vllm_server":  # servers you run elsewhere
+            out.append(Work(stage, what, None, None, 0, "servers you run (reward.base_url): not estimated"))
         else:
             # device_map "auto" balances any model over every GPU of the node (reward_models.HFReward)
             out.append(forward(stage, what, m, tokens, params.hardware.gpus_per_node))

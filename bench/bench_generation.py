@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from paradox.generation import load_model
 from paradox.io import read_jsonl
+from paradox.models import load_model
 
 
 def run(model, tok, prompts: list[str], cache: str | None, k: int, max_new: int) -> tuple[float, int]:

@@ -18,9 +18,10 @@ import statistics
 import time
 from pathlib import Path
 
-from paradox.generation import Generator, HFGenerator, SamplingSettings
+from paradox.generation import HFGenerator, SamplingSettings
 from paradox.io import read_jsonl
 from paradox.params import VLLMEngine
+from paradox.protocols import Generator
 
 
 def timed(gen: Generator, tok, prompts: list[str], s: SamplingSettings) -> tuple[float, int]:

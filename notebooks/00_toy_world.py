@@ -52,7 +52,7 @@ from paradox.paths import RunPaths, display
 from paradox.toy import problems as toy_problems
 from paradox.toy import slm as toy_slm
 from paradox.toy import styles
-from paradox.training import TrainSettings, sft_train, steps_for
+from paradox.training.trainer import sft_train
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -124,12 +124,7 @@ else:
     model = toy_slm.build_model(toy, tokenizer, params.seed)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"pretraining a {n_params / 1e6:.2f}M-parameter SLM on {len(corpus)} solutions")
-    settings = TrainSettings(
-        loss_type="nll", learning_rate=toy.slm.pretrain_lr, batch_size=toy.slm.pretrain_batch_size,
-        grad_accum=1, max_length=toy.slm.max_position, seed=params.seed, warmup_ratio=0.05,
-        max_steps=steps_for(len(corpus), toy.slm.pretrain_batch_size, toy.slm.pretrain_epochs),
-        logging_steps=25)
-    sft_train(model, tokenizer, corpus, slm_dir, settings)
+    sft_train(model, tokenizer, corpus, slm_dir, toy_slm.pretrain_settings(toy, len(corpus), params.seed))
 write_json(paths.world / "slm.json", {"path": display(slm_dir), "cache_key": key})  # root-relative
 
 # %% [markdown]

@@ -36,13 +36,14 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from paradox import backends, oracle_budget
-from paradox.generation import SamplingSettings, model_fingerprint, sample_sharded
+from paradox.generation import SamplingSettings, sample_sharded
 from paradox.grading import grade_many
 from paradox.io import write_json, write_jsonl
+from paradox.models import model_fingerprint
 from paradox.oracle_budget import OracleTokenizer, trace_tokens
 from paradox.params import load_params
 from paradox.paths import RunPaths
-from paradox.rft import CLEANERS, select
+from paradox.streams.rft import CLEANERS, select
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))

@@ -42,13 +42,13 @@ from pathlib import Path
 import torch
 
 from paradox import backends
-from paradox.generation import load_model
 from paradox.io import read_jsonl, write_json, write_jsonl
 from paradox.metrics import perplexity, response_nll
+from paradox.models import load_model
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.problems import Problem
-from paradox.style_align import decide
+from paradox.streams.style_align import decide
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -134,10 +134,10 @@ print(f"mean reward, Style-Aligned: {sum(scores) / len(scores):.3f}")
 # notation while the rest is copied verbatim; the repair's requests come from the cache.
 
 # %%
-from paradox import plan
+from paradox.streams import drift_stream
 
 for f in params.drift.fractions:
-    name = plan.drift_stream(f)
+    name = drift_stream(f)
     rows = [{**r, "completion": c} for r, c in zip(rft, oracle.rewrite_fraction_many(rft_problems, rft_traces, f),
                                                     strict=True)]
     write_jsonl(paths.stream(name), rows)
@@ -160,7 +160,7 @@ from paradox import cross_check
 cross_check.free(reward)
 if params.reward.cross_check:
     cross_check.score_streams(params, paths, problems,
-                              ["style_aligned", *(plan.drift_stream(f) for f in params.drift.fractions)])
+                              ["style_aligned", *(drift_stream(f) for f in params.drift.fractions)])
 
 # %% [markdown]
 # ## Beyond the paper (2): compatibility-aware selection
@@ -175,7 +175,7 @@ if params.reward.cross_check:
 # `selection.lam`. The result is one more training stream, `compat_selected`.
 
 # %%
-from paradox.selection import select_compatible
+from paradox.streams.selection import select_compatible
 
 if params.selection.enabled:
     cand = {}

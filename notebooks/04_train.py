@@ -38,18 +38,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from paradox import plan
-from paradox.fine_tune import fine_tune_all
 from paradox.io import read_json
 from paradox.params import load_params
 from paradox.paths import RunPaths
+from paradox.training.fine_tune import fine_tune_all
+from paradox.training.runs import training_runs
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
 # %% [markdown]
-# `fine_tune_all` (`paradox.fine_tune`) trains every run of the plan in order. Each run is saved
+# `fine_tune_all` (`paradox.training.fine_tune`) trains every run of the plan in order. Each run is saved
 # atomically with a key of its inputs (settings, the stream's content, the base weights), so an
 # interrupted notebook resumes with the runs it has not finished, and a changed setting retrains.
 # Identical inputs give identical weights on a CPU, so a run whose key matches one already trained
@@ -57,7 +57,7 @@ print(f"profile={profile} params_hash={params.hash()}")
 #
 # `train.launcher: inline` trains in this process (CPU or one GPU). `accelerate` starts
 # `accelerate launch --config_file <train.accelerate_config> --num_processes <train.num_processes>
-# -m paradox.train_run JOB` for each run (`paradox.launch`): every process trains, the main one
+# -m paradox.training.job JOB` for each run (`paradox.training.launch`): every process trains, the main one
 # saves the same files as an inline run (plus `launch.log`), and a failed launch stops the
 # notebook with the log's tail and leaves no finished-looking model. With `train.num_machines`
 # above 1 the other nodes run `make train-node` meanwhile (see README) and each launch is one job
@@ -65,7 +65,7 @@ print(f"profile={profile} params_hash={params.hash()}")
 
 # %%
 t = params.train
-runs = plan.training_runs(params)
+runs = training_runs(params)
 runs_df = fine_tune_all(params, paths)
 trained = runs_df[runs_df["copied_from"] == ""]
 print(f"{len(trained)} runs trained ({len(runs_df) - len(trained)} copied): {trained['seconds'].sum():.0f} s of "

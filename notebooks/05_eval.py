@@ -37,13 +37,16 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from paradox import backends, plan
-from paradox.generation import SamplingSettings, load_model, model_fingerprint, sample_sharded
+from paradox import backends
+from paradox.generation import SamplingSettings, sample_sharded
 from paradox.grading import grade_many
 from paradox.io import read_jsonl, write_jsonl
 from paradox.metrics import avg_at_k, perplexity, response_nll
+from paradox.models import load_model, model_fingerprint
 from paradox.params import load_params
 from paradox.paths import RunPaths
+from paradox.streams import all_streams
+from paradox.training.runs import keeps_checkpoints, training_runs
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -54,7 +57,7 @@ e, lc = params.eval, params.learning_curve
 source = backends.problem_source(params, paths)
 splits = {name: source.load(name) for name in e.splits}
 base = backends.slm_path(params, paths)
-runs = plan.training_runs(params)
+runs = training_runs(params)
 print(f"{len(runs)} fine-tuned models + the base SLM, on {len(splits)} splits, k={e.k}")
 
 
@@ -128,7 +131,7 @@ max_steps_of = pd.read_csv(paths.models / "runs.csv").set_index("name")["max_ste
 seed0 = params.train.seeds[0]
 base_scores = accuracy[(accuracy["model"] == f"base-s{seed0}")].set_index("split")["avg_at_k"]
 for r in runs:
-    if not plan.keeps_checkpoints(params, r):
+    if not keeps_checkpoints(params, r):
         continue
     ckpt_dir = paths.models / r.name / "checkpoints"
     final = accuracy[accuracy["model"] == r.name].set_index("split")["avg_at_k"]
@@ -150,7 +153,7 @@ pd.DataFrame(lc_rows, columns=["stream", "loss", "seed", "step", "split", "avg_a
 # %%
 model, tok = load_model(base, **backends.load_kwargs(params, base))
 ppl_rows = []
-for stream in tqdm(plan.all_streams(params), desc="streams"):
+for stream in tqdm(all_streams(params), desc="streams"):
     rows = read_jsonl(paths.stream(stream))
     scored = response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
                           token_budget=e.score_token_budget, desc=stream)

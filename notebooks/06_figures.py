@@ -34,11 +34,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from paradox.aggregate import base_utility, fmt, lookup, utility
 from paradox.io import read_jsonl
+from paradox.metrics import base_utility, fmt, lookup, utility
 from paradox.params import load_params
 from paradox.paths import RunPaths
-from paradox.report import STREAM_LABELS, STREAM_STYLE, TOY_CAVEAT, save_figure, save_table, setup_style
+from paradox.report import STREAM_STYLE, TOY_CAVEAT, save_figure, save_table, setup_style
+from paradox.streams import LABELS, LOSS_TITLES, table_streams
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -47,7 +48,7 @@ if params.world == "toy":
     print(TOY_CAVEAT)
 
 # %%
-streams = list(params.train.streams) + (["compat_selected"] if params.selection.enabled else [])
+streams = table_streams(params)
 reward_files = {s: paths.rewards / f"{s}.jsonl" for s in streams}
 acc_file, ppl_file, curves_file = paths.eval / "accuracy.csv", paths.eval / "perplexity.csv", paths.models / "loss_curves.csv"
 reward = {s: pd.DataFrame(read_jsonl(f))["reward"].mean() for s, f in reward_files.items()}
@@ -70,9 +71,9 @@ rows, shown = [], []
 for s in ["base", *streams]:
     sft, dft = (u("base", "none"),) * 2 if s == "base" else (u(s, "nll"), u(s, "dft"))
     rew, p = (float("nan"), float("nan")) if s == "base" else (reward[s], ppl[s])
-    rows.append({"Stream": STREAM_LABELS[s], "Reward": rew, "PPL": p, f"SFT Avg@{k}": sft[0], "SFT ci95": sft[1],
+    rows.append({"Stream": LABELS[s], "Reward": rew, "PPL": p, f"SFT Avg@{k}": sft[0], "SFT ci95": sft[1],
                  f"DFT Avg@{k}": dft[0], "DFT ci95": dft[1], "seeds": sft[2]})
-    shown.append({"Stream": STREAM_LABELS[s], "Reward": "n/a" if s == "base" else f"{rew:.2f}",
+    shown.append({"Stream": LABELS[s], "Reward": "n/a" if s == "base" else f"{rew:.2f}",
                   "PPL": "n/a" if s == "base" else f"{p:.3g}", f"SFT Avg@{k}": fmt(*sft), f"DFT Avg@{k}": fmt(*dft)})
 table1 = pd.DataFrame(rows)
 splits = ", ".join(sorted(accuracy["split"].unique()))
@@ -104,7 +105,7 @@ if params.reward.cross_check:
     xc = cross_check.reward_table(params, paths, streams)
     models = [c.removeprefix("reward:") for c in xc.columns if c.startswith("reward:")]
     xc[f"DFT Avg@{k}"], xc[f"SFT Avg@{k}"] = [[u(s, loss)[0] for s in streams] for loss in ("dft", "nll")]
-    xc_shown = pd.DataFrame({"Stream": [STREAM_LABELS[s] for s in streams],
+    xc_shown = pd.DataFrame({"Stream": [LABELS[s] for s in streams],
                              **{m: [f"{r:.2f} ({n})" for r, n in zip(xc[f"reward:{m}"], xc[f"rank:{m}"], strict=True)]
                                 for m in models},
                              f"DFT Avg@{k}": [fmt(*u(s, "dft")) for s in streams]})
@@ -129,7 +130,7 @@ else:
 # %%
 def scatter(x: dict, xlabel: str, stem: str, caption: str, inputs: list[Path], logx: bool = False) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True, layout="constrained")
-    for ax, loss, title in zip(axes, ("nll", "dft"), ("SFT (nll)", "DFT"), strict=True):
+    for ax, loss, title in zip(axes, LOSS_TITLES, LOSS_TITLES.values(), strict=True):
         for s in streams:
             m, ci, n = u(s, loss)
             if n == 0:
@@ -138,7 +139,7 @@ def scatter(x: dict, xlabel: str, stem: str, caption: str, inputs: list[Path], l
             face = dict(markerfacecolor="none", markeredgecolor=st["color"], markersize=14, markeredgewidth=2,
                         zorder=4) if st.get("hollow") else dict(markeredgecolor="black", markersize=8, zorder=3)
             ax.errorbar(x[s], m, yerr=ci if n > 1 else None, color=st["color"], marker=st["marker"],
-                        linestyle="none", capsize=3, label=STREAM_LABELS[s], **face)
+                        linestyle="none", capsize=3, label=LABELS[s], **face)
         ax.axhline(base_mean, color="grey", linestyle="--", linewidth=1, label="Base SLM")
         if logx:
             ax.set_xscale("log")
@@ -161,12 +162,12 @@ scatter(ppl.to_dict(), "perplexity of the traces under the base SLM (log scale)"
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-for ax, loss, title in zip(axes, ("nll", "dft"), ("SFT (nll)", "DFT"), strict=True):
+for ax, loss, title in zip(axes, LOSS_TITLES, LOSS_TITLES.values(), strict=True):
     for s in streams:
         c = curves[(curves["stream"] == s) & (curves["loss_type"] == loss)]
         st = STREAM_STYLE[s]
         ax.plot(c["step"], c["loss"], color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
-                markevery=max(1, len(c) // 6), label=STREAM_LABELS[s])
+                markevery=max(1, len(c) // 6), label=LABELS[s])
     ax.set_title(title)
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")

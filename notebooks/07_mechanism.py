@@ -41,22 +41,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from paradox import backends, plan
-from paradox.aggregate import fmt, lookup, utility
-from paradox.generation import load_model
+from paradox import backends
 from paradox.io import read_jsonl, write_text
-from paradox.metrics import perplexity, quarter_slices, response_nll
+from paradox.metrics import fmt, lookup, perplexity, quarter_slices, response_nll, utility
+from paradox.models import load_model
 from paradox.params import load_params
 from paradox.paths import RunPaths
-from paradox.report import (
-    STREAM_STYLE,
-    TOY_CAVEAT,
+from paradox.report import STREAM_STYLE, TOY_CAVEAT, save_figure, save_table, setup_style
+from paradox.streams import (
+    LOSS_TITLES,
+    ORACLE_STREAMS,
+    all_streams,
+    drift_fraction,
+    is_drift,
     label,
-    save_figure,
-    save_table,
-    setup_style,
+    table_streams,
 )
-from paradox.retention import judge_retention_many, load_prompt, toy_retention
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
@@ -66,8 +66,8 @@ if params.world == "toy":
 fig_dir = paths.figures
 
 # %%
-streams = list(params.train.streams) + (["compat_selected"] if params.selection.enabled else [])
-data = {s: read_jsonl(paths.stream(s)) for s in plan.all_streams(params)}
+streams = table_streams(params)
+data = {s: read_jsonl(paths.stream(s)) for s in all_streams(params)}
 base = backends.slm_path(params, paths)
 model, tok = load_model(base, **backends.load_kwargs(params, base))
 scored = {s: response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
@@ -191,25 +191,16 @@ attribution.pivot_table(index="rank", columns="stream", values="token", aggfunc=
 
 # %%
 rft_by_id = {r["id"]: r["completion"] for r in data["slm_rft"]}
-rewrites = [s for s in streams + [x for x in data if x.startswith(plan.DRIFT_PREFIX)] if s != "slm_rft"]
+rewrites = [s for s in streams + [x for x in data if is_drift(x)] if s != "slm_rft"]
+judge = backends.retention_scorer(params, paths)
 retention, retention_unscored = {}, {}
-if params.oracle.backend == "openai":
-    oracle = backends.oracle(params, paths)
-    judge = oracle.client
-    judge_prompt = load_prompt(params.analysis.retention_prompt)
-    for s in rewrites:
-        pairs = [(rft_by_id[r["id"]], r["completion"]) for r in data[s]]
-        scores = judge_retention_many(judge, judge_prompt, pairs, desc=f"retention {s}")
-        got = [x for x in scores if x is not None]
-        retention[s] = float(np.mean(got)) if got else float("nan")
-        retention_unscored[s] = len(scores) - len(got)
-    print("judge answers without a score, per stream:", retention_unscored, "; oracle counts:", judge.stats())
-    oracle.close()
-elif params.world == "toy":
-    for s in rewrites:
-        retention[s] = float(np.mean([toy_retention(rft_by_id[r["id"]], r["completion"]) for r in data[s]]))
-else:
-    raise NotImplementedError("retention for world 'real' needs the LLM judge: set oracle.backend 'openai'")
+for s in rewrites:
+    scores = judge.score_many([(rft_by_id[r["id"]], r["completion"]) for r in data[s]], desc=f"retention {s}")
+    got = [x for x in scores if x is not None]
+    retention[s] = float(np.mean(got)) if got else float("nan")
+    retention_unscored[s] = len(scores) - len(got)
+print(f"retention by {judge.name}; answers without a score, per stream: {retention_unscored}; counts: {judge.stats()}")
+judge.close()
 pd.Series(retention, name="retention (1-5)").rename(index=label)
 
 # %% [markdown]
@@ -253,7 +244,7 @@ if not lc.empty:
             st = STREAM_STYLE[s]
             ax.plot(c["step"], c["avg_at_k"], color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
                     label=label(s))
-        ax.set_title({"nll": "SFT (nll)", "dft": "DFT"}[loss])
+        ax.set_title(LOSS_TITLES[loss])
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(f"Avg@{k} (%, {', '.join(params.learning_curve.splits)})")
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
@@ -285,7 +276,7 @@ grid_table
 # mechanism is right, perplexity rises with f and utility falls with it.
 
 # %%
-drift = [s for s in data if s.startswith(plan.DRIFT_PREFIX)]
+drift = [s for s in data if is_drift(s)]
 if drift:
     dl = params.drift.losses
     fig, axes = plt.subplots(1, len(dl), figsize=(4.8 * len(dl), 3.6), squeeze=False)
@@ -295,14 +286,14 @@ if drift:
         ax.errorbar(xs, [y[0] for y in ys], yerr=[y[1] if y[2] > 1 else 0 for y in ys], color="black",
                     marker="o", linestyle="-", capsize=3)
         for s, x, y in zip(drift, xs, ys, strict=True):
-            ax.annotate(f"f={plan.drift_fraction(s):.2f}", (x, y[0]), textcoords="offset points", xytext=(5, 5))
-        ax.set_title({"nll": "SFT (nll)", "dft": "DFT"}[loss])
+            ax.annotate(f"f={drift_fraction(s):.2f}", (x, y[0]), textcoords="offset points", xytext=(5, 5))
+        ax.set_title(LOSS_TITLES[loss])
         ax.set_xlabel("perplexity of the training traces under the base SLM")
         ax.set_ylabel(f"Avg@{k} (%, mean over splits)")
     save_figure(fig, fig_dir / "drift_dial", params, [paths.eval / "accuracy.csv", paths.eval / "perplexity.csv"],
                 "Drift dial: the same logical repair with a fraction f of each trace rewritten in the Oracle's "
                 "notation; utility against the measured perplexity.")
-    drift_table = pd.DataFrame([{"f": plan.drift_fraction(s), "ppl": ppl[s], "reward": reward[s],
+    drift_table = pd.DataFrame([{"f": drift_fraction(s), "ppl": ppl[s], "reward": reward[s],
                                  **{f"{loss} Avg@{k}": u(s, loss)[0] for loss in dl}} for s in drift])
     save_table(drift_table, fig_dir / "drift_dial", params, [paths.eval / "accuracy.csv", paths.eval / "perplexity.csv"],
                caption="Drift dial: fraction of lines in Oracle notation, perplexity, reward and utility.",
@@ -331,7 +322,7 @@ corr
 # %%
 def verdict(loss: str) -> str:
     rft = u("slm_rft", loss)
-    oracle_streams = [s for s in ("oracle_refined", "oracle_synthesized") if s in streams]  # those this profile trains
+    oracle_streams = [s for s in ORACLE_STREAMS if s in streams]  # those this profile trains
     worse = [s for s in oracle_streams if u(s, loss)[0] < rft[0]]
     higher_reward = [s for s in oracle_streams if reward[s] > reward["slm_rft"]]
     shown = sorted(set(worse) & set(higher_reward))

@@ -11,12 +11,12 @@ import pytest
 from fault_proxy import FaultServer
 from oracle_helpers import BYTE_CHAT_OVERHEAD, byte_tokenizer
 
-from paradox import oracle_budget, stages
+from paradox import oracle_budget, plan
 from paradox.oracle_budget import KINDS, OracleTokenizer, load_templates, request_budgets, trace_tokens
 from paradox.oracle_client import OracleClient
 from paradox.params import ParamsError, load_params
 from paradox.problems import Problem
-from paradox.real_oracle import PromptOracle
+from paradox.prompt_oracle import PromptOracle
 from paradox.retention import judge_retention_many
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,19 +49,19 @@ def test_the_paper_setting_with_its_full_length_traces_cannot_fit(pdir, monkeypa
     """The issue: 4,096-token SLM traces (sampling.max_new_tokens) in a 4,096-token context. `make plan`
     refuses, naming the kinds and the key to change; nothing runs."""
     name = child(pdir, "rft:\n  max_trace_tokens: 4096\n")
-    monkeypatch.setattr(stages, "load_params", lambda profile: load_params(profile, pdir))
-    assert stages.main([name]) == 1
+    monkeypatch.setattr(plan, "load_params", lambda profile: load_params(profile, pdir))
+    assert plan.main([name]) == 1
     out = capsys.readouterr()
     for kind in KINDS:
         if kind != "synthesize":  # the only prompt without the trace
             assert f"error: profile {name}: Oracle {kind} request: prompt <= " in out.err
     assert "> oracle.context_length 4,096; lower rft.max_trace_tokens (4,096)" in out.err
     assert "DOES NOT FIT" in out.out and "check(s) failed" in out.out
-    assert stages.main(["--check", name]) == 1  # what `make paper` can run first: the errors only
+    assert plan.main(["--check", name]) == 1  # what `make paper` can run first: the errors only
     checked = capsys.readouterr()
     assert checked.out == "" and "Oracle refine request" in checked.err
-    monkeypatch.setattr(stages, "load_params", lambda profile: load_params(profile, ROOT / "params"))
-    assert stages.main(["--check", "paper-qwen2.5-math-1.5b"]) == 0 and capsys.readouterr() == ("", "")
+    monkeypatch.setattr(plan, "load_params", lambda profile: load_params(profile, ROOT / "params"))
+    assert plan.main(["--check", "paper-qwen2.5-math-1.5b"]) == 0 and capsys.readouterr() == ("", "")
 
 
 def test_a_completion_cap_below_what_an_answer_needs_is_refused(pdir):

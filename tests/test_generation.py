@@ -1,6 +1,7 @@
 import pytest
 
-from paradox.generation import HFGenerator, SamplingSettings, load_model, sample_sharded
+from paradox.generation import HFGenerator, SamplingSettings, sample_sharded
+from paradox.models import load_model
 
 PROMPTS = ["Question: Tom has 3 apples.\nAnswer:\n", "Question: Ana has 5 coins. She loses 2.\nAnswer:\n",
            "Question: x\nAnswer:\n"]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from paradox import gpu_hours, plan, stages
+from paradox import gpu_hours, plan
 from paradox.gpu_memory import GIB, SHAPES, n_params
 from paradox.params import ParamsError, load_params
+from paradox.training.runs import training_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SLM = "Qwen/Qwen2.5-Math-1.5B"
@@ -54,7 +55,7 @@ def test_paper_mini_estimates_by_hand():
 
     # 04: 15 runs (5 streams x {nll, dft} + compat_selected x 2 + 3 drift streams x dft) over the kept
     # problems' question + trace, 6 x params FLOPs at 35%, + a launch and the weights read and written.
-    assert len(plan.training_runs(p)) == 15
+    assert len(training_runs(p)) == 15
     train = by_what(works, "04_train", "training")
     flops = 6 * slm * kept * (150 + 600) * 15
     assert train.gpu_h == pytest.approx((flops / (peak * 0.35) + 15 * (60 + 2 * load)) / 3600)
@@ -73,7 +74,7 @@ def test_paper_mini_estimates_by_hand():
 
 
 def test_plan_prints_the_estimate_with_its_assumptions():
-    text = stages.render(load_params("paper-mini", ROOT / "params"))
+    text = plan.render(load_params("paper-mini", ROOT / "params"))
     assert "GPU hours, estimated (estimates, not measurements; assume h100 GPUs" in text
     assert "680 kept" in text
     total = next(line for line in text.splitlines() if line.strip().startswith("total") and "per node" in line)
@@ -91,7 +92,7 @@ def test_the_8_gpu_profile_samples_and_evaluates_on_8_gpus():
         w = by_what(works, stage, start)
         assert w.gpus == 8
         assert w.wall_h is not None and w.gpu_h is not None and w.wall_h < w.gpu_h / 7  # spread over 8 GPUs
-    text = stages.render(p)
+    text = plan.render(p)
     assert text.count("GPUs: 8 of the node's 8 (8 engine(s) of 1 GPU(s) each") == 2
     assert text.count("reserved = endpoint.serve.gpu_memory_utilization 0.9 x 79 GiB x 8 engines = 8 GPUs") == 2
     # The Oracle runs on its own node: its hours are counted apart, on its 8 GPUs.

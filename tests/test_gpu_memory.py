@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from paradox import gpu_memory, stages
+from paradox import gpu_memory, plan
 from paradox.gpu_memory import GIB, SHAPES, kv_bytes_per_token, n_params
 from paradox.params import ModelShape, load_params
 
@@ -81,8 +81,8 @@ def pdir(tmp_path: Path) -> Path:
 ])
 def test_settings_that_cannot_fit_are_refused_naming_stage_and_key(pdir, monkeypatch, capsys, body, message):
     (pdir / "bad.yaml").write_text(f"extends: paper-qwen2.5-math-1.5b\ndescription: x\n{body}")
-    monkeypatch.setattr(stages, "load_params", lambda profile: load_params(profile, pdir))
-    assert stages.main(["bad"]) == 1
+    monkeypatch.setattr(plan, "load_params", lambda profile: load_params(profile, pdir))
+    assert plan.main(["bad"]) == 1
     err = capsys.readouterr().err
     assert message in err, err
 
@@ -132,7 +132,7 @@ def test_toy_and_undeclared_hardware_are_not_estimated():
 # --- served engines, one GPU, and more GPUs than the node has ---------------------------------------
 
 def test_paper_mini_passes_the_check_that_make_paper_runs(capsys):
-    assert stages.main(["--check", "paper-mini"]) == 0
+    assert plan.main(["--check", "paper-mini"]) == 0
     assert capsys.readouterr() == ("", "")
     p = load_params("paper-mini", ROOT / "params")
     assert (p.hardware.gpu_memory_gib, p.hardware.gpus_per_node) == (79, 1)
@@ -189,8 +189,8 @@ def test_what_runs_beside_the_oracle_on_one_gpu_must_fit_with_it():
 ])
 def test_more_gpus_than_the_node_has_or_than_fit_are_refused(pdir, monkeypatch, capsys, profile, body, message):
     (pdir / "bad.yaml").write_text(f"extends: {profile}\ndescription: x\n{body}")
-    monkeypatch.setattr(stages, "load_params", lambda name: load_params(name, pdir))
-    assert stages.main(["--check", "bad"]) == 1
+    monkeypatch.setattr(plan, "load_params", lambda name: load_params(name, pdir))
+    assert plan.main(["--check", "bad"]) == 1
     err = capsys.readouterr().err
     assert message in err, err
 
@@ -201,4 +201,4 @@ def test_a_training_job_over_two_nodes_counts_processes_per_node(pdir):
                                    "  accelerate_config: params/accelerate/fsdp-2x8.yaml\n")
     p = load_params("two", pdir)
     assert gpu_memory.layout_errors(p) == []
-    assert "GPUs: 16 (8 per node x 2 node(s), one process each)" in stages.render(p)
+    assert "GPUs: 16 (8 per node x 2 node(s), one process each)" in plan.render(p)

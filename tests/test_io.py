@@ -45,7 +45,7 @@ def test_done_marker_tracks_the_key(tmp_path):
 
 
 def test_model_fingerprint_ignores_logs(tmp_path):
-    from paradox.generation import model_fingerprint
+    from paradox.models import model_fingerprint
 
     for name, secs in (("a", "1.0"), ("b", "2.0")):
         d = tmp_path / name

@@ -1,4 +1,4 @@
-"""Multi-process training: `accelerate launch` of `paradox.train_run` with two CPU processes (gloo)
+"""Multi-process training: `accelerate launch` of `paradox.training.job` with two CPU processes (gloo)
 on the tiny toy model, the job file, and the FSDP config as accelerate reads it."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pytest
 from safetensors.torch import load_file
 
 from paradox.io import read_json, write_jsonl
-from paradox.launch import LaunchError, Machines, free_port, launch_command, launch_training
 from paradox.params import Lora
-from paradox.train_run import make_job, run_job, settings_from_job
-from paradox.training import TrainSettings, sft_train
+from paradox.training.job import make_job, run_job, settings_from_job
+from paradox.training.launch import LaunchError, Machines, free_port, launch_command, launch_training
+from paradox.training.trainer import TrainSettings, sft_train
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_2PROC = ROOT / "params" / "accelerate" / "cpu-2proc.yaml"
@@ -37,12 +37,12 @@ def test_job_round_trips_settings(tmp_path, tiny_lm):
     assert make_job("r", "o", "Qwen/Qwen2.5-Math-1.5B", s)["model"] == "Qwen/Qwen2.5-Math-1.5B"  # hub id kept
     cmd = launch_command("job.json", CPU_2PROC, 2, 12345)
     assert cmd[1:] == ["-m", "accelerate.commands.launch", "--config_file", str(CPU_2PROC), "--num_processes", "2",
-                       "--main_process_port", "12345", "-m", "paradox.train_run", "job.json"]
+                       "--main_process_port", "12345", "-m", "paradox.training.job", "job.json"]
 
 
 def test_train_run_in_one_process_matches_the_inline_call(tmp_path, tiny_lm):
     """The job path (model given as a path, loaded by TRL) trains the very weights the inline path does."""
-    from paradox.generation import load_model
+    from paradox.models import load_model
 
     rows, s = _rows(), _settings()
     model, tok = load_model(str(tiny_lm))
@@ -98,7 +98,7 @@ def test_fsdp_config_reads_as_full_shard_on_8_gpus():
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_multi_gpu_env
 
-    argv = ["--config_file", str(ROOT / "params" / "accelerate" / "fsdp.yaml"), "-m", "paradox.train_run", "job.json"]
+    argv = ["--config_file", str(ROOT / "params" / "accelerate" / "fsdp.yaml"), "-m", "paradox.training.job", "job.json"]
     args, _, _ = _validate_launch_command(launch_command_parser().parse_args(argv))
     assert args.use_fsdp and args.num_processes == 8 and args.num_machines == 1
     env = prepare_multi_gpu_env(args)

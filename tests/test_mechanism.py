@@ -2,12 +2,14 @@
 
 import pytest
 
-from paradox import plan
 from paradox.metrics import quarter_slices
 from paradox.params import load_params
-from paradox.retention import judge_retention, load_prompt, toy_atoms, toy_retention, toy_retention_share
-from paradox.selection import select_compatible
+from paradox.retention import judge_retention, load_prompt
+from paradox.streams import drift_fraction, drift_stream
+from paradox.streams.selection import select_compatible
 from paradox.toy.oracle import ToyOracle
+from paradox.toy.retention import toy_atoms, toy_retention, toy_retention_share
+from paradox.training.runs import grid_runs, main_runs, training_runs
 
 
 @pytest.mark.parametrize("n", [*range(0, 41), 97, 1000, 4097])
@@ -75,13 +77,13 @@ def test_compatibility_selection_rule():
 
 def test_run_plan():
     p = load_params("toy-full")
-    runs = plan.training_runs(p)
+    runs = training_runs(p)
     names = [r.name for r in runs]
     assert len(names) == len(set(names))
-    main = plan.main_runs(p)
+    main = main_runs(p)
     assert {r.seed for r in main} == {0, 1, 2}
     assert all(r.loss == "dft" for r in main if r.stream.startswith("drift_"))
-    grid = plan.grid_runs(p)
+    grid = grid_runs(p)
     cells = {(r.learning_rate, r.batch_size) for r in grid}
     assert (p.train.learning_rate, p.train.batch_size) not in cells and len(cells) == 3
-    assert plan.drift_stream(0.25) == "drift_025" and plan.drift_fraction("drift_025") == 0.25
+    assert drift_stream(0.25) == "drift_025" and drift_fraction("drift_025") == 0.25

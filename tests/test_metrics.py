@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from paradox.generation import load_model
 from paradox.metrics import avg_at_k, mean_ci95, perplexity, response_nll
+from paradox.models import load_model
 
 
 def test_avg_at_k_is_a_mean_not_pass_at_k():

@@ -19,9 +19,10 @@ from oracle_helpers import (
     kill_mid_run,
 )
 
+from paradox.io import stable_hash
 from paradox.oracle_budget import BudgetError
 from paradox.oracle_client import OracleClient, OracleError, display_url
-from paradox.params import AnswerTokens, OracleAnswers, stable_hash
+from paradox.params import AnswerTokens, OracleAnswers
 
 SECRET = "sk-test-not-a-real-key-7f3a9c"
 

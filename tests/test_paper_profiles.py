@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from paradox import plan
 from paradox.params import ParamsError, load_params
-from paradox.stages import render, stages
+from paradox.plan import render, stages
+from paradox.training.runs import training_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ["paper-qwen2.5-math-1.5b", "paper-qwen2.5-math-7b", "paper-llama-3.2-3b", "paper-deepseekmath-7b"]
@@ -46,7 +46,7 @@ def test_plan_lists_every_stage_and_run(capsys):
     assert names == ["01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures",
                      "07_mechanism"]  # no toy world in a real profile
     text = render(p)
-    assert f"runs: {len(plan.training_runs(p))} " in text
+    assert f"runs: {len(training_runs(p))} " in text
     assert "Qwen/Qwen2.5-Math-72B-Instruct" in text and "Qwen/Qwen2.5-Math-RM-72B" in text
     assert "100,000" in text and "HuggingFaceH4/MATH-500" in text and "Nothing was run" in text
     toy = [s.notebook for s in stages(load_params("toy", ROOT / "params"))]

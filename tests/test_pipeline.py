@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paradox import plan
 from paradox.io import read_jsonl
-from paradox.params import STREAMS, load_params
+from paradox.params import load_params
+from paradox.streams import STREAMS, all_streams
+from paradox.training.runs import keeps_checkpoints, main_runs, training_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN, FIG = ROOT / "runs" / "smoke", ROOT / "figures" / "smoke"
@@ -49,19 +50,19 @@ def test_streams_share_problems(smoke_run):
 def test_eval_artifacts(smoke_run):
     acc = pd.read_csv(RUN / "eval" / "accuracy.csv")
     params = load_params("smoke")
-    runs = plan.training_runs(params)
+    runs = training_runs(params)
     assert len(acc) == (len(params.train.seeds) + len(runs)) * len(params.eval.splits)
     assert acc["avg_at_k"].between(0, 100).all()
     assert set(acc["purpose"]) == {"base", "main", "grid"}
     ppl = pd.read_csv(RUN / "eval" / "perplexity.csv")
-    assert set(ppl["stream"]) == set(plan.all_streams(params)) and (ppl["ppl"] > 1).all()
+    assert set(ppl["stream"]) == set(all_streams(params)) and (ppl["ppl"] > 1).all()
     lc = pd.read_csv(RUN / "eval" / "learning_curves.csv")
-    curves = {(r.stream, r.loss) for r in plan.main_runs(params) if plan.keeps_checkpoints(params, r)}
+    curves = {(r.stream, r.loss) for r in main_runs(params) if keeps_checkpoints(params, r)}
     assert set(zip(lc["stream"], lc["loss"], strict=True)) == curves
     steps = lc.groupby(["stream", "loss"])["step"].nunique()
     assert (steps == params.learning_curve.checkpoints + 2).all()  # base, checkpoints, final
     loss_curves = pd.read_csv(RUN / "models" / "loss_curves.csv")
-    assert set(loss_curves["stream"]) == set(plan.all_streams(params))
+    assert set(loss_curves["stream"]) == set(all_streams(params))
     assert set(loss_curves["loss_type"]) == {"nll", "dft"}
 
 

@@ -16,7 +16,7 @@ from paradox.oracle_client import OracleClient
 from paradox.params import OraclePrompts, load_params
 from paradox.paths import RunPaths
 from paradox.problems import Problem
-from paradox.real_oracle import REQUIRED, PromptOracle, load_prompts, parse_index, split_steps
+from paradox.prompt_oracle import REQUIRED, PromptOracle, load_prompts, parse_index, split_steps
 from paradox.retention import judge_retention_many, load_prompt
 from paradox.toy import styles
 from paradox.toy.oracle import ToyOracle

@@ -24,8 +24,9 @@ from oracle_helpers import KEY_ENV, cache_files
 from qwen_rm import build_qwen_rm
 
 from paradox.io import read_jsonl
-from paradox.params import STREAMS, load_params
+from paradox.params import load_params
 from paradox.report import TOY_CAVEAT
+from paradox.streams import STREAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "real-local"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
-from paradox import backends, gpu_memory, stages
+from paradox import backends, gpu_memory, plan
 from paradox.params import ParamsError, RewardModel, Serve, load_params
 from paradox.problems import Problem
 from paradox.reward_models import encode_chat
@@ -324,7 +324,7 @@ SERVED_RM = ("reward:\n  backend: vllm_server\n  trust_remote_code: false\n"
 def test_plan_describes_a_managed_reward_server_and_its_memory(pdir):
     (pdir / "served.yaml").write_text(f"extends: paper-qwen2.5-math-1.5b\ndescription: x\n{SERVED_RM}")
     p = load_params("served", pdir)
-    text = stages.render(p)
+    text = plan.render(p)
     assert ("reward: Qwen/Qwen2.5-Math-RM-72B via managed `vllm serve --runner pooling` (1 server(s) x data parallel "
             "2 x tensor parallel 4, max_model_len 4,096)") in text
     [est] = [e for e in gpu_memory.estimates(p) if e.what == "reward Qwen/Qwen2.5-Math-RM-72B (vllm_server)"]
@@ -346,8 +346,8 @@ def test_plan_describes_a_managed_reward_server_and_its_memory(pdir):
 def test_plan_refuses_managed_reward_servers_that_cannot_run(pdir, monkeypatch, capsys, body, message):
     (pdir / "bad.yaml").write_text("extends: paper-qwen2.5-math-1.5b\ndescription: x\n"
                                    f"reward:\n  backend: vllm_server\n{body}")
-    monkeypatch.setattr(stages, "load_params", lambda profile: load_params(profile, pdir))
-    assert stages.main(["bad"]) == 1
+    monkeypatch.setattr(plan, "load_params", lambda profile: load_params(profile, pdir))
+    assert plan.main(["bad"]) == 1
     assert message in capsys.readouterr().err
 
 
@@ -360,7 +360,7 @@ def test_plan_refuses_a_managed_reward_server_beside_a_managed_oracle(pdir):
                                      "  base_url: [http://node2:8000/v1]\n")
     p = load_params("given", pdir)
     assert gpu_memory.check(p)[1] == []
-    assert "vLLM pooling servers at http://node2:8000/v1" in stages.render(p)
+    assert "vLLM pooling servers at http://node2:8000/v1" in plan.render(p)
     assert "(vllm_server): not estimated (servers you run at http://node2:8000/v1)" in "\n".join(gpu_memory.check(p)[0])
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from paradox.rft import clean, clean_lines, select
-from paradox.style_align import decide, edit_ratio
+from paradox.streams.rft import clean, clean_lines, select
+from paradox.streams.style_align import decide, edit_ratio
 from paradox.toy.oracle import ToyOracle
 
 ROWS = [

@@ -20,11 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from families import COT, DEEPSEEK, LLAMA3, PAPER_FAMILIES, QWEN, build_tokenizer, save_stop_prone_lm  # noqa: E402
 
 from paradox import backends  # noqa: E402
-from paradox.generation import HFGenerator, SamplingSettings, load_model  # noqa: E402
+from paradox.generation import HFGenerator, SamplingSettings  # noqa: E402
 from paradox.metrics import response_nll  # noqa: E402
+from paradox.models import load_model
 from paradox.params import Params, load_params  # noqa: E402
 from paradox.tokenization import SequenceEncoder, Stops  # noqa: E402
-from paradox.training import tokenized_dataset  # noqa: E402
+from paradox.training.trainer import tokenized_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 IDS = [f.name for f in PAPER_FAMILIES]

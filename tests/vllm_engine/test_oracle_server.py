@@ -25,7 +25,7 @@ from oracle_helpers import KEY_ENV, cache_files, cached_prompts, kill_mid_run  #
 from paradox.oracle_client import OracleClient  # noqa: E402
 from paradox.params import OraclePrompts  # noqa: E402
 from paradox.problems import Problem  # noqa: E402
-from paradox.real_oracle import PromptOracle, load_prompts  # noqa: E402
+from paradox.prompt_oracle import PromptOracle, load_prompts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-test-vllm-not-a-real-key"

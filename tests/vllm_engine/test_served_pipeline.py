@@ -44,7 +44,7 @@ def build_slm(splits: dict) -> None:
     """The smoke world's SLM, two heads of 32 (vLLM's CPU attention needs head size >= 32): it
     solves about half of the smoke-sized training problems with 4 samples after ~10 s of training."""
     from paradox.toy import slm as toy_slm
-    from paradox.training import TrainSettings, sft_train, steps_for
+    from paradox.training.trainer import TrainSettings, sft_train, steps_for
 
     smoke = load_params("smoke")
     cfg = smoke.toy.slm.model_copy(update={"hidden_size": 64, "n_heads": 2, "intermediate_size": 128,

@@ -1,15 +1,17 @@
-"""Adapters chosen by params: the notebooks ask for a problem source, a generator, an Oracle and a
-reward model, and never see which world (toy or real) is behind them."""
+"""Adapters chosen by params: the notebooks ask for a problem source, a generator, an Oracle, a
+reward model and a retention scorer (the interfaces of `paradox.protocols`), and never see which
+world (toy or real) is behind them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from paradox.generation import Generator, HFGenerator
+from paradox.generation import HFGenerator
 from paradox.io import read_json
 from paradox.params import Params, RewardModel
 from paradox.paths import RunPaths, local_or_hub, project_root, resolve
-from paradox.problems import JsonlProblemSource, ProblemSource
+from paradox.problems import JsonlProblemSource
+from paradox.protocols import Generator, Oracle, ProblemSource, RetentionScorer, RewardScorer
 
 TOY_SLM = "toy"
 
@@ -82,7 +84,7 @@ def openai_generator(params: Params, model_path: str, paths: RunPaths) -> Genera
     from transformers import GenerationConfig
 
     from paradox.endpoints import EndpointPool
-    from paradox.generation import load_tokenizer, model_fingerprint
+    from paradox.models import load_tokenizer, model_fingerprint
     from paradox.openai_generator import OpenAIGenerator
     from paradox.serving import ServerGroup, ServeSpec
     from paradox.tokenization import Stops
@@ -122,7 +124,7 @@ def oracle_cache_dir(paths: RunPaths) -> Path:
     return paths.root / "cache" / "oracle"
 
 
-def oracle(params: Params, paths: RunPaths):
+def oracle(params: Params, paths: RunPaths) -> Oracle:
     """ToyOracle, or PromptOracle on an OpenAI-compatible endpoint (cached under the run dir)."""
     if params.oracle.backend == "toy":
         from paradox.toy.oracle import ToyOracle
@@ -131,7 +133,7 @@ def oracle(params: Params, paths: RunPaths):
     if params.oracle.locator == "prm":
         raise _not_built("the process-reward-model error locator (oracle.locator 'prm'; use 'oracle')")
     from paradox.oracle_client import OracleClient
-    from paradox.real_oracle import PromptOracle, load_prompts
+    from paradox.prompt_oracle import PromptOracle, load_prompts
 
     # Prompt files are named from the repository root, the parent of params/ (as load_params checks).
     prompts = load_prompts(params.oracle.prompts.model_dump(), root=project_root())
@@ -160,7 +162,7 @@ def oracle_servers(params: Params, paths: RunPaths):
     return ServerGroup(spec, sv.replicas, paths.root / "logs", name="oracle", lock_path=gpu_lock(paths))
 
 
-def reward_model(params: Params, spec: RewardModel | None = None, paths: RunPaths | None = None):
+def reward_model(params: Params, spec: RewardModel | None = None, paths: RunPaths | None = None) -> RewardScorer:
     """The reward model `spec` describes: by default the main one (`params.reward`); a cross-check
     model passes its own spec (see `cross_check_rewards`). Each has `name` and `score_many`; none
     loads weights or starts servers before its first `score_many`. `paths`: where managed reward
@@ -186,7 +188,7 @@ def reward_model(params: Params, spec: RewardModel | None = None, paths: RunPath
     raise _not_built(f"the '{spec.backend}' reward backend")
 
 
-def cross_check_rewards(params: Params, paths: RunPaths | None = None) -> list:
+def cross_check_rewards(params: Params, paths: RunPaths | None = None) -> list[RewardScorer]:
     """The reward models scored beside the main one (`reward.cross_check`), in params order.
 
     Each loads its weights (or starts its servers) on first use and frees them with `close()`, so
@@ -241,3 +243,18 @@ def _check_chat_rendering(template: str, tokenizer) -> None:
         raise ValueError(f"the chat prompt of {tokenizer.name_or_path} ends with {rendered[-20:]!r}, not a newline: "
                          "completions are stored without leading whitespace and appended to the prompt")
     _checked.add(key)
+
+
+def retention_scorer(params: Params, paths: RunPaths) -> RetentionScorer:
+    """How much of an SLM trace a rewrite keeps (1-5): exact in the toy world, the Oracle as an LLM
+    judge (`analysis.retention_prompt`) elsewhere. `close()` it when done (a managed Oracle stops)."""
+    if params.world == "toy":
+        from paradox.toy.retention import ExactRetention
+
+        return ExactRetention()
+    if params.oracle.backend != "openai":
+        raise ValueError("retention in a real world needs the LLM judge: set oracle.backend 'openai'")
+    from paradox.retention import JudgeRetention
+
+    return JudgeRetention(oracle(params, paths), params.analysis.retention_prompt,
+                          name=f"{params.oracle.model} with {params.analysis.retention_prompt}")

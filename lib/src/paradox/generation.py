@@ -15,17 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from paradox.io import DoneMarker, file_hash, read_jsonl, write_jsonl
-from paradox.params import stable_hash
+from paradox.io import DoneMarker, read_jsonl, stable_hash, write_jsonl
+from paradox.models import load_model
+from paradox.protocols import Generator
 from paradox.tokenization import SequenceEncoder, Stops
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -41,41 +39,6 @@ class SamplingSettings:
 class Completion:
     text: str
     truncated: bool  # ended by the token limit, not by a stop token or stop string
-
-
-class Generator(Protocol):
-    name: str
-    stops: Stops
-
-    def generate(self, prompts: Sequence[str], s: SamplingSettings) -> list[list[Completion]]: ...
-
-    def close(self) -> None: ...  # free the weights (a vLLM engine holds most of a GPU's memory)
-
-
-def load_tokenizer(name_or_path: str, revision: str | None = None, gguf_file: str | None = None):
-    """AutoTokenizer with left padding (batched generation) and a pad token (EOS if it has none)."""
-    kw: dict[str, Any] = {"revision": revision}
-    if gguf_file:
-        kw["gguf_file"] = gguf_file
-    tok = AutoTokenizer.from_pretrained(name_or_path, **kw)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None = None,
-               revision: str | None = None):
-    """AutoTokenizer + AutoModelForCausalLM, the same call for the toy SLM and a hub model."""
-    kw: dict[str, Any] = {"revision": revision}
-    if gguf_file:
-        kw["gguf_file"] = gguf_file
-    tok = load_tokenizer(name_or_path, revision, gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype], **kw)
-    model.eval()
-    if torch.cuda.is_available():
-        model.to("cuda")
-    return model, tok
 
 
 class HFGenerator:
@@ -123,13 +86,6 @@ class HFGenerator:
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def model_fingerprint(name_or_path: str) -> str:
-    """Identifies the weights: a hash of a local checkpoint's weight files (not of its logs or
-    timings, so two runs that trained identical weights share one fingerprint), or the hub id."""
-    path = Path(name_or_path)
-    return file_hash(path, pattern="*.safetensors") if path.is_dir() else name_or_path
 
 
 def sample_sharded(generator: Generator, model_key: str, ids: Sequence[str], prompts: Sequence[str],

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paradox import plan
 from paradox.gpu_memory import BYTES, GIB, n_params, shape_of
 from paradox.params import Params
+from paradox.streams import all_streams, drift_stream
+from paradox.training.runs import keeps_checkpoints, training_runs
 
 # Dense bf16 peak of one GPU (NVIDIA's datasheets: H100 SXM 989 TFLOP/s without sparsity, H200 SXM the
 # same chip, A100 312) and generated tokens/s per GPU of one vLLM engine with hundreds of sequences in
@@ -230,7 +231,7 @@ def oracle_requests(params: Params, s: Sizes) -> dict[str, dict[str, float]]:
 
     fractions = [f for f in params.drift.fractions if 0 < f < 1]
     judged = [x for x in params.train.streams if x != "slm_rft"] + [
-        plan.drift_stream(f) for f in params.drift.fractions if f < 1]  # f = 1 is oracle_refined's pairs
+        drift_stream(f) for f in params.drift.fractions if f < 1]  # f = 1 is oracle_refined's pairs
     per_stage = {"02_oracle_refine": {"refine": 1, "synthesize": 1},
                  "03_style_align": {"locate": 1, "style_align": 1, "drift": len(fractions)},
                  "07_mechanism": {"retention_judge": len(judged)}}
@@ -280,8 +281,8 @@ def estimate(params: Params) -> list[Work]:
     """Every stage's work on a real-world profile (raises NotEstimated when the params cannot say)."""
     p, s = params, sizes(params)
     slm = Model(p, p.slm.name_or_path, p.slm.dtype)
-    runs = plan.training_runs(p)
-    streams = plan.all_streams(p)
+    runs = training_runs(p)
+    streams = all_streams(p)
     seq = s.question + s.kept_trace  # one training / scoring sequence
     works: list[Work] = []
 
@@ -325,7 +326,7 @@ def estimate(params: Params) -> list[Work]:
     e = p.eval
     rows = sum(split_rows(p, x) for x in e.splits)
     lc = p.learning_curve
-    ckpts = sum(lc.checkpoints for r in runs if plan.keeps_checkpoints(p, r))
+    ckpts = sum(lc.checkpoints for r in runs if keeps_checkpoints(p, r))
     lc_rows = sum(split_rows(p, x) for x in lc.splits) if ckpts else 0
     models = len(runs) + 1
     generated = (models * rows + ckpts * lc_rows) * e.k * s.answer

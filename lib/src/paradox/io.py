@@ -86,6 +86,12 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     return rows
 
 
+def stable_hash(obj: Any, n: int = 12) -> str:
+    """sha256 of `obj` as canonical JSON (sorted keys): equal content, equal hash, on any machine."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
 def file_hash(path: Path | str, n: int = 16, pattern: str = "*") -> str:
     """sha256 of a file's content (its name does not count), or of every file under a directory
     matching `pattern` (relative names and contents)."""

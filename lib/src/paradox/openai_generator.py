@@ -33,9 +33,8 @@ import numpy as np
 
 from paradox.endpoints import EndpointPool
 from paradox.generation import Completion, SamplingSettings
-from paradox.io import atomic_path
+from paradox.io import atomic_path, stable_hash
 from paradox.oracle_client import thread_map
-from paradox.params import stable_hash
 from paradox.tokenization import SequenceEncoder, Stops
 
 log = logging.getLogger("paradox.openai_generator")

@@ -25,10 +25,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from paradox import plan
 from paradox.params import AnswerTokens, Params
 from paradox.paths import local_or_hub, resolve
-from paradox.real_oracle import split_steps, tag_steps
+from paradox.prompt_oracle import split_steps, tag_steps
+from paradox.streams import DRIFT_PREFIX, drift_fraction, drift_stream
 
 KINDS = ("refine", "synthesize", "locate", "style_align", "drift", "retention_judge")
 # Placeholders a template may hold (real_oracle.fill and retention fill them); anything else in
@@ -144,7 +144,7 @@ class RequestBudget:
 def load_templates(params: Params) -> dict[str, str]:
     """The profile's prompt templates, by kind (real_oracle.load_prompts checks their placeholders)."""
     from paradox.paths import project_root
-    from paradox.real_oracle import load_prompts
+    from paradox.prompt_oracle import load_prompts
     from paradox.retention import load_prompt
 
     out = load_prompts(params.oracle.prompts.model_dump(), root=project_root())
@@ -166,8 +166,8 @@ def _stream_bound(params: Params, stream: str, t: int, repaired: int) -> int | N
     if stream == "compat_selected":
         bounds = [_stream_bound(params, s, t, repaired) for s in params.selection.candidates]
         return None if None in bounds else max(b for b in bounds if b is not None)
-    if stream.startswith(plan.DRIFT_PREFIX):
-        f = plan.drift_fraction(stream)
+    if stream.startswith(DRIFT_PREFIX):
+        f = drift_fraction(stream)
         if f <= 0:
             return repaired
         if f >= 1:
@@ -187,7 +187,7 @@ def placeholder_bounds(params: Params) -> tuple[dict[str, dict[str, int]], list[
     # limit: at most that limit more than the trace. Assumed to hold for its step-tagged form too.
     repaired = max(t, limits(o.answers.style_align, o.max_tokens, t).want)
     judged = [s for s in [*params.train.streams, *(["compat_selected"] if params.selection.enabled else []),
-                          *[plan.drift_stream(f) for f in params.drift.fractions]] if s != "slm_rft"]
+                          *[drift_stream(f) for f in params.drift.fractions]] if s != "slm_rft"]
     rewrites = {s: _stream_bound(params, s, t, repaired) for s in dict.fromkeys(judged)}
     unbounded = [s for s, b in rewrites.items() if b is None]
     notes = []

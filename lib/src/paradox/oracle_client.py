@@ -36,9 +36,9 @@ import openai
 from tqdm.auto import tqdm
 
 from paradox.endpoints import EndpointError, EndpointPool, display_url
-from paradox.io import atomic_path
+from paradox.io import atomic_path, stable_hash
 from paradox.oracle_budget import Limits, OracleTokenizer, fit, limits
-from paradox.params import AnswerTokens, Oracle, OracleAnswers, stable_hash
+from paradox.params import AnswerTokens, Oracle, OracleAnswers
 
 log = logging.getLogger("paradox.oracle")
 

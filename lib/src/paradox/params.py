@@ -8,8 +8,6 @@ back to a default.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,13 +22,14 @@ from pydantic import (
     model_validator,
 )
 
+from paradox.io import stable_hash
 from paradox.paths import display, resolve
+from paradox.streams import STREAMS
 
 PARAMS_DIR = Path("params")  # relative to the project root (paradox.paths), wherever the kernel starts
 BASE_FILE = "base.yaml"
 
 
-STREAMS = ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized", "style_aligned")
 
 
 class ParamsError(ValueError):
@@ -184,7 +183,7 @@ class Sampling(Strict):
 class RFT(Strict):
     # Which correct trace a solvable problem keeps: the paper does not say, so it is a choice.
     choose: Literal["first", "shortest", "random"] = "first"
-    # Light cleaning (paradox.rft): "layout" keeps the SLM's own layout (blank lines, indentation,
+    # Light cleaning (paradox.streams.rft): "layout" keeps the SLM's own layout (blank lines, indentation,
     # code) and drops only noise after the conclusion; "lines" is for an SLM that writes one step
     # per line (the toy one): each line stripped, blank lines dropped, cut after the first answer
     # line. true = the world's own: "lines" in a toy world, "layout" in a real one; false = none.
@@ -405,7 +404,7 @@ class Train(Strict):
     epochs: float = Field(gt=0)
     max_length: int = Field(gt=0)
     # inline: TRL in the notebook's process (CPU or one GPU). accelerate: `accelerate launch` of
-    # `python -m paradox.train_run` with `accelerate_config` (FSDP/DeepSpeed) on num_processes.
+    # `python -m paradox.training.job` with `accelerate_config` (FSDP/DeepSpeed) on num_processes.
     launcher: Literal["inline", "accelerate"] = "inline"
     accelerate_config: str | None = None
     num_processes: int = Field(1, gt=0)  # every training process of a run, over all machines
@@ -642,11 +641,6 @@ class Params(Strict):
     def hash(self) -> str:
         """Stable hash of the validated params (the profile's identity in sidecars)."""
         return stable_hash(self.model_dump(mode="json"))
-
-
-def stable_hash(obj: Any, n: int = 12) -> str:
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

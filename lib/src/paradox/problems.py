@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from paradox.io import read_jsonl
 
@@ -26,10 +26,6 @@ class Problem:
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Problem:
         return cls(**row)
-
-
-class ProblemSource(Protocol):
-    def load(self, split: str) -> list[Problem]: ...
 
 
 class JsonlProblemSource:

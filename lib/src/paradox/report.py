@@ -15,35 +15,20 @@ import seaborn as sns  # noqa: E402
 
 from paradox.io import atomic_path, write_sidecar, write_text  # noqa: E402
 from paradox.params import Params  # noqa: E402
+from paradox.streams import LABELS, SELECTED  # noqa: E402
 
 TOY_CAVEAT = ("Toy world: a CPU simulation of the mechanism (a ~1M-parameter SLM, rule-based Oracle and "
               "reward rubric); it does not reproduce the paper's numbers.")
 
-STREAM_LABELS = {
-    "base": "Base SLM",
-    "slm_rft": "SLM-RFT",
-    "ground_truth": "Ground truth",
-    "oracle_refined": "Oracle-Refined",
-    "oracle_synthesized": "Oracle-Synthesized",
-    "style_aligned": "Style-Aligned",
-}
-STREAM_LABELS["compat_selected"] = "Compat-Selected"
 # Colour-blind-safe colours plus a distinct marker and line style each, so figures read in B/W.
 _PALETTE = sns.color_palette("colorblind", 7)
 STREAM_STYLE = {
     name: {"color": _PALETTE[i], "marker": "osD^vPX"[i],
            "linestyle": ["-", "--", "-.", ":", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1))][i]}
-    for i, name in enumerate(STREAM_LABELS)
+    for i, name in enumerate(LABELS)
 }
 # A selected stream can coincide with a source stream: drawn hollow and larger, both stay visible.
-STREAM_STYLE["compat_selected"] |= {"hollow": True}
-
-
-def label(stream: str) -> str:
-    """Display name of a stream (drift-dial streams read 'Drift f=0.25')."""
-    if stream.startswith("drift_"):
-        return f"Drift f={int(stream.removeprefix('drift_')) / 100:.2f}"
-    return STREAM_LABELS.get(stream, stream)
+STREAM_STYLE[SELECTED] |= {"hollow": True}
 
 
 def caption_for(params: Params, text: str) -> str:

@@ -1,13 +1,12 @@
-"""Semantic retention: how much of an SLM trace's information a rewrite keeps.
+"""Semantic retention: how much of an SLM trace's information a rewrite keeps, on the paper's
+judge scale (1-5), behind one interface (`RetentionScorer.score_many(pairs)`, pairs of
+(original, rewrite)); `backends.retention_scorer` picks one for the profile:
 
-Two measures behind one signature `(problem, original, rewrite) -> score on 1-5`:
-- toy (exact): the trace's atoms are its quantities and its intermediate equations, parsed from
-  its steps; retention = 1 + 4 x (share of the original's atoms found in the rewrite), so 5
-  means everything kept, as on the paper's judge scale;
-- judge (real profiles): an LLM judge with the prompt file `params/prompts/retention_judge.txt`
-  (1-5 rubric, formatting ignored), through any client with `complete(prompt) -> str`, or, batched,
-  through the Oracle client as requests of kind `retention_judge` (their own completion budget; a
-  pair that does not fit the Oracle's context is skipped, counted, and unscored).
+- the toy world: exact, from the parsed steps (`paradox.toy.retention.ExactRetention`);
+- real profiles: an LLM judge (`JudgeRetention`) with the prompt file
+  `params/prompts/retention_judge.txt` (1-5 rubric, formatting ignored), asked through the Oracle
+  client as requests of kind `retention_judge` (their own completion budget; a pair that does not
+  fit the Oracle's context is skipped, counted, and unscored).
 """
 
 from __future__ import annotations
@@ -15,34 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from paradox.paths import resolve
-from paradox.toy import steps
 
 SCORE = re.compile(r"score\s*[:=]\s*([1-5])\b", re.IGNORECASE)
-
-
-def toy_atoms(trace: str) -> set[tuple]:
-    """Quantities stated and equations computed, notation-free."""
-    atoms: set[tuple] = set()
-    for line in steps.read_lines(trace):
-        if line.equation is not None:
-            x, op, b, y = line.equation
-            atoms |= {("eq", x, op, b, y), ("q", x), ("q", b), ("q", y)}
-        elif line.kind == "intro":
-            atoms |= {("q", int(n)) for n in re.findall(r"(?<![\w])\d+", line.text)}
-    return atoms
-
-
-def toy_retention_share(original: str, rewrite: str) -> float:
-    kept = toy_atoms(original)
-    return len(kept & toy_atoms(rewrite)) / len(kept) if kept else 1.0
-
-
-def toy_retention(original: str, rewrite: str) -> float:
-    """1-5, like the judge: 1 + 4 x share of the original's atoms the rewrite keeps."""
-    return 1.0 + 4.0 * toy_retention_share(original, rewrite)
 
 
 JUDGE_KIND = "retention_judge"  # the Oracle client's kind of request (oracle.answers.retention_judge)
@@ -86,3 +62,20 @@ def judge_retention_many(client: BatchJudge, prompt_template: str, pairs: Sequen
     an answer without a score and for a pair that did not fit the judge's context."""
     answers = client.complete_many([judge_prompt(prompt_template, o, r) for o, r in pairs], desc, kind=JUDGE_KIND)
     return [parse_score(a) for a in answers]
+
+
+class JudgeRetention:
+    """A `RetentionScorer` on an LLM judge: the Oracle (`oracle`, whose `client` sends the requests
+    and whose `close()` stops any managed server) with the prompt at `prompt_path`."""
+
+    def __init__(self, oracle: Any, prompt_path: Path | str, name: str) -> None:
+        self.oracle, self.prompt, self.name = oracle, load_prompt(prompt_path), name
+
+    def score_many(self, pairs: Sequence[tuple[str, str]], desc: str | None = "retention") -> list[float | None]:
+        return judge_retention_many(self.oracle.client, self.prompt, pairs, desc=desc)
+
+    def stats(self) -> dict[str, int]:
+        return self.oracle.client.stats()
+
+    def close(self) -> None:
+        self.oracle.close()

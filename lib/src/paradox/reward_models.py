@@ -55,7 +55,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from paradox.generation import DTYPES
+from paradox.models import DTYPES
 from paradox.params import RewardModel
 from paradox.paths import local_or_hub
 from paradox.problems import Problem
@@ -165,6 +165,25 @@ def _text_configs(config: Any) -> list[Any]:
     top-level one, each once: both are set alike, whichever a model's code reads."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return [text] if text is config else [text, config]
+
+
+def encode_batch(scorer: Any, problems: Sequence[Problem], traces: Sequence[str]) -> list[list[int]]:
+    """What every reward backend does before it scores: one chat per (problem, trace), the model
+    loaded, token ids cut to the scorer's max length as `encode_chat` cuts them (counted in
+    `scorer.n_truncated`, one warning per call). `scorer` has `load()`, `encode(question, trace)`,
+    `n_truncated`, `name`, `spec` (and `max_length` when the engine lowers it)."""
+    if len(problems) != len(traces):
+        raise ValueError(f"{len(problems)} problems but {len(traces)} traces")
+    if not traces:
+        return []
+    scorer.load()
+    max_length = getattr(scorer, "max_length", scorer.spec.max_length)
+    before = scorer.n_truncated
+    chats = [scorer.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
+    if scorer.n_truncated > before:
+        log.warning("%s: %d of %d chats were longer than max_length %d and lost the start of their response",
+                    scorer.name, scorer.n_truncated - before, len(chats), max_length)
+    return chats
 
 
 class HFReward:
@@ -292,13 +311,9 @@ class HFReward:
 
     def score_many(self, problems: Sequence[Problem], traces: Sequence[str]) -> list[float]:
         """One score per (problem, trace), in input order."""
-        if len(problems) != len(traces):
-            raise ValueError(f"{len(problems)} problems but {len(traces)} traces")
-        if not traces:
+        encoded = encode_batch(self, problems, traces)
+        if not encoded:
             return []
-        self.load()
-        before = self.n_truncated
-        encoded = [self.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
         # Longest first: similar lengths share a batch (little padding) and an out-of-memory error
         # shows on the first batch, not after an hour.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -309,9 +324,6 @@ class HFReward:
             idx = order[start:start + bs]
             for i, sc in zip(idx, self._forward([encoded[i] for i in idx]), strict=True):
                 scores[i] = sc
-        if self.n_truncated > before:
-            log.warning("%s: %d of %d chats were longer than max_length %d and lost the start of their response",
-                        self.name, self.n_truncated - before, len(encoded), self.spec.max_length)
         return scores
 
     def score(self, problem: Problem, trace: str) -> float:

@@ -231,18 +231,12 @@ class ServedReward:
     def score_many(self, problems: Sequence[Problem], traces: Sequence[str]) -> list[float]:
         """One score per (problem, trace), in input order."""
         from paradox.oracle_client import thread_map
+        from paradox.reward_models import encode_batch
 
-        if len(problems) != len(traces):
-            raise ValueError(f"{len(problems)} problems but {len(traces)} traces")
-        if not traces:
+        chats = encode_batch(self, problems, traces)
+        if not chats:
             return []
-        self.load()
         assert self.pool is not None
-        before = self.n_truncated
-        chats = [self.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
-        if self.n_truncated > before:
-            log.warning("%s: %d of %d chats were longer than max_length %d and lost the start of their response",
-                        self.name, self.n_truncated - before, len(chats), self.max_length)
         bs = self.spec.batch_size
         batches = [chats[i:i + bs] for i in range(0, len(chats), bs)]
         answers = thread_map(self._score_request, batches, self.pool.capacity,

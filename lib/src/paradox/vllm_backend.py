@@ -219,19 +219,14 @@ class VLLMReward(_Engine):
 
     def score_many(self, problems: Sequence[Problem], traces: Sequence[str]) -> list[float]:
         """One score per (problem, trace), in input order."""
-        if len(problems) != len(traces):
-            raise ValueError(f"{len(problems)} problems but {len(traces)} traces")
-        if not traces:
-            return []
         from vllm import PoolingParams
         from vllm.inputs import TokensPrompt
 
-        self.load()
-        before = self.n_truncated
-        chats = [self.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
-        if self.n_truncated > before:
-            log.warning("%s: %d of %d chats were longer than max_length %d and lost the start of their response",
-                        self.name, self.n_truncated - before, len(chats), self.max_length)
+        from paradox.reward_models import encode_batch
+
+        chats = encode_batch(self, problems, traces)
+        if not chats:
+            return []
         prompts = [TokensPrompt(prompt_token_ids=x) for x in chats]
         params = PoolingParams(use_activation=False)  # the raw value, not a sigmoid of it
         if self.task == "classify":

@@ -1,7 +1,7 @@
 """The toy Oracle: rule-based, correct by construction, writing in its own notation.
 
 It stands in for GPT-5.2 / Qwen2.5-Math-72B-Instruct behind the same interface as the real
-(OpenAI-compatible) Oracle, `paradox.real_oracle.PromptOracle`.
+(OpenAI-compatible) Oracle, `paradox.prompt_oracle.PromptOracle`.
 """
 
 from __future__ import annotations

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from paradox.io import file_hash
-from paradox.params import ToyWorld, stable_hash
+from paradox.io import file_hash, stable_hash
+from paradox.params import ToyWorld
 from paradox.problems import Problem
 from paradox.toy import styles
+
+if TYPE_CHECKING:
+    from paradox.training.trainer import TrainSettings
 
 PAD, EOS = "<pad>", "</s>"
 
@@ -73,3 +77,14 @@ def build_model(toy: ToyWorld, tokenizer: PreTrainedTokenizerFast, seed: int) ->
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
+
+
+def pretrain_settings(toy: ToyWorld, n_examples: int, seed: int) -> TrainSettings:
+    """How notebook 00 pretrains the SLM: plain next-token NLL over the corpus, short on purpose (the
+    SLM must stay imperfect: it must leave problems to solve and traces to repair)."""
+    from paradox.training.trainer import TrainSettings, steps_for
+
+    a = toy.slm
+    return TrainSettings(loss_type="nll", learning_rate=a.pretrain_lr, batch_size=a.pretrain_batch_size, grad_accum=1,
+                         max_length=a.max_position, seed=seed, warmup_ratio=0.05, logging_steps=25,
+                         max_steps=steps_for(n_examples, a.pretrain_batch_size, a.pretrain_epochs))

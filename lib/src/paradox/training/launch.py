@@ -1,8 +1,8 @@
-"""Multi-process training from a notebook: `accelerate launch` of `python -m paradox.train_run JOB`.
+"""Multi-process training from a notebook: `accelerate launch` of `python -m paradox.training.job JOB`.
 
 `launch_training` writes the job file, runs
 
-    accelerate launch --config_file CFG --num_processes N --main_process_port PORT -m paradox.train_run JOB
+    accelerate launch --config_file CFG --num_processes N --main_process_port PORT -m paradox.training.job JOB
 
 (plus `--num_machines M --machine_rank R --main_process_ip IP` for a job over several nodes)
 
@@ -100,7 +100,7 @@ def launch_command(job_file: Path | str, accelerate_config: Path | str, num_proc
         main_process_port = machines.main_port
     if main_process_port:
         cmd += ["--main_process_port", str(main_process_port)]
-    return [*cmd, "-m", "paradox.train_run", str(job_file)]
+    return [*cmd, "-m", "paradox.training.job", str(job_file)]
 
 
 def _remove_leftovers(out_dir: Path) -> None:
@@ -118,7 +118,7 @@ def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_proc
                     echo: Callable[[str], None] | None = print_now, env: dict[str, str] | None = None,
                     main_process_port: int | None = None, machines: Machines | None = None,
                     tail_lines: int = 40) -> list[dict[str, Any]]:
-    """Run one training job (see `paradox.train_run.make_job`) on `num_processes` processes (over
+    """Run one training job (see `paradox.training.job.make_job`) on `num_processes` processes (over
     all of `machines`: call it on every node, each with its own `Machines.from_env`).
 
     Returns the run's log history (its `log_history.json`, written by the job's main process). The

@@ -1,7 +1,7 @@
 """Fine-tune the base SLM on every run of the plan: notebook 04's work.
 
-`fine_tune_all(params, paths)` walks `plan.training_runs(params)` in order. Each run is trained
-inline (TRL in this process) or by `accelerate launch` (`paradox.launch`), saved atomically, and
+`fine_tune_all(params, paths)` walks `training_runs(params)` in order. Each run is trained
+inline (TRL in this process) or by `accelerate launch` (`paradox.training.launch`), saved atomically, and
 marked with a key of its inputs (settings, the stream's content, the base weights), so an
 interrupted stage resumes with the runs it has not finished and a changed setting retrains.
 Identical inputs give identical weights on a CPU, so a run whose key matches one already trained
@@ -11,7 +11,7 @@ source stream).
 Several nodes (`train.num_machines` > 1): every node calls this with the same params, in the same
 order, and each launch is one job over all of them; the main node (MACHINE_RANK=0) writes every
 file (models come from the job's main process), the others only take part in the launches. On
-the other nodes it runs as `python -m paradox.fine_tune PROFILE` (`make train-node`).
+the other nodes it runs as `python -m paradox.training.fine_tune PROFILE` (`make train-node`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,18 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from paradox import backends, plan
-from paradox.generation import load_model, model_fingerprint
-from paradox.io import DoneMarker, file_hash, read_json, read_jsonl
-from paradox.launch import Machines, launch_training
-from paradox.params import Params, ParamsError, load_params, stable_hash
+from paradox import backends
+from paradox.io import DoneMarker, file_hash, read_json, read_jsonl, stable_hash
+from paradox.models import load_model, model_fingerprint
+from paradox.params import Params, ParamsError, load_params
 from paradox.paths import RunPaths
-from paradox.train_run import make_job
-from paradox.training import TrainSettings, copy_model, sft_train, steps_for
+from paradox.training.job import make_job
+from paradox.training.launch import Machines, launch_training
+from paradox.training.runs import RunSpec, keeps_checkpoints, training_runs
+from paradox.training.trainer import TrainSettings, copy_model, sft_train, steps_for
 
 
-def settings_for(params: Params, run: plan.RunSpec, n_examples: int) -> TrainSettings:
+def settings_for(params: Params, run: RunSpec, n_examples: int) -> TrainSettings:
     """The TrainSettings of one run: the run's loss, seed, learning rate and (effective) batch;
     the rest from `params.train`; checkpoints only for runs that feed the learning curves."""
     t = params.train
@@ -42,11 +43,11 @@ def settings_for(params: Params, run: plan.RunSpec, n_examples: int) -> TrainSet
         max_steps=steps_for(n_examples, run.batch_size, t.epochs), max_length=t.max_length, seed=run.seed,
         warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, weight_decay=t.weight_decay, bf16=t.bf16,
         logging_steps=t.logging_steps, lora=t.lora,
-        checkpoints=params.learning_curve.checkpoints if plan.keeps_checkpoints(params, run) else 0,
+        checkpoints=params.learning_curve.checkpoints if keeps_checkpoints(params, run) else 0,
         completion_end=params.slm.completion_end)
 
 
-def load_streams(params: Params, paths: RunPaths, runs: list[plan.RunSpec]) -> dict[str, list[dict]]:
+def load_streams(params: Params, paths: RunPaths, runs: list[RunSpec]) -> dict[str, list[dict]]:
     """Every stream the runs need; they must share their problems (same size), or training would
     compare streams on different data."""
     streams = {s: read_jsonl(paths.stream(s)) for s in dict.fromkeys(r.stream for r in runs)}
@@ -64,7 +65,7 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
         machines = Machines.from_env(t.num_machines) if t.launcher == "accelerate" else Machines()
     base = backends.slm_path(params, paths)
     base_key = model_fingerprint(base)  # the weights (or hub id), not logs: a rebuilt identical SLM keeps the runs
-    runs = plan.training_runs(params)
+    runs = training_runs(params)
     streams = load_streams(params, paths, runs)
     n = len(next(iter(streams.values())))
     print(f"{len(runs)} runs over {len(streams)} streams; {n} examples per stream"
@@ -104,11 +105,11 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m paradox.fine_tune PROFILE`: this node's part of every training run (the other
+    """`python -m paradox.training.fine_tune PROFILE`: this node's part of every training run (the other
     nodes of a multi-node job; the main node runs notebook 04)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m paradox.fine_tune PROFILE", file=sys.stderr)
+        print("usage: python -m paradox.training.fine_tune PROFILE", file=sys.stderr)
         return 2
     try:
         params = load_params(args[0])

@@ -1,6 +1,6 @@
-"""`python -m paradox.train_run JOB.json`: one fine-tuning run described by a job file.
+"""`python -m paradox.training.job JOB.json`: one fine-tuning run described by a job file.
 
-This is what `accelerate launch` starts in every process (see `paradox.launch`); each process
+This is what `accelerate launch` starts in every process (see `paradox.training.launch`); each process
 reads the same job and calls `paradox.training.sft_train`, which trains in all of them and lets
 the main one write the result. It also runs as a single plain process.
 
@@ -26,16 +26,16 @@ from paradox.io import read_json, read_jsonl
 from paradox.params import Lora
 
 if TYPE_CHECKING:
-    from paradox.training import TrainSettings
+    from paradox.training.trainer import TrainSettings
 
-# paradox.training (torch, transformers, TRL) is imported only once the job's rows have been read:
+# paradox.training.trainer (torch, transformers, TRL) is imported only once the job's rows have been read:
 # a bad job then fails in a second or two, not after every process has paid for those imports.
 
 
 def make_job(rows: Path | str, output_dir: Path | str, model: str, settings: TrainSettings,
              load_kwargs: dict[str, Any] | None = None, gradient_checkpointing: bool = False) -> dict[str, Any]:
     """A job as a JSON-ready dict; paths are made absolute (the launched processes may start elsewhere)."""
-    from paradox.training import TrainSettings
+    from paradox.training.trainer import TrainSettings
 
     model_path = Path(model)
     return {
@@ -50,7 +50,7 @@ def make_job(rows: Path | str, output_dir: Path | str, model: str, settings: Tra
 
 
 def settings_from_job(job: dict[str, Any]) -> TrainSettings:
-    from paradox.training import TrainSettings
+    from paradox.training.trainer import TrainSettings
 
     s = dict(job["settings"])
     unknown = set(s) - {f.name for f in fields(TrainSettings)}
@@ -65,13 +65,13 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
     """Train the job in this process (one of several under `accelerate launch`)."""
     rows = read_jsonl(job["rows"])  # fails before any process group or directory exists
     settings = settings_from_job(job)
-    from paradox.generation import load_tokenizer
-    from paradox.training import sft_train, world_size
+    from paradox.models import load_tokenizer
+    from paradox.training.trainer import sft_train, world_size
 
     load = {k: v for k, v in job.get("load_kwargs", {}).items() if v is not None}
     tok = load_tokenizer(job["model"], load.get("revision"), load.get("gguf_file"))
     rank, world = int(os.environ.get("RANK", "0")), world_size()
-    print(f"[paradox.train_run] rank {rank}: world size {world}; {len(rows)} rows; "
+    print(f"[paradox.training.job] rank {rank}: world size {world}; {len(rows)} rows; "
           f"{settings.loss_type} for {settings.max_steps} steps -> {job['output_dir']}", flush=True)
     # The model goes to TRL as a path: each process loads it itself (FSDP can load it sharded).
     return sft_train(job["model"], tok, rows, job["output_dir"], settings, model_init_kwargs=load,
@@ -79,13 +79,13 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paradox.train_run", description=__doc__.splitlines()[0])
-    parser.add_argument("job", type=Path, help="job file (JSON), see paradox.train_run.make_job")
+    parser = argparse.ArgumentParser(prog="python -m paradox.training.job", description=__doc__.splitlines()[0])
+    parser.add_argument("job", type=Path, help="job file (JSON), see paradox.training.job.make_job")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     history = run_job(read_json(args.job))
     if int(os.environ.get("RANK", "0")) == 0:
         losses = [h["loss"] for h in history if "loss" in h]
-        print(f"[paradox.train_run] done: {len(losses)} loss logs, last loss "
+        print(f"[paradox.training.job] done: {len(losses)} loss logs, last loss "
               f"{losses[-1] if losses else float('nan'):.4f}", flush=True)
     return 0
 

@@ -3,7 +3,7 @@
 One function serves the toy SLM's pretraining and every stream's fine-tuning. The model is
 built in a temporary directory and moved into place when training finishes, so an interrupted
 run never leaves a directory that looks like a trained model. The same function runs in each
-process of an `accelerate launch` (see `paradox.train_run` and `paradox.launch`).
+process of an `accelerate launch` (see `paradox.training.job` and `paradox.training.launch`).
 """
 
 from __future__ import annotations

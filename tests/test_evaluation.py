@@ -1,0 +1,62 @@
+"""paradox.evaluation: sampling + grading + storing, the step shared by notebooks 00, 01 and 05."""
+
+import math
+
+from paradox.evaluation import greedy_accuracy, sample_and_grade, truncated_share
+from paradox.generation import Completion, SamplingSettings
+from paradox.problems import Problem
+
+
+class ScriptedGenerator:
+    """Answers each prompt with the completions scripted for it; records the settings it got."""
+
+    name = "scripted"
+    stops = None
+
+    def __init__(self, script: dict[str, list[Completion]]):
+        self.script, self.calls = script, []
+
+    def generate(self, prompts, s):
+        self.calls.append((list(prompts), s))
+        return [self.script[p][:s.n] for p in prompts]
+
+    def close(self):
+        pass
+
+
+def problem(i: int, answer: str) -> Problem:
+    return Problem(id=f"p{i}", question=f"q{i}", answer=answer, reference_solution="", source="test")
+
+
+PROBLEMS = [problem(0, "4"), problem(1, "7"), problem(2, "9")]
+SCRIPT = {
+    "q0": [Completion("2 + 2 = 4. The answer is \\boxed{4}", False), Completion("\\boxed{5}", False)],
+    "q1": [Completion("\\boxed{7}", False), Completion("\\boxed{7", True)],  # cut by the token limit
+    "q2": [Completion("", False), Completion("\\boxed{9}", False)],
+}
+
+
+def test_sample_and_grade_grades_every_sample_and_stores_shards(tmp_path):
+    gen = ScriptedGenerator(SCRIPT)
+    rows = sample_and_grade(gen, "weights", PROBLEMS, [p.question for p in PROBLEMS], SamplingSettings(2, 1.0, 1.0, 8, 3),
+                            tmp_path, batch_size=2, grade_workers=1, grade_timeout_s=5.0, desc="s", grade_desc="g")
+    assert [(r["id"], r["sample"], r["correct"]) for r in rows] == [
+        ("p0", 0, True), ("p0", 1, False), ("p1", 0, True), ("p1", 1, False), ("p2", 0, False), ("p2", 1, True)]
+    assert len(list(tmp_path.glob("shard-*.jsonl"))) == 2 and len(gen.calls) == 2
+    assert truncated_share(rows) == 100 / 6
+    again = sample_and_grade(gen, "weights", PROBLEMS, [p.question for p in PROBLEMS], SamplingSettings(2, 1.0, 1.0, 8, 3),
+                             tmp_path, batch_size=2, grade_workers=1, grade_timeout_s=5.0, desc="s", grade_desc="g")
+    assert again == rows and len(gen.calls) == 2  # stored shards are reused
+
+
+def test_truncated_share_of_nothing_is_nan():
+    assert math.isnan(truncated_share([]))
+
+
+def test_greedy_accuracy_batches_and_grades_one_completion_each():
+    gen = ScriptedGenerator(SCRIPT)
+    acc, outs = greedy_accuracy(gen, ["q0", "q1", "q2"], ["4", "8", "9"], batch_size=2, max_new_tokens=16, seed=5)
+    assert acc == 100 / 3  # q0 right, q1 wrong gold, q2 empty
+    assert [o.text for o in outs] == ["2 + 2 = 4. The answer is \\boxed{4}", "\\boxed{7}", ""]
+    assert [p for p, _ in gen.calls] == [["q0", "q1"], ["q2"]]
+    assert all(s == SamplingSettings(1, 0.0, 1.0, 16, 5) for _, s in gen.calls)

@@ -36,18 +36,25 @@ def truncated_share(rows: Sequence[Mapping[str, Any]]) -> float:
     return 100 * sum(r["truncated"] for r in rows) / len(rows) if rows else float("nan")
 
 
+def grade_rows(rows: list[dict[str, Any]], problems: Sequence[Problem], *, grade_workers: int | None,
+               grade_timeout_s: float, desc: str) -> list[dict[str, Any]]:
+    """Grade sampled rows {id, text, truncated, ...} against their problems' gold answers, in
+    place (`correct`); a truncated sample is wrong. Returns the rows."""
+    gold = {p.id: p.answer for p in problems}
+    verdicts = grade_many([(r["text"], gold[r["id"]], r["truncated"]) for r in rows], workers=grade_workers,
+                          timeout_s=grade_timeout_s, desc=desc)
+    for r, ok in zip(rows, verdicts, strict=True):
+        r["correct"] = ok
+    return rows
+
+
 def sample_and_grade(gen: Generator, model_key: str, problems: Sequence[Problem], prompts: Sequence[str],
                      settings: SamplingSettings, out_dir: Path, batch_size: int, *, grade_workers: int | None,
                      grade_timeout_s: float, desc: str, grade_desc: str) -> list[dict[str, Any]]:
     """`settings.n` samples per problem through `sample_sharded` (shards under `out_dir`, resumable),
     each graded against its problem's gold answer: rows {id, sample, text, truncated, correct}."""
     rows = sample_sharded(gen, model_key, [p.id for p in problems], prompts, settings, out_dir, batch_size, desc=desc)
-    gold = {p.id: p.answer for p in problems}
-    verdicts = grade_many([(r["text"], gold[r["id"]], r["truncated"]) for r in rows], workers=grade_workers,
-                          timeout_s=grade_timeout_s, desc=grade_desc)
-    for r, ok in zip(rows, verdicts, strict=True):
-        r["correct"] = ok
-    return rows
+    return grade_rows(rows, problems, grade_workers=grade_workers, grade_timeout_s=grade_timeout_s, desc=grade_desc)
 
 
 @dataclass(frozen=True)

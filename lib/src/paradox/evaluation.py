@@ -71,7 +71,7 @@ def evaluate(params: Params, paths: RunPaths, model_path: str, tag: str, seed: i
     e = params.eval
     fingerprint = model_fingerprint(model_path)
     gen = backends.generator(params, model_path, e.batch_size, paths, purpose="eval")
-    scores = {}
+    scores: dict[str, SplitScore] = {}
     for split, probs in splits.items():
         prompts = [backends.format_prompt(params, p.question, gen.tok) for p in probs]  # type: ignore[attr-defined]
         settings = SamplingSettings(e.k, e.temperature, e.top_p, e.max_new_tokens, seed)
@@ -141,7 +141,7 @@ def perplexity_table(model: Any, tokenizer: Any, streams: Sequence[str], paths: 
                      token_budget: int) -> pd.DataFrame:
     """eval/perplexity.csv: each stream's training traces scored under `model` (the base SLM),
     token-weighted over response tokens: columns stream, ppl, n_tokens, n_traces."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for stream in tqdm(streams, desc="streams"):
         traces = read_jsonl(paths.stream(stream))
         scored = response_nll(model, tokenizer, [r["prompt"] for r in traces], [r["completion"] for r in traces],

@@ -43,7 +43,7 @@ def segmented_ppl(scored: Mapping[str, Sequence[TraceNLL]], streams: Sequence[st
     """Columns stream, global, Q1-Q4. Quarter q of a trace holds its response tokens
     floor(q n / 4) .. floor((q + 1) n / 4) - 1 (`quarter_slices`); a stream's perplexity in a
     quarter is token-weighted over all its traces: exp(summed NLL / number of tokens)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in streams:
         nll, cnt = np.zeros(4), np.zeros(4)
         for t in scored[s]:
@@ -69,7 +69,7 @@ def q1_attribution(scored: Mapping[str, Sequence[TraceNLL]], streams: Sequence[s
                    text: Callable[[int], str], n_top: int) -> pd.DataFrame:
     """Per stream (by label), the `n_top` tokens with the largest summed Q1 NLL: columns stream,
     rank, token, sum_nll, share_of_q1_nll (of all Q1 NLL of the stream). Ties keep first-seen order."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in streams:
         q1 = q1_nll_by_token(scored[s])
         total = sum(q1.values())
@@ -105,7 +105,8 @@ def mean_retention(judge: RetentionScorer, rft_rows: Sequence[Mapping[str, Any]]
     row is paired with the SLM-RFT trace of the same id; unscored pairs are left out of the mean
     (nan when none is scored)."""
     rft_by_id = {r["id"]: r["completion"] for r in rft_rows}
-    retention, unscored = {}, {}
+    retention: dict[str, float] = {}
+    unscored: dict[str, int] = {}
     for s, rows in rewrites.items():
         scores = judge.score_many([(rft_by_id[r["id"]], r["completion"]) for r in rows], desc=f"retention {s}")
         got = [x for x in scores if x is not None]
@@ -119,7 +120,8 @@ def mechanism_table(streams: Sequence[str], ppl: Mapping[str, float], reward: Ma
     """(full-precision rows, display rows), streams ordered by perplexity. Display: PPL to 3
     significant digits, reward and retention to 2 decimals (SLM-RFT is the retention reference),
     utility as `metrics.fmt`."""
-    rows, shown = [], []
+    rows: list[dict[str, Any]] = []
+    shown: list[dict[str, str]] = []
     for s in sorted(streams, key=lambda s: ppl[s]):
         dft, sft = lookup(util, s, "dft"), lookup(util, s, "nll")
         rows.append({"stream": s, "ppl": ppl[s], "reward": reward[s], "retention": retention.get(s, float("nan")),
@@ -158,7 +160,7 @@ def correlations(streams: Sequence[str], reward: Mapping[str, float], ppl: Mappi
                  util: pd.DataFrame) -> pd.DataFrame:
     """Spearman rank correlation across `streams` of mean reward vs utility and of perplexity vs
     utility, per loss (SFT, DFT); streams not trained under a loss are left out (n_streams)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for loss in LOSSES:
         df = pd.DataFrame([{"reward": reward[s], "ppl": ppl[s], "utility": lookup(util, s, loss)[0]}
                            for s in streams]).dropna()

@@ -6,6 +6,7 @@ functions over the utility lookup and per-stream numbers. Each returns the full-
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from scipy.stats import spearmanr
@@ -20,7 +21,8 @@ def table1(u: Utility, streams: Sequence[str], reward: Mapping[str, float], ppl:
            k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 1: the base SLM, then each stream: mean reward, perplexity under the base SLM and
     Avg@k after SFT and DFT (the base SLM's one utility in both columns; no reward or PPL)."""
-    rows, shown = [], []
+    rows: list[dict[str, Any]] = []
+    shown: list[dict[str, str]] = []
     for s in [BASE, *streams]:
         sft, dft = (u(BASE, "none"),) * 2 if s == BASE else (u(s, "nll"), u(s, "dft"))
         rew, p = (float("nan"), float("nan")) if s == BASE else (reward[s], ppl[s])

@@ -31,21 +31,26 @@ figures_dir = "figures"
 from functools import partial
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
+from paradox import cross_check, figures, tables
 from paradox.io import read_jsonl
-from paradox.metrics import base_utility, fmt, lookup, utility
+from paradox.metrics import base_utility, lookup, utility
 from paradox.params import load_params
 from paradox.paths import RunPaths
-from paradox.report import STREAM_STYLE, TOY_CAVEAT, save_figure, save_table, setup_style
-from paradox.streams import LABELS, LOSS_TITLES, table_streams
+from paradox.report import TOY_CAVEAT, save_figure, save_table, setup_style
+from paradox.streams import table_streams
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
 setup_style()
 if params.world == "toy":
     print(TOY_CAVEAT)
+
+# %% [markdown]
+# The inputs: mean reward per stream (02-03), Avg@k per model and split (05), perplexity per
+# stream under the base SLM (05) and the training loss curves (04). Utility per (stream, loss) is
+# the mean over splits per seed, then over seeds (`metrics.utility`).
 
 # %%
 streams = table_streams(params)
@@ -62,30 +67,21 @@ n_seeds = int(util["n_seeds"].max())
 seeds_note = f"mean ± 95% Student-t interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
 u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
 
-
 # %% [markdown]
 # ## Table 1: perceived quality vs utility
+# The base SLM, then each stream: mean reward, perplexity and Avg@k after SFT and DFT
+# (`tables.table1`); then Avg@k per evaluation split (`tables.accuracy_by_split`).
 
 # %%
-rows, shown = [], []
-for s in ["base", *streams]:
-    sft, dft = (u("base", "none"),) * 2 if s == "base" else (u(s, "nll"), u(s, "dft"))
-    rew, p = (float("nan"), float("nan")) if s == "base" else (reward[s], ppl[s])
-    rows.append({"Stream": LABELS[s], "Reward": rew, "PPL": p, f"SFT Avg@{k}": sft[0], "SFT ci95": sft[1],
-                 f"DFT Avg@{k}": dft[0], "DFT ci95": dft[1], "seeds": sft[2]})
-    shown.append({"Stream": LABELS[s], "Reward": "n/a" if s == "base" else f"{rew:.2f}",
-                  "PPL": "n/a" if s == "base" else f"{p:.3g}", f"SFT Avg@{k}": fmt(*sft), f"DFT Avg@{k}": fmt(*dft)})
-table1 = pd.DataFrame(rows)
+table1, table1_shown = tables.table1(u, streams, reward, ppl, k)
 splits = ", ".join(sorted(accuracy["split"].unique()))
 save_table(table1, paths.figures / "table1", params, [*reward_files.values(), acc_file, ppl_file],
            caption=f"Table 1. Mean reward, perplexity under the base SLM, and Avg@{k} (%, mean over the evaluation "
                    f"splits {splits}; {seeds_note}) after SFT and DFT on each stream.",
-           display=pd.DataFrame(shown))
-main = accuracy[accuracy["purpose"].isin(["main", "base"])]
-by_split = main.groupby(["stream", "loss", "split"])["avg_at_k"].mean().unstack("split").reset_index()
-save_table(by_split, paths.figures / "accuracy_by_split", params, [acc_file],
+           display=table1_shown)
+save_table(tables.accuracy_by_split(accuracy), paths.figures / "accuracy_by_split", params, [acc_file],
            caption=f"Avg@{k} (%) per evaluation split for every stream and loss ({seeds_note}).")
-pd.DataFrame(shown)
+table1_shown
 
 # %% [markdown]
 # ## Reward cross-check
@@ -94,29 +90,15 @@ pd.DataFrame(shown)
 # one does (the Oracle's streams on top), while utility runs the other way. Per stream, the mean
 # reward under each model with its rank (1 = highest), and the DFT utility; per model, Spearman's
 # rank correlation of its stream rewards with utility (negative: the paradox holds under that
-# model). Only for profiles with `reward.cross_check`.
+# model). Only for profiles with `reward.cross_check` (`tables.cross_check`).
 
 # %%
-from scipy.stats import spearmanr
-
-from paradox import cross_check
-
 if params.reward.cross_check:
-    xc = cross_check.reward_table(params, paths, streams)
-    models = [c.removeprefix("reward:") for c in xc.columns if c.startswith("reward:")]
-    xc[f"DFT Avg@{k}"], xc[f"SFT Avg@{k}"] = [[u(s, loss)[0] for s in streams] for loss in ("dft", "nll")]
-    xc_shown = pd.DataFrame({"Stream": [LABELS[s] for s in streams],
-                             **{m: [f"{r:.2f} ({n})" for r, n in zip(xc[f"reward:{m}"], xc[f"rank:{m}"], strict=True)]
-                                for m in models},
-                             f"DFT Avg@{k}": [fmt(*u(s, "dft")) for s in streams]})
+    xc, xc_shown, rho = tables.cross_check(cross_check.reward_table(params, paths, streams), u, streams, k)
     xc_inputs = [*cross_check.input_files(params, paths, streams), acc_file]
     save_table(xc, paths.figures / "reward_cross_check", params, xc_inputs, display=xc_shown,
                caption="Mean reward of each stream's training traces under the main and the cross-check reward "
                        f"models (rank among the streams in brackets, 1 = highest), and Avg@{k} after DFT.")
-    rho = pd.DataFrame([{"model": m, **{f"spearman_{loss}": (spearmanr(xc[f"reward:{m}"], xc[col]).statistic
-                                                             if xc[col].notna().all() else float("nan"))
-                                        for loss, col in (("dft", f"DFT Avg@{k}"), ("sft", f"SFT Avg@{k}"))}}
-                        for m in models])
     save_table(rho, paths.figures / "reward_cross_check_spearman", params, xc_inputs,
                caption=f"Spearman rank correlation, across the {len(streams)} training streams, of each reward "
                        f"model's mean reward with Avg@{k} after DFT and after SFT (n/a: a loss not trained, or no differences to rank).")
@@ -126,53 +108,26 @@ else:
 
 # %% [markdown]
 # ## Quality vs utility, and perplexity vs utility
+# Utility after fine-tuning against the mean reward of the training traces (the paradox: the
+# highest-reward streams are not the most useful), and against their perplexity under the base
+# SLM (the proposed mechanism: adaptation cost). One panel per loss (`figures.utility_scatter`).
 
 # %%
-def scatter(x: dict, xlabel: str, stem: str, caption: str, inputs: list[Path], logx: bool = False) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True, layout="constrained")
-    for ax, loss, title in zip(axes, LOSS_TITLES, LOSS_TITLES.values(), strict=True):
-        for s in streams:
-            m, ci, n = u(s, loss)
-            if n == 0:
-                continue
-            st = STREAM_STYLE[s]
-            face = dict(markerfacecolor="none", markeredgecolor=st["color"], markersize=14, markeredgewidth=2,
-                        zorder=4) if st.get("hollow") else dict(markeredgecolor="black", markersize=8, zorder=3)
-            ax.errorbar(x[s], m, yerr=ci if n > 1 else None, color=st["color"], marker=st["marker"],
-                        linestyle="none", capsize=3, label=LABELS[s], **face)
-        ax.axhline(base_mean, color="grey", linestyle="--", linewidth=1, label="Base SLM")
-        if logx:
-            ax.set_xscale("log")
-        ax.set_title(title)
-    fig.supxlabel(xlabel, fontsize="medium")
-    axes[0].set_ylabel(f"Avg@{k} (%, mean over splits)")
-    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    save_figure(fig, paths.figures / stem, params, inputs, f"{caption} Error bars: {seeds_note}.")
-
-
-scatter(reward, "mean reward of the training traces (perceived quality)", "quality_vs_utility",
-        "Perceived quality (mean reward of the training traces) vs utility (Avg@k after fine-tuning).",
-        [*reward_files.values(), acc_file])
-scatter(ppl.to_dict(), "perplexity of the traces under the base SLM (log scale)", "ppl_vs_utility",
-        "Adaptation cost (perplexity of the training traces under the base SLM) vs utility (Avg@k).",
-        [ppl_file, acc_file], logx=True)
+save_figure(figures.utility_scatter(reward, u, streams, base_mean, k, "mean reward of the training traces (perceived quality)"),
+            paths.figures / "quality_vs_utility", params, [*reward_files.values(), acc_file],
+            "Perceived quality (mean reward of the training traces) vs utility (Avg@k after fine-tuning). "
+            f"Error bars: {seeds_note}.")
+save_figure(figures.utility_scatter(ppl.to_dict(), u, streams, base_mean, k,
+                                    "perplexity of the traces under the base SLM (log scale)", logx=True),
+            paths.figures / "ppl_vs_utility", params, [ppl_file, acc_file],
+            "Adaptation cost (perplexity of the training traces under the base SLM) vs utility (Avg@k). "
+            f"Error bars: {seeds_note}.")
 
 # %% [markdown]
 # ## Training loss curves
+# Training loss per optimizer step for each stream, first seed (`figures.loss_curves`).
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-for ax, loss, title in zip(axes, LOSS_TITLES, LOSS_TITLES.values(), strict=True):
-    for s in streams:
-        c = curves[(curves["stream"] == s) & (curves["loss_type"] == loss)]
-        st = STREAM_STYLE[s]
-        ax.plot(c["step"], c["loss"], color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
-                markevery=max(1, len(c) // 6), label=LABELS[s])
-    ax.set_title(title)
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (nats per token, log scale)")
-axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-save_figure(fig, paths.figures / "loss_curves", params, [curves_file],
+save_figure(figures.loss_curves(curves, streams), paths.figures / "loss_curves", params, [curves_file],
             "Training loss per step for each stream (first seed), SFT and DFT (DFT's loss is "
             "probability-weighted, so its scale differs).")

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import torch
 
-from paradox.generation import HFGenerator, SamplingSettings
-from paradox.grading import grade
+from paradox.evaluation import greedy_accuracy
+from paradox.generation import HFGenerator
 from paradox.io import write_json, write_jsonl
 from paradox.params import load_params
 from paradox.paths import RunPaths, display
@@ -132,7 +132,8 @@ write_json(paths.world / "slm.json", {"path": display(slm_dir), "cache_key": key
 #
 # Greedy accuracy on the test and hard splits. The issue that specified the toy world aimed
 # at 30-60% greedy accuracy on test: good enough to have correct traces to keep, weak enough to
-# make mistakes. Whatever it is, it is reported, not tuned after the fact.
+# make mistakes. Whatever it is, it is reported, not tuned after the fact. One greedy completion
+# per problem, graded by the one grader (`evaluation.greedy_accuracy`); nothing is stored.
 
 # %%
 gen = HFGenerator.from_pretrained(str(slm_dir), params.eval.batch_size)
@@ -140,13 +141,9 @@ check = {}
 for split in ("test", "hard"):
     probs = splits[split]
     prompts = [params.slm.prompt_template.format(question=p.question) for p in probs]
-    outs = []
-    for start in range(0, len(prompts), params.eval.batch_size):
-        outs += gen.generate(prompts[start:start + params.eval.batch_size],
-                             SamplingSettings(1, 0.0, 1.0, params.eval.max_new_tokens, params.seed))
-    correct = [grade(o[0].text, p.answer, truncated=o[0].truncated) for o, p in zip(outs, probs, strict=True)]
-    check[split] = 100 * sum(correct) / len(correct)
+    check[split], outs = greedy_accuracy(gen, prompts, [p.answer for p in probs], params.eval.batch_size,
+                                         params.eval.max_new_tokens, params.seed)
     print(f"{split}: greedy accuracy {check[split]:.1f}% on {len(probs)} problems")
 n_params = sum(p.numel() for p in gen.model.parameters())
 write_json(paths.world / "slm_check.json", {"greedy_accuracy": check, "n_params": n_params, "cache_key": key})
-print("\na greedy sample:\n" + outs[0][0].text)
+print("\na greedy sample:\n" + outs[0].text)

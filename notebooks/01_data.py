@@ -36,6 +36,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from paradox import backends, oracle_budget
+from paradox.evaluation import grade_rows, truncated_share
 from paradox.generation import SamplingSettings, sample_sharded
 from paradox.grading import grade_many
 from paradox.io import write_json, write_jsonl
@@ -82,31 +83,35 @@ print(f"{len(problems)} training problems; SLM: {slm}")
 # interrupted run resumes at the first missing shard.
 
 # %%
-s = params.sampling
+s, e = params.sampling, params.eval  # one grader for every stage, in e.grade_workers processes (0 = all cores)
 settings = SamplingSettings(s.k, s.temperature, s.top_p, s.max_new_tokens, params.seed)
 rows = sample_sharded(gen, model_fingerprint(slm), [p.id for p in problems], prompts, settings, paths.data / "samples",
                       s.batch_size, desc="sampling SLM traces")
-gen.close()  # the prompts are made; free the weights for the stages that follow
+gen.close()  # the prompts are made; free the weights before grading and for the stages that follow
+grade_rows(rows, problems, grade_workers=e.grade_workers, grade_timeout_s=e.grade_timeout_s, desc="grading samples")
 prompt_of = dict(zip([p.id for p in problems], prompts, strict=True))
 gold = {p.id: p.answer for p in problems}
-e = params.eval  # one grader for every stage, in e.grade_workers processes (0 = all cores)
-verdicts = grade_many([(r["text"], gold[r["id"]], r["truncated"]) for r in rows], workers=e.grade_workers,
-                      timeout_s=e.grade_timeout_s, desc="grading samples")
-for r, ok in zip(rows, verdicts, strict=True):
-    r["correct"] = ok
 write_jsonl(paths.data / "samples.jsonl", rows)
 
 # %% [markdown]
 # ## Rejection sampling
+# A trace must still be correct once cleaned (`rft.clean`, the world's cleaning rule): the cleaned
+# correct traces are re-graded at once, and `rft.choose` picks one per problem among those that
+# pass (`streams.rft.select`).
 
 # %%
-# A trace must still be correct once cleaned: the cleaned correct traces are re-graded at once.
-cleaner = CLEANERS[params.rft.clean] if params.rft.clean else None  # the world's cleaning rule (params)
+cleaner = CLEANERS[params.rft.clean] if params.rft.clean else None
 cleaned = sorted({(r["id"], cleaner(r["text"]) if cleaner else r["text"]) for r in rows if r["correct"]})
 still = dict(zip(cleaned, grade_many([(t, gold[pid], False) for pid, t in cleaned], workers=e.grade_workers,
                                      timeout_s=e.grade_timeout_s, desc="re-grading cleaned traces"), strict=True))
 chosen = select(rows, params.rft.choose, params.seed, params.rft.clean, still_correct=lambda pid, text: still[pid, text])
-if params.rft.max_trace_tokens is not None:  # a trace the Oracle's prompts cannot hold (docs/budgets.md)
+
+# %% [markdown]
+# A kept trace the Oracle's prompts cannot hold (over `rft.max_trace_tokens`, docs/budgets.md) is
+# dropped and counted. A profile whose SLM solves none of the training problems stops here.
+
+# %%
+if params.rft.max_trace_tokens is not None:
     # both rft bounds are set or neither (params): oracle_tok is the tokenizer loaded above
     too_long = {pid for pid, text in tqdm(chosen.items(), desc="trace tokens")
                 if trace_tokens(text, oracle_tok.text_tokens) > params.rft.max_trace_tokens}
@@ -117,6 +122,12 @@ if params.rft.max_trace_tokens is not None:  # a trace the Oracle's prompts cann
 if not chosen:
     raise RuntimeError(f"profile '{profile}': the SLM solved none of the {len(problems)} training problems "
                        f"with k={s.k}; there is nothing to fine-tune on (raise sampling.k or the SLM's training)")
+
+# %% [markdown]
+# The summary of sampling and selection (`data/summary.json`): sample accuracy, the share of
+# samples cut by `sampling.max_new_tokens` (graded wrong), and how many problems are solvable.
+
+# %%
 by_id = {p.id: p for p in problems}
 kept = [by_id[pid] for pid in sorted(chosen)]
 n_correct = Counter(r["id"] for r in rows if r["correct"])
@@ -124,7 +135,7 @@ summary = {
     "n_problems": len(problems),
     "k": s.k,
     "sample_accuracy": 100 * sum(r["correct"] for r in rows) / len(rows),
-    "truncated_share": 100 * sum(r["truncated"] for r in rows) / len(rows),
+    "truncated_share": truncated_share(rows),
     "n_solvable": len(kept),
     "solvable_share": 100 * len(kept) / len(problems),
     "correct_per_solvable_problem": sum(n_correct.values()) / max(1, len(n_correct)),
@@ -133,19 +144,18 @@ summary = {
 }
 for k_, v in summary.items():
     print(f"{k_:30s} {v:.2f}" if isinstance(v, float) else f"{k_:30s} {v}")
-# truncated_share: samples that hit sampling.max_new_tokens without a stop token or stop string (graded wrong)
 if summary["truncated_share"] > 5:
     print(f"WARNING: {summary['truncated_share']:.1f}% of the samples ran into sampling.max_new_tokens; "
           f"check the stop conditions (slm.stop_tokens {list(params.slm.stop_tokens)}, "
           f"slm.stop_strings {list(params.slm.stop_strings)})")
 
+# %% [markdown]
+# The two streams of this stage, on the same kept problems and prompts: SLM-RFT (the chosen
+# traces) and Ground truth (the dataset's reference solutions).
+
 # %%
-def stream_rows(traces: dict[str, str]):
-    return ({"id": p.id, "prompt": prompt_of[p.id], "completion": traces[p.id]} for p in kept)
-
-
-write_jsonl(paths.stream("slm_rft"), stream_rows(chosen))
-write_jsonl(paths.stream("ground_truth"), stream_rows({p.id: p.reference_solution for p in kept}))
+for name, traces in (("slm_rft", chosen), ("ground_truth", {p.id: p.reference_solution for p in kept})):
+    write_jsonl(paths.stream(name), ({"id": p.id, "prompt": prompt_of[p.id], "completion": traces[p.id]} for p in kept))
 write_jsonl(paths.data / "kept_problems.jsonl", (p.to_dict() for p in kept))
 write_json(paths.data / "summary.json", summary)
 

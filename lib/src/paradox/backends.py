@@ -5,6 +5,7 @@ world (toy or real) is behind them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from paradox.generation import HFGenerator
 from paradox.io import read_json
@@ -43,7 +44,7 @@ def slm_path(params: Params, paths: RunPaths) -> str:
     return local_or_hub(params.slm.name_or_path)
 
 
-def load_kwargs(params: Params, model_path: str) -> dict:
+def load_kwargs(params: Params, model_path: str) -> dict[str, Any]:
     """gguf/revision apply to the base hub model only, never to a fine-tuned local checkpoint."""
     base = params.slm.name_or_path != TOY_SLM and not Path(model_path).is_dir()
     return {"dtype": params.slm.dtype,

@@ -58,7 +58,7 @@ STATED_INT = re.compile(r"\b(?:index|answer)\s*(?:is|:|=)\s*[*`$]*\s*(-?\d+)", r
 class BatchCompleter(Protocol):
     """`paradox.oracle_client.OracleClient`: answers with their finish reason, skipped when a
     request does not fit the context."""
-    def answer_many(self, prompts: list[str], *, kind: str = ..., sources: list[str | None] | None = ...,
+    def answer_many(self, prompts: list[str], *, kind: str = ..., sources: Sequence[str | None] | None = ...,
                     desc: str | None = ...) -> list[Answer]: ...
 
 
@@ -228,7 +228,7 @@ class PromptOracle:
         answers = self._ask([fill(self.prompts["locate"], question=p.question, steps=tag_steps(s.items),
                                   n_steps=len(s)) for p, s in zip(problems, steps, strict=True)],
                             "locate", "oracle locate")
-        out = []
+        out: list[int | None] = []
         for s, ans in zip(steps, answers, strict=True):
             if ans is None:  # skipped or cut off before its final index: not located (counted in _ask)
                 out.append(None)

@@ -86,6 +86,7 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
             elif t.launcher == "accelerate":  # one `accelerate launch` per run, its output shown as it comes
                 job = make_job(paths.stream(r.stream), out, base, settings, backends.load_kwargs(params, base),
                                gradient_checkpointing=t.gradient_checkpointing)
+                assert t.accelerate_config is not None  # the params schema requires it with this launcher
                 launch_training(job, t.accelerate_config, t.num_processes, machines=machines)
             else:
                 model, tok = load_model(base, **backends.load_kwargs(params, base))

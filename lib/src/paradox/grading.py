@@ -242,7 +242,7 @@ def grade_many(items: Sequence[Item], *, workers: int | None = 0, timeout_s: flo
                 if results[i] is None:
                     results[i] = _grade_chunk(chunk, timeout_s)
                     bar.update(len(chunk))
-    return [v for chunk in results for v in chunk]  # type: ignore[union-attr]
+    return [v for chunk in results for v in chunk]  # type: ignore[union-attr]  # every chunk was graded
 
 
 def _grade_chunk(chunk: Sequence[Item], timeout_s: float) -> list[bool]:

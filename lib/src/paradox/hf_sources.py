@@ -50,15 +50,15 @@ def gold_answer(row: dict[str, Any], answer_field: str | None, answer_from: str,
                 where: str) -> str | None:
     """The gold final answer of a row as one string, by the spec's rule; None if it has none."""
     if answer_from == "field":
-        value = row[answer_field]  # type: ignore[index]
+        value = row[answer_field]  # type: ignore[index]  # the schema requires the field
         _check_type(value, f"{where} field '{answer_field}'", list_ok=True)
         return canonical_gold(value)
     if answer_from == "boxed_in_solution":
-        value = row[solution_field]  # type: ignore[index]
+        value = row[solution_field]  # type: ignore[index]  # the schema requires the field
         _check_type(value, f"{where} field '{solution_field}'")
         return canonical_gold(last_boxed(value)) if value else None
     if answer_from == "gsm8k_hash":
-        value = row[answer_field]  # type: ignore[index]
+        value = row[answer_field]  # type: ignore[index]  # the schema requires the field
         _check_type(value, f"{where} field '{answer_field}'")
         found = GSM8K_ANSWER.findall(value or "")
         return canonical_gold(THOUSANDS.sub("", found[-1])) if found else None

@@ -251,7 +251,7 @@ class PromptOracle:
         answers = self._ask([fill(self.prompts["style_align"], question=problems[i].question, trace=traces[i],
                                   steps=tag_steps(steps[i].items), index=first_wrong[i], n_steps=len(steps[i]))
                              for i in todo], "style_align", "oracle style-align",
-                            [steps[i].tail(first_wrong[i]) for i in todo])  # type: ignore[arg-type]
+                            [steps[i].tail(first_wrong[i]) for i in todo])  # type: ignore[arg-type]  # todo: located steps only (int)
         out: list[tuple[str, list[int]]] = [(t, []) for t in traces]
         for i, ans in zip(todo, answers, strict=True):
             k, orig = first_wrong[i], steps[i]

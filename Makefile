@@ -1,5 +1,6 @@
 # make paper [PROFILE=toy]  run every stage (notebooks 00-07) through papermill
-# make test                 unit tests + the smoke pipeline
+# make test                 lint (ruff check, ruff format --check, mypy) + unit tests + the smoke pipeline
+# make typecheck            mypy, strict on lib/src/paradox
 # make plan [PROFILE=toy]   print every stage's models, datasets, sizes and outputs; runs nothing
 # make lab                  JupyterLab with the project's kernel
 # make clean                remove runs/<profile> and the venv-less build leftovers
@@ -47,7 +48,7 @@ PROMPTS := $(wildcard params/prompts/*.txt)
 LIB := $(shell find lib/src -name '*.py' 2>/dev/null) pyproject.toml
 OUTPUTS := $(foreach s,$(STAGES),$(NBOUT)/$(s).ipynb)
 
-.PHONY: paper plan test lab clean venv lint check-params sync-notebooks
+.PHONY: paper plan test lab clean venv lint typecheck check-params sync-notebooks
 
 paper: $(OUTPUTS)
 
@@ -140,8 +141,16 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: | $(VLLM_STAMP)
 	VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 $(VLLM_PY) -m pytest -q tests/vllm_engine
 
-lint: | $(STAMP)
-	$(PY) -m ruff check lib tests notebooks
+# Lint, format check and type check (`make test` runs them first). The formatter's changes are
+# applied with `$(PY) -m ruff format lib tests notebooks bench`.
+lint: typecheck | $(STAMP)
+	$(PY) -m ruff check lib tests notebooks bench
+	$(PY) -m ruff format --check lib tests notebooks bench
+
+# mypy, strict on lib/src/paradox: settings, files and per-dependency exceptions in [tool.mypy] of
+# pyproject.toml; the stubs it needs come with the dev extra.
+typecheck: | $(STAMP)
+	$(PY) -m mypy
 
 # After editing a notebook's .py (or .ipynb) in an editor, bring its pair up to date.
 sync-notebooks: | $(STAMP)

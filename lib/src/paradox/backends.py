@@ -4,7 +4,9 @@ world (toy or real) is behind them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from paradox.generation import HFGenerator
 from paradox.io import read_json
@@ -12,6 +14,9 @@ from paradox.params import Params, RewardModel
 from paradox.paths import RunPaths, local_or_hub, project_root, resolve
 from paradox.problems import JsonlProblemSource
 from paradox.protocols import Generator, Oracle, ProblemSource, RetentionScorer, RewardScorer
+
+if TYPE_CHECKING:
+    from paradox.serving import ServerGroup
 
 TOY_SLM = "toy"
 
@@ -43,7 +48,7 @@ def slm_path(params: Params, paths: RunPaths) -> str:
     return local_or_hub(params.slm.name_or_path)
 
 
-def load_kwargs(params: Params, model_path: str) -> dict:
+def load_kwargs(params: Params, model_path: str) -> dict[str, Any]:
     """gguf/revision apply to the base hub model only, never to a fine-tuned local checkpoint."""
     base = params.slm.name_or_path != TOY_SLM and not Path(model_path).is_dir()
     return {"dtype": params.slm.dtype,
@@ -98,6 +103,7 @@ def openai_generator(params: Params, model_path: str, paths: RunPaths) -> Genera
     stops = Stops.resolve(tok, params.slm.stop_tokens, params.slm.stop_strings, generation_eos)
     fingerprint = model_fingerprint(model_path)
     group = None
+    urls: list[str] | Callable[[], list[str]]
     if e.serve is not None:
         sv = e.serve
         spec = ServeSpec(model=model_path, served_name="slm", tensor_parallel_size=sv.tensor_parallel_size,
@@ -146,7 +152,7 @@ def oracle(params: Params, paths: RunPaths) -> Oracle:
                         servers=[servers] if servers else [])
 
 
-def oracle_servers(params: Params, paths: RunPaths):
+def oracle_servers(params: Params, paths: RunPaths) -> ServerGroup | None:
     """The Oracle's managed `vllm serve` replicas (`oracle.serve`), not started yet; None without it."""
     sv, o = params.oracle.serve, params.oracle
     if sv is None:
@@ -202,7 +208,7 @@ def fill_template(template: str, question: str) -> str:
     return template.replace("{question}", question)
 
 
-def format_prompt(params: Params, question: str, tokenizer=None) -> str:
+def format_prompt(params: Params, question: str, tokenizer: Any = None) -> str:
     """The SLM's prompt for a question: the params template, optionally as the user turn of the
     tokenizer's chat template (no system message: a template's default system prompt applies, as
     Qwen2.5-Math's does). A rendering that repeats a line of the template (an instruction sent
@@ -219,15 +225,16 @@ def format_prompt(params: Params, question: str, tokenizer=None) -> str:
     return _render(tokenizer, text)
 
 
-def _render(tokenizer, text: str) -> str:
-    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                         add_generation_prompt=True)
+def _render(tokenizer: Any, text: str) -> str:
+    rendered: str = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True)
+    return rendered
 
 
 _checked: set[tuple[int, str, str]] = set()
 
 
-def _check_chat_rendering(template: str, tokenizer) -> None:
+def _check_chat_rendering(template: str, tokenizer: Any) -> None:
     """Checked once per (tokenizer, template), on a neutral question (a real one may quote anything)."""
     key = (id(tokenizer), template, tokenizer.chat_template)
     if key in _checked:

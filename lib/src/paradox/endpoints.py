@@ -104,7 +104,7 @@ class EndpointPool:
         self._connect_fn: Callable[[], Sequence[str]] | None = base_urls if callable(base_urls) else None
         self._endpoints: list[_Endpoint] = []
         self._connect_error: BaseException | None = None
-        if self._connect_fn is None:
+        if not callable(base_urls):  # else connected on first use, through _connect_fn
             self._connect([base_urls] if isinstance(base_urls, str) else list(base_urls))
 
     def _connect(self, urls: Sequence[str]) -> None:
@@ -183,9 +183,9 @@ class EndpointPool:
             self._cond.notify_all()
 
     def _backoff(self, attempt: int, err: BaseException | None) -> float:
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt) * (0.5 + random.random() / 2)
+        delay: float = min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt) * (0.5 + random.random() / 2)
         response = getattr(err, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
+        retry_after: str | None = response.headers.get("retry-after") if response is not None else None
         with contextlib.suppress(ValueError):  # an HTTP date: ignored, the exponential delay applies
             delay = max(delay, min(self.backoff_max_s, float(retry_after))) if retry_after else delay
         return delay

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -24,6 +24,9 @@ from paradox.io import DoneMarker, read_jsonl, stable_hash, write_jsonl
 from paradox.models import load_model
 from paradox.protocols import Generator
 from paradox.tokenization import SequenceEncoder, Stops
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,17 @@ class Completion:
 class HFGenerator:
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int, stop_tokens: Sequence[str] = (),
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int, stop_tokens: Sequence[str] = (),
                  stop_strings: Sequence[str] = ()) -> None:
-        self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+        # Any: generate() comes from GenerationMixin, which PreTrainedModel lacks; None once closed
+        self.model: Any = model
+        self.tok, self.batch_size = tokenizer, batch_size
         self.encoder = SequenceEncoder(tokenizer)
         self.stops = Stops.resolve(tokenizer, stop_tokens, stop_strings, model.generation_config.eos_token_id)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, batch_size: int, stop_tokens: Sequence[str] = (),
-                        stop_strings: Sequence[str] = (), **kw) -> HFGenerator:
+                        stop_strings: Sequence[str] = (), **kw: Any) -> HFGenerator:
         model, tok = load_model(name_or_path, **kw)
         return cls(model, tok, batch_size, stop_tokens, stop_strings)
 

@@ -96,14 +96,14 @@ def grade(completion: Any, gold: Any, *, truncated: bool = False, timeout_s: flo
 
 
 @lru_cache(maxsize=8192)
-def parse_gold(gold: str) -> list:
+def parse_gold(gold: str) -> list[Any]:
     """math-verify's reading of a canonical gold: parsed as inline math, not as free text. A
     choice-and-value gold ("\\textbf{(B)}\\ 30") is read both ways."""
     readings = choice_readings(gold_latex(gold))
     return [x for r in readings for x in parse(f"${r}$", EXTRACTION, parsing_timeout=None)]
 
 
-def parse_prediction(text: str) -> list:
+def parse_prediction(text: str) -> list[Any]:
     """math-verify's reading of a model's output, after the additions described above."""
     text = rewrite_answer_spans(text)
     boxed = last_boxed_content(text)
@@ -112,10 +112,11 @@ def parse_prediction(text: str) -> list:
     if not BOXED.search(text):
         final = GSM8K_FINAL.search(text)
         if final:  # the answer even when the word "answer" appears earlier in the solution
-            found = parse(final.group(1), EXTRACTION, parsing_timeout=None)
+            found: list[Any] = parse(final.group(1), EXTRACTION, parsing_timeout=None)
             if found:
                 return found
-    return parse(text, EXTRACTION, parsing_timeout=None)
+    parsed: list[Any] = parse(text, EXTRACTION, parsing_timeout=None)
+    return parsed
 
 
 def rewrite_answer_spans(text: str) -> str:
@@ -141,7 +142,7 @@ def last_boxed_content(text: str) -> str | None:
     return None if end is None else text[starts[-1]:end].strip()
 
 
-def small_number_verdict(target: list, pred: list) -> bool | None:
+def small_number_verdict(target: list[Any], pred: list[Any]) -> bool | None:
     """Equality of two approximate numbers below 1e-3 in size, compared as math-verify compares
     numbers (rounded to 6 decimals) but on the gold's scale: rounded to 6 decimals, 1.2e-17 and
     1.2e-18 would both be 0. None when this does not apply (math-verify decides)."""
@@ -152,7 +153,7 @@ def small_number_verdict(target: list, pred: list) -> bool | None:
     return round(g[0] / scale, 6) == round(p[0] / scale, 6)
 
 
-def _real_number(parsed: list) -> tuple[float, bool] | None:
+def _real_number(parsed: list[Any]) -> tuple[float, bool] | None:
     """(value, approximate?) of the first sympy object of a parse, if it is a real number."""
     expr = next((x for x in parsed if isinstance(x, sympy.Basic)), None)
     if not isinstance(expr, sympy.Expr) or expr.free_symbols or not expr.is_number:
@@ -241,7 +242,7 @@ def grade_many(items: Sequence[Item], *, workers: int | None = 0, timeout_s: flo
                 if results[i] is None:
                     results[i] = _grade_chunk(chunk, timeout_s)
                     bar.update(len(chunk))
-    return [v for chunk in results for v in chunk]  # type: ignore[union-attr]
+    return [v for chunk in results for v in chunk]  # type: ignore[union-attr]  # every chunk was graded
 
 
 def _grade_chunk(chunk: Sequence[Item], timeout_s: float) -> list[bool]:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import numbers
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paradox.answers import canonical_gold
 from paradox.paths import resolve
 from paradox.problems import Problem
+
+if TYPE_CHECKING:
+    from paradox.params import DatasetSpec
 
 BOXED = re.compile(r"\\boxed\s*\{")
 GSM8K_ANSWER = re.compile(r"^[ \t]*####\s*(.+?)\s*$", re.MULTILINE)
@@ -31,7 +34,8 @@ def last_boxed(text: str) -> str | None:
     starts = [m.end() for m in BOXED.finditer(text or "")]
     if not starts:
         return None
-    i, depth, out = starts[-1], 1, []
+    i, depth = starts[-1], 1
+    out: list[str] = []
     while i < len(text):
         c = text[i]
         depth += (c == "{") - (c == "}")
@@ -46,15 +50,15 @@ def gold_answer(row: dict[str, Any], answer_field: str | None, answer_from: str,
                 where: str) -> str | None:
     """The gold final answer of a row as one string, by the spec's rule; None if it has none."""
     if answer_from == "field":
-        value = row[answer_field]  # type: ignore[index]
+        value = row[answer_field]  # type: ignore[index]  # the schema requires the field
         _check_type(value, f"{where} field '{answer_field}'", list_ok=True)
         return canonical_gold(value)
     if answer_from == "boxed_in_solution":
-        value = row[solution_field]  # type: ignore[index]
+        value = row[solution_field]  # type: ignore[index]  # the schema requires the field
         _check_type(value, f"{where} field '{solution_field}'")
         return canonical_gold(last_boxed(value)) if value else None
     if answer_from == "gsm8k_hash":
-        value = row[answer_field]  # type: ignore[index]
+        value = row[answer_field]  # type: ignore[index]  # the schema requires the field
         _check_type(value, f"{where} field '{answer_field}'")
         found = GSM8K_ANSWER.findall(value or "")
         return canonical_gold(THOUSANDS.sub("", found[-1])) if found else None
@@ -70,7 +74,7 @@ def _check_type(value: Any, where: str, list_ok: bool = False) -> None:
         raise TypeError(f"{where}: cannot read a gold answer from {type(value).__name__} {str(value)[:80]!r}")
 
 
-def load_rows(spec, name: str) -> list[dict[str, Any]]:
+def load_rows(spec: DatasetSpec, name: str) -> list[dict[str, Any]]:
     """The dataset's rows, from a local copy when `spec.local_path` is set, else from the hub."""
     import datasets
 
@@ -89,7 +93,7 @@ def load_rows(spec, name: str) -> list[dict[str, Any]]:
     return list(ds)
 
 
-def to_problems(rows: list[dict[str, Any]], spec, name: str) -> list[Problem]:
+def to_problems(rows: list[dict[str, Any]], spec: DatasetSpec, name: str) -> list[Problem]:
     """Map rows to Problems; a row without a usable answer is skipped and counted, never guessed."""
     needed = [f for f in (spec.question_field, spec.answer_field, spec.solution_field, spec.id_field) if f]
     if rows:

@@ -12,14 +12,18 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-def avg_at_k(rows: Sequence[dict]) -> float:
+
+def avg_at_k(rows: Sequence[dict[str, Any]]) -> float:
     """Rows {id, correct}; several per id. Mean over ids of the per-id mean, in percent."""
     per: dict[str, list[bool]] = defaultdict(list)
     for r in rows:
@@ -56,16 +60,18 @@ def micro_batches(lengths: Sequence[int], token_budget: int, max_rows: int | Non
     return groups
 
 
-def _body_and_head(model):
+def _body_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Linear]:
     """(the transformer without its LM head, the head): token log-probs are computed from the last
-    hidden states slice by slice, never as full [batch, length, vocabulary] logits."""
+    hidden states slice by slice, never as full [batch, length, vocabulary] logits. (The head is the
+    lm_head nn.Linear of a causal LM, as typed; transformers leaves it unannotated.)"""
     body, head = model.base_model, model.get_output_embeddings()
     if body is model or head is None:
         raise ValueError(f"{type(model).__name__}: no separate base model and LM head to score with")
     return body, head
 
 
-def _check_head(model, body, head, ids: torch.Tensor) -> None:
+def _check_head(model: PreTrainedModel, body: torch.nn.Module, head: torch.nn.Module,
+                ids: torch.Tensor) -> None:
     """The model's logits must be head(last hidden state): a family that scales or caps its logits
     would be scored wrong, so that is an error (checked on a few positions of one sequence)."""
     ids = ids[:1, :8]
@@ -76,7 +82,7 @@ def _check_head(model, body, head, ids: torch.Tensor) -> None:
                          "soft-capping?); metrics.response_nll cannot score this model family")
 
 
-def _token_nll(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+def _token_nll(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
     """-log p(target) for each row of `hidden` [n, H], logits of at most `chunk` rows at a time."""
     out = []
     for j in range(0, hidden.shape[0], chunk):
@@ -86,7 +92,7 @@ def _token_nll(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) ->
 
 
 @torch.inference_mode()
-def response_nll(model, tokenizer, prompts: Sequence[str], responses: Sequence[str],
+def response_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str],
                  token_budget: int = DEFAULT_TOKEN_BUDGET, batch_size: int | None = None,
                  desc: str = "scoring", logit_chunk_bytes: int = LOGIT_CHUNK_BYTES) -> list[TraceNLL]:
     """NLL of each response given its prompt, on the token sequence training uses
@@ -121,7 +127,8 @@ def response_nll(model, tokenizer, prompts: Sequence[str], responses: Sequence[s
         width = max(len(x) for x in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        rows, cols = [], []
+        rows: list[int] = []
+        cols: list[int] = []
         for k, (i, x) in enumerate(zip(group, seqs, strict=True)):  # right padding: positions 0..n-1 in every row
             ids[k, :len(x)] = torch.tensor(x)
             mask[k, :len(x)] = 1
@@ -142,7 +149,7 @@ def response_nll(model, tokenizer, prompts: Sequence[str], responses: Sequence[s
             vals = nll[pos:pos + len(r_ids[i])]
             pos += len(r_ids[i])
             result[i] = TraceNLL(float(sum(vals)), len(vals), vals, list(r_ids[i]))
-    return result  # type: ignore[return-value]
+    return result  # type: ignore[return-value]  # every slot was filled by the loop
 
 
 def quarter_slices(n: int) -> list[slice]:
@@ -192,17 +199,17 @@ def lookup(util: pd.DataFrame, stream: str, loss: str) -> tuple[float, float, in
     """(mean, ci95, n_seeds) of one (stream, loss) in `utility(...)`; (nan, nan, 0) if it was not run."""
     if (stream, loss) not in util.index:
         return float("nan"), float("nan"), 0
-    row = util.loc[(stream, loss)]
+    row = cast("pd.Series[float]", util.loc[(stream, loss)])  # a full key of the index: one row
     return float(row["mean"]), float(row["ci95"]), int(row["n_seeds"])
 
 
 def base_utility(accuracy: pd.DataFrame) -> tuple[float, float]:
-    u = utility(accuracy).loc[("base", "none")]
+    u = cast("pd.Series[float]", utility(accuracy).loc[("base", "none")])  # one row, as in lookup
     return float(u["mean"]), float(u["ci95"])
 
 
 def fmt(mean: float, ci: float, n: int) -> str:
     """'12.3 ± 1.4' when there are several seeds, '12.3' otherwise."""
-    if pd.isna(mean):
+    if math.isnan(mean):  # pd.isna narrows a float to Never in pandas-stubs
         return "n/a"
     return f"{mean:.2f} ± {ci:.2f}" if n > 1 else f"{mean:.2f}"

@@ -4,17 +4,21 @@ alike), and the identity of a model's weights (cache keys for samples and traine
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from paradox.io import file_hash
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_tokenizer(name_or_path: str, revision: str | None = None, gguf_file: str | None = None):
+def load_tokenizer(name_or_path: str, revision: str | None = None,
+                   gguf_file: str | None = None) -> PreTrainedTokenizerBase:
     """AutoTokenizer with left padding (batched generation) and a pad token (EOS if it has none)."""
     kw: dict[str, Any] = {"revision": revision}
     if gguf_file:
@@ -27,7 +31,7 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, gguf_file: st
 
 
 def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None = None,
-               revision: str | None = None):
+               revision: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """AutoTokenizer + AutoModelForCausalLM, the same call for the toy SLM and a hub model."""
     kw: dict[str, Any] = {"revision": revision}
     if gguf_file:
@@ -36,7 +40,7 @@ def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None 
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype], **kw)
     model.eval()
     if torch.cuda.is_available():
-        model.to("cuda")
+        model.to("cuda")  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to) hides the bound self
     return model, tok
 
 

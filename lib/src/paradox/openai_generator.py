@@ -80,7 +80,8 @@ class OpenAIGenerator:
     def _fetch(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         path = self.cache_path(body)
         try:
-            return json.loads(path.read_text())["choices"]
+            cached: list[dict[str, Any]] = json.loads(path.read_text())["choices"]
+            return cached
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError):

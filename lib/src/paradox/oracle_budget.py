@@ -24,11 +24,15 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from paradox.params import AnswerTokens, Params
 from paradox.paths import local_or_hub, resolve
 from paradox.prompt_oracle import split_steps, tag_steps
 from paradox.streams import DRIFT_PREFIX, drift_fraction, drift_stream
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 KINDS = ("refine", "synthesize", "locate", "style_align", "drift", "retention_judge")
 # Placeholders a template may hold (real_oracle.fill and retention fill them); anything else in
@@ -79,10 +83,10 @@ class OracleTokenizer:
     def __init__(self, name_or_path: str, chat_template_tokens: int | None = None) -> None:
         self.name = name_or_path
         self.chat_template_tokens = chat_template_tokens
-        self._tok = None
+        self._tok: PreTrainedTokenizerBase | None = None
         self._lock = threading.Lock()
 
-    def _load(self):
+    def _load(self) -> PreTrainedTokenizerBase:
         if self._tok is None:
             try:
                 from transformers import AutoTokenizer
@@ -105,7 +109,7 @@ class OracleTokenizer:
         return self._tok
 
     @staticmethod
-    def _prompt(tok, prompt: str) -> int:
+    def _prompt(tok: PreTrainedTokenizerBase, prompt: str) -> int:
         text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                        add_generation_prompt=True)
         return len(tok(text, add_special_tokens=False)["input_ids"])

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from tqdm.auto import tqdm
 
 from paradox.endpoints import EndpointError, EndpointPool, display_url
@@ -92,7 +93,7 @@ def thread_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str
     results: list[Any] = [None] * len(items)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
             tqdm(total=len(items), desc=desc, unit="req", disable=desc is None) as bar:
-        futures: dict[Future, int] = {pool.submit(fn, x): i for i, x in enumerate(items)}
+        futures: dict[Future[R], int] = {pool.submit(fn, x): i for i, x in enumerate(items)}
         pending = set(futures)
         try:
             while pending:
@@ -181,7 +182,7 @@ class OracleClient:
         return {**{k: counts.get(k, 0) for k in base}, **per_kind}
 
     # --- cache ----------------------------------------------------------------------------
-    def _messages(self, prompt: str) -> list[dict[str, str]]:
+    def _messages(self, prompt: str) -> list[ChatCompletionMessageParam]:
         return [{"role": "user", "content": prompt}]
 
     def _sampling(self, limit: int | None) -> dict[str, Any]:
@@ -225,7 +226,8 @@ class OracleClient:
         if kind not in type(self.answers).model_fields:
             raise ValueError(f"unknown kind of Oracle request {kind!r}; known: "
                              f"{[*type(self.answers).model_fields, OTHER]}")
-        return getattr(self.answers, kind)
+        tokens: AnswerTokens = getattr(self.answers, kind)
+        return tokens
 
     def plan_request(self, prompt: str, kind: str = OTHER, source: str | None = None) -> tuple[int | None, int | None]:
         """(completion limit to send or None to skip, prompt tokens or None when not counted)."""

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from paradox.io import stable_hash
 from paradox.paths import display, resolve
@@ -643,6 +644,10 @@ class Params(Strict):
         return stable_hash(self.model_dump(mode="json"))
 
 
+# Which params file set each key, by its path of keys (for error messages).
+_Origin = dict[tuple[object, ...], str]
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{display(path)}: params file not found")
@@ -655,7 +660,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict, over: dict, origin: dict, src: str, prefix: tuple = ()) -> dict:
+def _merge(base: dict[str, Any], over: dict[str, Any], origin: _Origin, src: str,
+           prefix: tuple[object, ...] = ()) -> dict[str, Any]:
     """Deep-merge `over` into `base`, recording which file set each key."""
     out = dict(base)
     for key, value in over.items():
@@ -669,7 +675,7 @@ def _merge(base: dict, over: dict, origin: dict, src: str, prefix: tuple = ()) -
     return out
 
 
-def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """Field names valid at `loc` (for 'did you mean' hints)."""
     for part in loc:
         field = model.model_fields.get(str(part))
@@ -684,7 +690,7 @@ def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _describe(err: dict, origin: dict, profile_file: str) -> str:
+def _describe(err: ErrorDetails, origin: _Origin, profile_file: str) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     key = ".".join(str(p) for p in loc) or "(top level)"
     src = profile_file
@@ -726,7 +732,7 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
     project root (`paradox.paths`), so this works from `notebooks/` as from the root."""
     params_dir = resolve(params_dir)
     base_path, prof_path = params_dir / BASE_FILE, params_dir / f"{profile}.yaml"
-    origin: dict[tuple, str] = {}
+    origin: _Origin = {}
     merged = _merge({}, _read_yaml(base_path), origin, display(base_path))
     for path, data in _profile_chain(params_dir, profile):
         merged = _merge(merged, data, origin, display(path))
@@ -740,8 +746,9 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
         lines = [_describe(e, origin, display(prof_path)) for e in err.errors()]
         raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None
     # Files named by params are resolved from the repository root (the parent of params/).
-    files = {("analysis", "retention_prompt"): params.analysis.retention_prompt,
-             ("train", "accelerate_config"): params.train.accelerate_config}
+    files: dict[tuple[str, ...], str | None] = {
+        ("analysis", "retention_prompt"): params.analysis.retention_prompt,
+        ("train", "accelerate_config"): params.train.accelerate_config}
     if params.oracle.backend == "openai":
         files |= {("oracle", "prompts", k): v for k, v in params.oracle.prompts.model_dump().items()}
     for key, rel in files.items():

@@ -33,11 +33,11 @@ def project_root() -> Path:
             raise FileNotFoundError(f"${ROOT_ENV}={env}: no {MARKER} there; point it at the project's root")
         return root
     cwd = Path.cwd().resolve()
-    root = _find_root(cwd) or _find_root(Path(__file__).resolve().parent)
-    if root is None:
+    found = _find_root(cwd) or _find_root(Path(__file__).resolve().parent)
+    if found is None:
         raise FileNotFoundError(f"cannot find the project root (a directory with {MARKER}) above {cwd}; "
                                 f"start from inside the project or set ${ROOT_ENV}")
-    return root
+    return found
 
 
 def resolve(path: Path | str) -> Path:

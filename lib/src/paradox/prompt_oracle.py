@@ -58,7 +58,7 @@ STATED_INT = re.compile(r"\b(?:index|answer)\s*(?:is|:|=)\s*[*`$]*\s*(-?\d+)", r
 class BatchCompleter(Protocol):
     """`paradox.oracle_client.OracleClient`: answers with their finish reason, skipped when a
     request does not fit the context."""
-    def answer_many(self, prompts: list[str], *, kind: str = ..., sources: list[str | None] | None = ...,
+    def answer_many(self, prompts: list[str], *, kind: str = ..., sources: Sequence[str | None] | None = ...,
                     desc: str | None = ...) -> list[Answer]: ...
 
 
@@ -228,7 +228,7 @@ class PromptOracle:
         answers = self._ask([fill(self.prompts["locate"], question=p.question, steps=tag_steps(s.items),
                                   n_steps=len(s)) for p, s in zip(problems, steps, strict=True)],
                             "locate", "oracle locate")
-        out = []
+        out: list[int | None] = []
         for s, ans in zip(steps, answers, strict=True):
             if ans is None:  # skipped or cut off before its final index: not located (counted in _ask)
                 out.append(None)
@@ -251,7 +251,7 @@ class PromptOracle:
         answers = self._ask([fill(self.prompts["style_align"], question=problems[i].question, trace=traces[i],
                                   steps=tag_steps(steps[i].items), index=first_wrong[i], n_steps=len(steps[i]))
                              for i in todo], "style_align", "oracle style-align",
-                            [steps[i].tail(first_wrong[i]) for i in todo])  # type: ignore[arg-type]
+                            [steps[i].tail(first_wrong[i]) for i in todo])  # type: ignore[arg-type]  # todo: located steps only (int)
         out: list[tuple[str, list[int]]] = [(t, []) for t in traces]
         for i, ans in zip(todo, answers, strict=True):
             k, orig = first_wrong[i], steps[i]

@@ -238,7 +238,7 @@ def _difference(equation: str) -> str:
     return f"{lhs.strip()} - ({rhs.strip()})"
 
 
-def _to_sympy(s: str):
+def _to_sympy(s: str) -> Any:  # a sympy expression, or `s` when no reader can read it
     """LaTeX or plain-math text to sympy, as the practice tries its readers in turn. Its first
     reader, sympy's ANTLR `parse_latex`, needs ANTLR 4.11 (math-verify pins 4.13), and sympy's
     Lark backend is ~100x slower: latex2sympy (ANTLR, its own grammar) stands in for both."""
@@ -301,7 +301,7 @@ def reference_grade(completion: Any, gold: Any, *, benchmark: str | None = None,
         return False
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():

@@ -75,7 +75,8 @@ class JudgeRetention:
         return judge_retention_many(self.oracle.client, self.prompt, pairs, desc=desc)
 
     def stats(self) -> dict[str, int]:
-        return self.oracle.client.stats()
+        stats: dict[str, int] = self.oracle.client.stats()
+        return stats
 
     def close(self) -> None:
         self.oracle.close()

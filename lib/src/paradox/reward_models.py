@@ -74,7 +74,8 @@ def format_chat(tokenizer: Any, question: str, trace: str, system_prompt: str | 
                          "a reward model scores a chat (set tokenizer.chat_template)")
     chat = [{"role": "system", "content": system_prompt}] if system_prompt else []
     chat += [{"role": "user", "content": question}, {"role": "assistant", "content": trace}]
-    return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
+    text: str = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
+    return text
 
 
 def encode_chat(tokenizer: Any, question: str, trace: str, system_prompt: str | None,
@@ -82,10 +83,10 @@ def encode_chat(tokenizer: Any, question: str, trace: str, system_prompt: str | 
     """(token ids of the chat, whether it was cut), cut to `limit` tokens as the module docstring says."""
     text = format_chat(tokenizer, question, trace, system_prompt)
     if not getattr(tokenizer, "is_fast", False):  # no offsets to find the response by: cut from the left
-        ids = tokenizer.encode(text, add_special_tokens=False)
+        ids: list[int] = tokenizer.encode(text, add_special_tokens=False)
         return ids[-limit:], len(ids) > limit
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids: list[int] = enc["input_ids"]
+    ids = enc["input_ids"]
     if len(ids) <= limit:
         return ids, False
     # Where the response starts in the rendered text: its opening, searched after the question
@@ -217,6 +218,7 @@ class HFReward:
 
         s = self.spec
         kw: dict[str, Any] = {"revision": s.revision, "trust_remote_code": s.trust_remote_code}
+        assert s.name_or_path is not None  # the params schema requires it for every backend but toy
         where_from = local_or_hub(s.name_or_path)  # a local checkpoint is named from the project root
         tok = AutoTokenizer.from_pretrained(where_from, **kw)
         if tok.pad_token is None:

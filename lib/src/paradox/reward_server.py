@@ -136,7 +136,7 @@ class ServedReward:
                                                  trust_remote_code=s.trust_remote_code)
         urls = self._serve() if s.serve is not None else [api_url(u) for u in s.base_urls]
         try:
-            kw = {"api_key_env": s.api_key_env, "concurrency": s.concurrency, "max_retries": s.max_retries,
+            kw: dict[str, Any] = {"api_key_env": s.api_key_env, "concurrency": s.concurrency, "max_retries": s.max_retries,
                   "timeout_s": s.timeout_s} | self.pool_kw
             self.pool = EndpointPool(urls, **kw)
             self._check_servers()

@@ -72,7 +72,8 @@ class ServeSpec:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _cli_available() -> bool:
@@ -122,8 +123,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 _LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paradox-serve-launcher")
 
 
-def _spawn(cmd: list[str], **kw: Any) -> subprocess.Popen:
-    return _LAUNCHER.submit(subprocess.Popen, cmd, **kw).result()
+def _spawn(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    def start() -> subprocess.Popen[bytes]:
+        proc: subprocess.Popen[bytes] = subprocess.Popen(cmd, **kw)  # binary pipes: no text=...
+        return proc
+
+    return _LAUNCHER.submit(start).result()
 
 
 def group_alive(pgid: int) -> bool:
@@ -170,8 +175,8 @@ class VLLMServer:
     poll_s: float = 1.0
     stop_timeout_s: float = 60.0
     port: int | None = field(default=None, init=False)
-    proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
-    _lock_fh: IO | None = field(default=None, init=False, repr=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _lock_fh: IO[str] | None = field(default=None, init=False, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -219,7 +224,7 @@ class VLLMServer:
             return False
         try:
             with urllib.request.urlopen(f"http://{HOST}:{self.port}/health", timeout=5) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except (OSError, urllib.error.URLError):
             return False
 

@@ -15,11 +15,16 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 # After the first alarm the timer keeps firing at this interval until the block is left, so an
 # over-broad `except` deep inside a library cannot swallow the limit for good.
 REPEAT_S = 0.05
+
+# What signal.signal returns and accepts (typeshed spells it as a private alias).
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class TimeLimitExceeded(BaseException):
@@ -43,7 +48,7 @@ def time_limit(seconds: float) -> Iterator[bool]:
         return
     state = {"armed": True}
 
-    def on_alarm(signum, frame):
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
         if state["armed"]:
             raise TimeLimitExceeded(f"time limit of {seconds:g} s exceeded")
 
@@ -61,7 +66,7 @@ def time_limit(seconds: float) -> Iterator[bool]:
                 continue
 
 
-def _disarm(state: dict, old_handler, old_delay: float, old_interval: float, elapsed: float) -> None:
+def _disarm(state: dict[str, bool], old_handler: _Handler, old_delay: float, old_interval: float, elapsed: float) -> None:
     """Stop the timer and restore the previous handler and timer.
 
     SIGALRM is blocked first and a pending alarm consumed, so none can reach the restored

@@ -33,7 +33,7 @@ def _name(tok: Any) -> str:
 
 def single_token_id(tok: Any, token: str, key: str) -> int:
     """The id of `token`, which must encode to exactly one id (a special or added token)."""
-    ids = tok(token, add_special_tokens=False)["input_ids"]
+    ids: list[int] = tok(token, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
         raise ValueError(f"{key}: {token!r} is not one token of the tokenizer {_name(tok)} "
                          f"(it encodes to {len(ids)} ids); name a special token of this model family")
@@ -48,14 +48,15 @@ def leading_bos(tok: Any) -> int | None:
     add_bos_token. Only a leading BOS is supported; anything else it adds is an error.
     """
     probe = "1 + 1"
-    plain = tok(probe, add_special_tokens=False)["input_ids"]
-    full = tok(probe)["input_ids"]
+    plain: list[int] = tok(probe, add_special_tokens=False)["input_ids"]
+    full: list[int] = tok(probe)["input_ids"]
     if len(full) > len(plain) and full[-1:] == [tok.eos_token_id]:
         full = full[:-1]  # an appended EOS (add_eos_token): training adds its own end token instead
     if full == plain:
         return None
     if full == [tok.bos_token_id, *plain] and tok.bos_token_id is not None:
-        return tok.bos_token_id
+        bos: int = tok.bos_token_id
+        return bos
     raise ValueError(f"tokenizer {_name(tok)}: it wraps a text in special tokens other than a leading BOS "
                      f"({full} for {plain}); paradox.tokenization supports a leading BOS only")
 
@@ -75,7 +76,7 @@ class SequenceEncoder:
             self.end_id = single_token_id(tokenizer, completion_end, "slm.completion_end")
 
     def prompt(self, text: str) -> list[int]:
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        ids: list[int] = self.tok(text, add_special_tokens=False)["input_ids"]
         if self.bos_id is None:
             return ids
         if ids[:2] == [self.bos_id, self.bos_id]:

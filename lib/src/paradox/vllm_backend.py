@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -79,7 +79,7 @@ class _Engine:
             # stop it now rather than whenever the garbage collector gets to it.
             llm.llm_engine.engine_core.shutdown()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -193,6 +193,7 @@ class VLLMReward(_Engine):
     def load(self) -> VLLMReward:
         if "llm" not in self.__dict__:
             s = self.spec
+            assert s.name_or_path is not None  # the params schema requires it for every backend but toy
             llm = _vllm().LLM(model=local_or_hub(s.name_or_path), runner="pooling", revision=s.revision, dtype=s.dtype,
                               trust_remote_code=s.trust_remote_code, seed=self.seed,
                               **(self.engine_kwargs | self.llm_kwargs))

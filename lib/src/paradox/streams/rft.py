@@ -6,6 +6,7 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 # A line that states a final answer: a boxed result, "... answer is ...", "Final Answer:", "#### n".
 ANSWER_MARK = re.compile(r"\\boxed\s*\{|\\fbox\s*\{|answer is|final answer\s*:|^\s*####", re.IGNORECASE)
@@ -103,7 +104,7 @@ def clean_lines(trace: str) -> str:
 CLEANERS: dict[str, Callable[[str], str]] = {"layout": clean, "lines": clean_lines}
 
 
-def select(samples: Sequence[dict], rule: str, seed: int, do_clean: bool | str = True,
+def select(samples: Sequence[dict[str, Any]], rule: str, seed: int, do_clean: bool | str = True,
            still_correct: Callable[[str, str], bool] | None = None) -> dict[str, str]:
     """samples: rows {id, sample, text, correct}. Returns {problem id: chosen trace} for every
     problem with at least one correct sample. `rule`: first | shortest | random. `do_clean`:
@@ -116,7 +117,7 @@ def select(samples: Sequence[dict], rule: str, seed: int, do_clean: bool | str =
     if do_clean not in (True, False, *CLEANERS):
         raise ValueError(f"unknown RFT cleaning {do_clean!r}; known: {[True, False, *CLEANERS]}")
     cleaner = None if do_clean is False else CLEANERS["layout" if do_clean is True else do_clean]
-    correct: dict[str, list[dict]] = defaultdict(list)
+    correct: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in samples:
         if not row["correct"]:
             continue

@@ -10,10 +10,13 @@ from collections.abc import Sequence
 
 from paradox.toy import steps
 
+# ("eq", x, op, b, y) for an equation, ("q", n) for a quantity
+Atom = tuple[str | int, ...]
 
-def toy_atoms(trace: str) -> set[tuple]:
+
+def toy_atoms(trace: str) -> set[Atom]:
     """Quantities stated and equations computed, notation-free."""
-    atoms: set[tuple] = set()
+    atoms: set[Atom] = set()
     for line in steps.read_lines(trace):
         if line.equation is not None:
             x, op, b, y = line.equation

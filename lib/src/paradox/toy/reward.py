@@ -11,6 +11,7 @@ rubric rewards polish as well as correctness. It scores (max 2.0):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from paradox.problems import Problem
 from paradox.toy import steps, styles
@@ -33,5 +34,5 @@ class RubricReward:
         fmt = 0.5 if "\\boxed{" in trace else 0.25 if steps.final_answer(trace) is not None else 0.0
         return round(correctness + 0.5 * explicitness + fmt, 4)
 
-    def score_many(self, problems: list[Problem], traces: list[str]) -> list[float]:
+    def score_many(self, problems: Sequence[Problem], traces: Sequence[str]) -> list[float]:
         return [self.score(p, t) for p, t in zip(problems, traces, strict=True)]

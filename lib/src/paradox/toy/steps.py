@@ -67,7 +67,7 @@ class StepError:
 def first_wrong_step(trace: str, chain: Chain) -> StepError | None:
     """The first step that is wrong, missing or extra (or a wrong final answer); None if sound."""
     expected = styles.steps_of(chain)
-    got = [ln.equation for ln in read_lines(trace) if ln.kind == "step"]
+    got = [ln.equation for ln in read_lines(trace) if ln.kind == "step" and ln.equation is not None]
     for i, want in enumerate(expected):
         if i >= len(got):
             return StepError(i, "missing step")
@@ -171,5 +171,7 @@ def to_oracle_notation(trace: str, chain: Chain, fraction: float = 1.0) -> str:
             assert line.equation is not None
             out.append(styles.oracle_step(step_i - 1, line.equation))
         elif line.kind == "final":
-            out.append(styles.oracle_final(final_answer(line.text)))
+            answer = final_answer(line.text)
+            assert answer is not None  # a final line is one FINAL matches
+            out.append(styles.oracle_final(answer))
     return "\n".join(out)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -47,7 +48,7 @@ def settings_for(params: Params, run: RunSpec, n_examples: int) -> TrainSettings
         completion_end=params.slm.completion_end)
 
 
-def load_streams(params: Params, paths: RunPaths, runs: list[RunSpec]) -> dict[str, list[dict]]:
+def load_streams(params: Params, paths: RunPaths, runs: list[RunSpec]) -> dict[str, list[dict[str, Any]]]:
     """Every stream the runs need; they must share their problems (same size), or training would
     compare streams on different data."""
     streams = {s: read_jsonl(paths.stream(s)) for s in dict.fromkeys(r.stream for r in runs)}
@@ -85,6 +86,7 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
             elif t.launcher == "accelerate":  # one `accelerate launch` per run, its output shown as it comes
                 job = make_job(paths.stream(r.stream), out, base, settings, backends.load_kwargs(params, base),
                                gradient_checkpointing=t.gradient_checkpointing)
+                assert t.accelerate_config is not None  # the params schema requires it with this launcher
                 launch_training(job, t.accelerate_config, t.num_processes, machines=machines)
             else:
                 model, tok = load_model(base, **backends.load_kwargs(params, base))

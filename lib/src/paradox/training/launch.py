@@ -49,7 +49,8 @@ def free_port() -> int:
     """A TCP port free now, for the rendezvous: two launches on one machine must not share 29500."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)
@@ -175,4 +176,5 @@ def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_proc
                               f"full log: {failed_log}\n--- last {len(tail)} lines ---\n" + "\n".join(tail))
         shutil.copyfile(log_file, out_dir / ("launch.log" if machines.is_main else f"launch{suffix}.log"))
     failed_log.unlink(missing_ok=True)  # an earlier failed attempt's log is now stale
-    return read_json(out_dir / "log_history.json")
+    history: list[dict[str, Any]] = read_json(out_dir / "log_history.json")
+    return history

@@ -8,6 +8,7 @@ streams use `drift.losses`. Grid runs: `grid.streams` x learning rates x batch s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from paradox.params import Params
 from paradox.streams import all_streams, is_drift
@@ -23,7 +24,7 @@ class RunSpec:
     batch_size: int
     purpose: str  # "main" | "grid"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from datasets import Dataset
@@ -197,7 +197,7 @@ def _train_into(tmp: Path, config: SFTConfig, model: PreTrainedModel | str, toke
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
         _save_sharded(trainer, tmp, config, main)
     elif main:  # one process, or DDP (every process holds the whole model): the inline way
-        trained = trainer.model
+        trained: Any = trainer.model  # a PeftModel with LoRA (merge_and_unload), else a PreTrainedModel
         if peft_config is not None:
             trained = trained.merge_and_unload()  # evaluation loads a plain checkpoint either way
         trained.save_pretrained(tmp)
@@ -233,7 +233,9 @@ def _save_sharded(trainer: SFTTrainer, tmp: Path, config: SFTConfig, main: bool)
     if (tmp / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
-        kw = {k: v for k, v in (config.model_init_kwargs or {}).items() if k in ("dtype", "revision")}
+        # typed `dict | str | None`: TrainingArguments turns a JSON string into a dict in __post_init__
+        init_kwargs = cast("dict[str, Any] | None", config.model_init_kwargs)
+        kw = {k: v for k, v in (init_kwargs or {}).items() if k in ("dtype", "revision")}
         merged = AutoPeftModelForCausalLM.from_pretrained(tmp, **kw).merge_and_unload()
         for f in ("adapter_config.json", "adapter_model.safetensors"):
             (tmp / f).unlink(missing_ok=True)

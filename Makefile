@@ -156,9 +156,16 @@ typecheck: | $(STAMP)
 sync-notebooks: | $(STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/*.py
 
+# JupyterLab on 127.0.0.1; kernels start in notebooks/ and find the project root themselves.
+LAB_ARGS ?=
 lab: | $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (paradox)" >/dev/null
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(LAB_ARGS)
+
+# JupyterLab in a real browser (Debian's chromium, through Playwright): tests/browser/.
+.PHONY: test-browser
+test-browser: | $(STAMP)
+	$(PY) -m pytest -q tests/browser
 
 clean:
 	rm -rf $(RUN) figures/$(PROFILE)/*.tmp

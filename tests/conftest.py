@@ -10,7 +10,7 @@ from paradox.toy import styles
 
 # tests/vllm_engine/ needs the vLLM environment and runs through `make test-vllm`; `pytest tests/vllm_engine`
 # still collects it (an explicit path is not ignored).
-collect_ignore = ["vllm_engine"]
+collect_ignore = ["vllm_engine", "browser"]
 
 
 @pytest.fixture(scope="session")

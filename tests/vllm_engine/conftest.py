@@ -125,9 +125,13 @@ def fast_engine() -> VLLMEngine:
     return FAST
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_generator(vllm_lm):
-    """One engine for every generator test (starting one costs tens of seconds on CPU)."""
+    """One engine per test module (starting one costs seconds). Not one per session: the test engines
+    run in this process (FAST), where vLLM keeps its parallel groups in module globals, and closing any
+    other in-process engine (a reward engine, a generator built from params) tears them down under
+    every engine still alive here; its next step then fails ("pipeline model parallel group is not
+    initialized"). Production engines keep vLLM's default engine process, which owns its own groups."""
     from paradox.vllm_backend import VLLMGenerator
 
     gen = VLLMGenerator.from_pretrained(str(vllm_lm), FAST, dtype="float32", seed=0)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from paradox.report import STREAM_STYLE
 from paradox.streams import LABELS, LOSS_TITLES, drift_fraction, label
@@ -16,12 +18,12 @@ from paradox.streams import LABELS, LOSS_TITLES, drift_fraction, label
 Utility = Callable[[str, str], tuple[float, float, int]]  # (stream, loss) -> (mean, ci95, n_seeds)
 
 
-def _legend_right(ax: plt.Axes) -> None:
+def _legend_right(ax: Axes) -> None:
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
 
 
 def utility_scatter(x: Mapping[str, float], u: Utility, streams: Sequence[str], base_mean: float, k: int,
-                    xlabel: str, logx: bool = False) -> plt.Figure:
+                    xlabel: str, logx: bool = False) -> Figure:
     """Utility (Avg@k, error bars with several seeds) against a per-stream quantity, one panel per
     loss; the base SLM as a dashed line. A selected stream is drawn hollow and larger, so that it
     stays visible where it coincides with a source stream."""
@@ -46,7 +48,7 @@ def utility_scatter(x: Mapping[str, float], u: Utility, streams: Sequence[str], 
     return fig
 
 
-def loss_curves(curves: pd.DataFrame, streams: Sequence[str]) -> plt.Figure:
+def loss_curves(curves: pd.DataFrame, streams: Sequence[str]) -> Figure:
     """Training loss per optimizer step (models/loss_curves.csv), one panel per loss, log scale."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, loss, title in zip(axes, LOSS_TITLES, LOSS_TITLES.values(), strict=True):
@@ -63,7 +65,7 @@ def loss_curves(curves: pd.DataFrame, streams: Sequence[str]) -> plt.Figure:
     return fig
 
 
-def segmented_ppl(seg: pd.DataFrame) -> plt.Figure:
+def segmented_ppl(seg: pd.DataFrame) -> Figure:
     """Perplexity per quarter (`mechanism.segmented_ppl`: columns stream, Q1-Q4), log scale."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for _, r in seg.iterrows():
@@ -77,7 +79,7 @@ def segmented_ppl(seg: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def token_shift(shift: pd.DataFrame) -> plt.Figure:
+def token_shift(shift: pd.DataFrame) -> Figure:
     """Horizontal bars of `mechanism.token_shift` (hatched in Oracle-Refined's colour: more
     frequent after refinement; plain in SLM-RFT's: less)."""
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(shift) + 1))
@@ -93,7 +95,7 @@ def token_shift(shift: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def learning_curves(lc: pd.DataFrame, streams: Sequence[str], k: int, splits: Sequence[str]) -> plt.Figure:
+def learning_curves(lc: pd.DataFrame, streams: Sequence[str], k: int, splits: Sequence[str]) -> Figure:
     """Avg@k of checkpoints (eval/learning_curves.csv, mean over splits and seeds) per optimizer
     step, one panel per loss."""
     lc_mean = lc.groupby(["stream", "loss", "step"])["avg_at_k"].mean().reset_index()
@@ -115,7 +117,7 @@ def learning_curves(lc: pd.DataFrame, streams: Sequence[str], k: int, splits: Se
 
 
 def drift_dial(drift: Sequence[str], ppl: Mapping[str, float], u: Utility, losses: Sequence[str],
-               k: int) -> plt.Figure:
+               k: int) -> Figure:
     """Utility against the measured perplexity of the drift-dial streams, each point marked with
     its fraction f, one panel per loss (error bars with several seeds)."""
     fig, axes = plt.subplots(1, len(losses), figsize=(4.8 * len(losses), 3.6), squeeze=False)

@@ -3,6 +3,7 @@ hash, git commit, hashes of the input artifacts, caption)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ matplotlib.use("Agg")  # headless: `make paper` runs without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from paradox.io import atomic_path, write_sidecar, write_text  # noqa: E402
 from paradox.params import Params  # noqa: E402
@@ -22,7 +24,7 @@ TOY_CAVEAT = ("Toy world: a CPU simulation of the mechanism (a ~1M-parameter SLM
 
 # Colour-blind-safe colours plus a distinct marker and line style each, so figures read in B/W.
 _PALETTE = sns.color_palette("colorblind", 7)
-STREAM_STYLE = {
+STREAM_STYLE: dict[str, dict[str, object]] = {
     name: {"color": _PALETTE[i], "marker": "osD^vPX"[i],
            "linestyle": ["-", "--", "-.", ":", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1))][i]}
     for i, name in enumerate(LABELS)
@@ -39,8 +41,20 @@ def setup_style() -> None:
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind", font_scale=1.1)
 
 
-def save_figure(fig: plt.Figure, stem: Path, params: Params, inputs: Sequence[Path], caption: str) -> list[Path]:
-    """PNG and PDF, each with a sidecar; the caption (with the toy caveat) goes into the sidecar."""
+def _show_in_notebook(fig: Figure) -> None:
+    """Show `fig` as the cell's output when a Jupyter kernel runs us (JupyterLab, papermill): the
+    figure is closed after saving, and Agg (set above for headless runs) never shows one itself."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+        from IPython.display import display
+
+        display(fig)  # type: ignore[no-untyped-call]  # IPython ships no annotations for display
+
+
+def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path], caption: str) -> list[Path]:
+    """PNG and PDF, each with a sidecar; the caption (with the toy caveat) goes into the sidecar.
+    In a notebook the figure is also shown inline."""
     caption = caption_for(params, caption)
     out = []
     for ext in ("png", "pdf"):
@@ -50,6 +64,7 @@ def save_figure(fig: plt.Figure, stem: Path, params: Params, inputs: Sequence[Pa
         write_sidecar(path, profile=params.profile, params_hash=params.hash(), inputs=inputs,
                       extra={"caption": caption})
         out.append(path)
+    _show_in_notebook(fig)
     plt.close(fig)
     return out
 

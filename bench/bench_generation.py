@@ -23,11 +23,20 @@ def run(model, tok, prompts: list[str], cache: str | None, k: int, max_new: int)
     torch.manual_seed(0)
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     t0 = time.perf_counter()
-    out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=max_new,
-                         num_return_sequences=k, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                         cache_implementation=cache)
+    out = model.generate(
+        **enc,
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new,
+        num_return_sequences=k,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        cache_implementation=cache,
+    )
     seconds = time.perf_counter() - t0
-    new = out[:, enc["input_ids"].shape[1]:]
+    new = out[:, enc["input_ids"].shape[1] :]
     return seconds, int((new != tok.pad_token_id).sum())
 
 
@@ -46,13 +55,18 @@ def main() -> None:
     results = {}
     for name, cache in (("dynamic", None), ("static", "static")):
         run(model, tok, prompts[:4], cache, a.k, 8)  # warm-up
-        times, toks = zip(*(run(model, tok, prompts, cache, a.k, a.max_new_tokens) for _ in range(a.repeats)),
-                          strict=True)
+        times, toks = zip(
+            *(run(model, tok, prompts, cache, a.k, a.max_new_tokens) for _ in range(a.repeats)), strict=True
+        )
         results[name] = (statistics.median(times), toks[0])
     base = results["dynamic"][1] / results["dynamic"][0]
-    print(f"{len(prompts)} prompts x k={a.k}, max_new_tokens={a.max_new_tokens}, {torch.get_num_threads()} threads")
+    print(
+        f"{len(prompts)} prompts x k={a.k}, max_new_tokens={a.max_new_tokens}, {torch.get_num_threads()} threads"
+    )
     for name, (sec, n) in results.items():
-        print(f"{name:8s} {sec:6.2f} s  {n / sec:8.0f} generated tokens/s  ratio vs dynamic {n / sec / base:.2f}x")
+        print(
+            f"{name:8s} {sec:6.2f} s  {n / sec:8.0f} generated tokens/s  ratio vs dynamic {n / sec / base:.2f}x"
+        )
 
 
 if __name__ == "__main__":

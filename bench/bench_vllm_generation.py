@@ -34,7 +34,9 @@ def timed(gen: Generator, tok, prompts: list[str], s: SamplingSettings) -> tuple
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="runs/toy/world/slm.json", help="checkpoint dir, or the toy world's slm.json")
+    ap.add_argument(
+        "--model", default="runs/toy/world/slm.json", help="checkpoint dir, or the toy world's slm.json"
+    )
     ap.add_argument("--problems", default="runs/toy/world/test.jsonl")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--k", type=int, default=4)
@@ -62,8 +64,10 @@ def main() -> None:
         sec = statistics.median(t for t, _ in runs)
         results[name] = (sec, statistics.median(n for _, n in runs))
     vllm_gen.close()
-    print(f"{len(prompts)} prompts x k={a.k}, max_new_tokens={a.max_new_tokens}, median of {a.repeats}; "
-          f"vLLM engine start-up {startup:.1f} s (eager={a.eager}, not in the ratio)")
+    print(
+        f"{len(prompts)} prompts x k={a.k}, max_new_tokens={a.max_new_tokens}, median of {a.repeats}; "
+        f"vLLM engine start-up {startup:.1f} s (eager={a.eager}, not in the ratio)"
+    )
     rate = {name: n / sec for name, (sec, n) in results.items()}
     for name, (sec, n) in results.items():
         print(f"{name:5s} {sec:7.2f} s  {n:7.0f} tokens  {rate[name]:8.0f} generated tokens/s")

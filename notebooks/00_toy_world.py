@@ -71,8 +71,9 @@ print(f"profile={profile} params_hash={params.hash()}")
 # %%
 P = toy.problems
 sizes = {"train": P.n_train, "test": P.n_test, "hard": P.n_hard, "pretrain": toy.slm.pretrain_problems}
-splits = toy_problems.build_splits(params.seed, sizes, P.ops, P.max_operand, P.max_value,
-                                   P.hard_ops, P.hard_max_operand, P.hard_max_value)
+splits = toy_problems.build_splits(
+    params.seed, sizes, P.ops, P.max_operand, P.max_value, P.hard_ops, P.hard_max_operand, P.hard_max_value
+)
 for name, rows in splits.items():
     write_jsonl(paths.world / f"{name}.jsonl", (p.to_dict() for p in rows))
     print(f"{name:9s} {len(rows):6d} problems")
@@ -118,8 +119,9 @@ slm_dir = paths.slm_cache / key
 if (slm_dir / "config.json").is_file():
     print(f"reusing cached toy SLM {slm_dir}")
 else:
-    corpus = toy_slm.pretraining_corpus(splits["pretrain"], params.slm.prompt_template,
-                                        toy.slm.foreign_style_fraction, params.seed)
+    corpus = toy_slm.pretraining_corpus(
+        splits["pretrain"], params.slm.prompt_template, toy.slm.foreign_style_fraction, params.seed
+    )
     tokenizer = toy_slm.train_tokenizer([r["prompt"] + r["completion"] for r in corpus], toy.slm.vocab_size)
     model = toy_slm.build_model(toy, tokenizer, params.seed)
     n_params = sum(p.numel() for p in model.parameters())
@@ -141,8 +143,14 @@ check = {}
 for split in ("test", "hard"):
     probs = splits[split]
     prompts = [params.slm.prompt_template.format(question=p.question) for p in probs]
-    check[split], outs = greedy_accuracy(gen, prompts, [p.answer for p in probs], params.eval.batch_size,
-                                         params.eval.max_new_tokens, params.seed)
+    check[split], outs = greedy_accuracy(
+        gen,
+        prompts,
+        [p.answer for p in probs],
+        params.eval.batch_size,
+        params.eval.max_new_tokens,
+        params.seed,
+    )
     print(f"{split}: greedy accuracy {check[split]:.1f}% on {len(probs)} problems")
 n_params = sum(p.numel() for p in gen.model.parameters())
 write_json(paths.world / "slm_check.json", {"greedy_accuracy": check, "n_params": n_params, "cache_key": key})

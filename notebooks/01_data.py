@@ -66,12 +66,16 @@ if params.rft.max_question_tokens is not None:
     print("\n".join(budget_lines))
     if budget_errors:
         raise oracle_budget.BudgetError(f"profile '{profile}':\n" + "\n".join(budget_errors))
-    fits = [oracle_tok.text_tokens(p.question) <= params.rft.max_question_tokens
-            for p in tqdm(problems, desc="question tokens")]
+    fits = [
+        oracle_tok.text_tokens(p.question) <= params.rft.max_question_tokens
+        for p in tqdm(problems, desc="question tokens")
+    ]
     dropped["dropped_long_question"] = fits.count(False)
     problems = [p for p, ok in zip(problems, fits, strict=True) if ok]
-    print(f"dropped {dropped['dropped_long_question']} problem(s) with a question over "
-          f"{params.rft.max_question_tokens} Oracle tokens (rft.max_question_tokens)")
+    print(
+        f"dropped {dropped['dropped_long_question']} problem(s) with a question over "
+        f"{params.rft.max_question_tokens} Oracle tokens (rft.max_question_tokens)"
+    )
 slm = backends.slm_path(params, paths)
 gen = backends.generator(params, slm, params.sampling.batch_size, paths)
 prompts = [backends.format_prompt(params, p.question, gen.tok) for p in problems]
@@ -83,12 +87,25 @@ print(f"{len(problems)} training problems; SLM: {slm}")
 # interrupted run resumes at the first missing shard.
 
 # %%
-s, e = params.sampling, params.eval  # one grader for every stage, in e.grade_workers processes (0 = all cores)
+s, e = (
+    params.sampling,
+    params.eval,
+)  # one grader for every stage, in e.grade_workers processes (0 = all cores)
 settings = SamplingSettings(s.k, s.temperature, s.top_p, s.max_new_tokens, params.seed)
-rows = sample_sharded(gen, model_fingerprint(slm), [p.id for p in problems], prompts, settings, paths.data / "samples",
-                      s.batch_size, desc="sampling SLM traces")
+rows = sample_sharded(
+    gen,
+    model_fingerprint(slm),
+    [p.id for p in problems],
+    prompts,
+    settings,
+    paths.data / "samples",
+    s.batch_size,
+    desc="sampling SLM traces",
+)
 gen.close()  # the prompts are made; free the weights before grading and for the stages that follow
-grade_rows(rows, problems, grade_workers=e.grade_workers, grade_timeout_s=e.grade_timeout_s, desc="grading samples")
+grade_rows(
+    rows, problems, grade_workers=e.grade_workers, grade_timeout_s=e.grade_timeout_s, desc="grading samples"
+)
 prompt_of = dict(zip([p.id for p in problems], prompts, strict=True))
 gold = {p.id: p.answer for p in problems}
 write_jsonl(paths.data / "samples.jsonl", rows)
@@ -102,9 +119,21 @@ write_jsonl(paths.data / "samples.jsonl", rows)
 # %%
 cleaner = CLEANERS[params.rft.clean] if params.rft.clean else None
 cleaned = sorted({(r["id"], cleaner(r["text"]) if cleaner else r["text"]) for r in rows if r["correct"]})
-still = dict(zip(cleaned, grade_many([(t, gold[pid], False) for pid, t in cleaned], workers=e.grade_workers,
-                                     timeout_s=e.grade_timeout_s, desc="re-grading cleaned traces"), strict=True))
-chosen = select(rows, params.rft.choose, params.seed, params.rft.clean, still_correct=lambda pid, text: still[pid, text])
+still = dict(
+    zip(
+        cleaned,
+        grade_many(
+            [(t, gold[pid], False) for pid, t in cleaned],
+            workers=e.grade_workers,
+            timeout_s=e.grade_timeout_s,
+            desc="re-grading cleaned traces",
+        ),
+        strict=True,
+    )
+)
+chosen = select(
+    rows, params.rft.choose, params.seed, params.rft.clean, still_correct=lambda pid, text: still[pid, text]
+)
 
 # %% [markdown]
 # A kept trace the Oracle's prompts cannot hold (over `rft.max_trace_tokens`, docs/budgets.md) is
@@ -113,15 +142,22 @@ chosen = select(rows, params.rft.choose, params.seed, params.rft.clean, still_co
 # %%
 if params.rft.max_trace_tokens is not None:
     # both rft bounds are set or neither (params): oracle_tok is the tokenizer loaded above
-    too_long = {pid for pid, text in tqdm(chosen.items(), desc="trace tokens")
-                if trace_tokens(text, oracle_tok.text_tokens) > params.rft.max_trace_tokens}
+    too_long = {
+        pid
+        for pid, text in tqdm(chosen.items(), desc="trace tokens")
+        if trace_tokens(text, oracle_tok.text_tokens) > params.rft.max_trace_tokens
+    }
     chosen = {pid: text for pid, text in chosen.items() if pid not in too_long}
     dropped["dropped_long_trace"] = len(too_long)
-    print(f"dropped {len(too_long)} kept trace(s) over {params.rft.max_trace_tokens} Oracle tokens "
-          "(rft.max_trace_tokens)")
+    print(
+        f"dropped {len(too_long)} kept trace(s) over {params.rft.max_trace_tokens} Oracle tokens "
+        "(rft.max_trace_tokens)"
+    )
 if not chosen:
-    raise RuntimeError(f"profile '{profile}': the SLM solved none of the {len(problems)} training problems "
-                       f"with k={s.k}; there is nothing to fine-tune on (raise sampling.k or the SLM's training)")
+    raise RuntimeError(
+        f"profile '{profile}': the SLM solved none of the {len(problems)} training problems "
+        f"with k={s.k}; there is nothing to fine-tune on (raise sampling.k or the SLM's training)"
+    )
 
 # %% [markdown]
 # The summary of sampling and selection (`data/summary.json`): sample accuracy, the share of
@@ -145,9 +181,11 @@ summary = {
 for k_, v in summary.items():
     print(f"{k_:30s} {v:.2f}" if isinstance(v, float) else f"{k_:30s} {v}")
 if summary["truncated_share"] > 5:
-    print(f"WARNING: {summary['truncated_share']:.1f}% of the samples ran into sampling.max_new_tokens; "
-          f"check the stop conditions (slm.stop_tokens {list(params.slm.stop_tokens)}, "
-          f"slm.stop_strings {list(params.slm.stop_strings)})")
+    print(
+        f"WARNING: {summary['truncated_share']:.1f}% of the samples ran into sampling.max_new_tokens; "
+        f"check the stop conditions (slm.stop_tokens {list(params.slm.stop_tokens)}, "
+        f"slm.stop_strings {list(params.slm.stop_strings)})"
+    )
 
 # %% [markdown]
 # The two streams of this stage, on the same kept problems and prompts: SLM-RFT (the chosen
@@ -155,7 +193,10 @@ if summary["truncated_share"] > 5:
 
 # %%
 for name, traces in (("slm_rft", chosen), ("ground_truth", {p.id: p.reference_solution for p in kept})):
-    write_jsonl(paths.stream(name), ({"id": p.id, "prompt": prompt_of[p.id], "completion": traces[p.id]} for p in kept))
+    write_jsonl(
+        paths.stream(name),
+        ({"id": p.id, "prompt": prompt_of[p.id], "completion": traces[p.id]} for p in kept),
+    )
 write_jsonl(paths.data / "kept_problems.jsonl", (p.to_dict() for p in kept))
 write_json(paths.data / "summary.json", summary)
 

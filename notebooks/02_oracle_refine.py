@@ -63,8 +63,10 @@ print(f"{len(rft)} RFT traces; oracle={oracle.name}; reward model={reward.name}"
 
 # %%
 rft_problems = [problems[r["id"]] for r in rft]
-refined = [{**r, "completion": c}
-           for r, c in zip(rft, oracle.refine_many(rft_problems, [r["completion"] for r in rft]), strict=True)]
+refined = [
+    {**r, "completion": c}
+    for r, c in zip(rft, oracle.refine_many(rft_problems, [r["completion"] for r in rft]), strict=True)
+]
 synthesized = [{**r, "completion": c} for r, c in zip(rft, oracle.synthesize_many(rft_problems), strict=True)]
 print("oracle counts:", oracle.stats())
 oracle.close()  # a managed Oracle server (oracle.serve) stops here: the GPU is the reward model's now
@@ -86,11 +88,21 @@ summary = {}
 for stream in ("slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized"):
     rows = read_jsonl(paths.stream(stream))
     scores = reward.score_many([problems[r["id"]] for r in rows], [r["completion"] for r in rows])
-    write_jsonl(paths.rewards / f"{stream}.jsonl", ({"id": r["id"], "reward": sc} for r, sc in zip(rows, scores, strict=True)))
-    correct = grade_many([(r["completion"], problems[r["id"]].answer, False) for r in rows],
-                         workers=params.eval.grade_workers, timeout_s=params.eval.grade_timeout_s, desc=f"grading {stream}")
-    summary[stream] = {"mean_reward": sum(scores) / len(scores), "final_answer_correct": 100 * sum(correct) / len(rows),
-                       "n": len(rows)}
+    write_jsonl(
+        paths.rewards / f"{stream}.jsonl",
+        ({"id": r["id"], "reward": sc} for r, sc in zip(rows, scores, strict=True)),
+    )
+    correct = grade_many(
+        [(r["completion"], problems[r["id"]].answer, False) for r in rows],
+        workers=params.eval.grade_workers,
+        timeout_s=params.eval.grade_timeout_s,
+        desc=f"grading {stream}",
+    )
+    summary[stream] = {
+        "mean_reward": sum(scores) / len(scores),
+        "final_answer_correct": 100 * sum(correct) / len(rows),
+        "n": len(rows),
+    }
 write_json(paths.rewards / "summary.json", summary)
 pd.DataFrame(summary).T
 

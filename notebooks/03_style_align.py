@@ -66,8 +66,10 @@ oracle = backends.oracle(params, paths)
 rft_problems, rft_traces = [problems[r["id"]] for r in rft], [r["completion"] for r in rft]
 first_wrong = oracle.locate_many(rft_problems, rft_traces)
 rewrites = oracle.rewrite_in_style_many(rft_problems, rft_traces, first_wrong)
-located = [{"first_wrong": k, "rewrite": rewrite, "changed": changed}
-           for k, (rewrite, changed) in zip(first_wrong, rewrites, strict=True)]
+located = [
+    {"first_wrong": k, "rewrite": rewrite, "changed": changed}
+    for k, (rewrite, changed) in zip(first_wrong, rewrites, strict=True)
+]
 n_wrong = sum(x["first_wrong"] is not None for x in located)
 print(f"{n_wrong} of {len(rft)} RFT traces have a wrong step despite a correct final answer")
 print("oracle counts:", oracle.stats())
@@ -80,28 +82,46 @@ print("oracle counts:", oracle.stats())
 todo = [i for i, x in enumerate(located) if x["changed"]]
 slm = backends.slm_path(params, paths)
 model, tok = load_model(slm, **backends.load_kwargs(params, slm))
-ppl_orig = ppl_new = []
-if todo:
-    prompts = [rft[i]["prompt"] for i in todo]
-    ppl_orig = [perplexity([s]) for s in response_nll(model, tok, prompts, [rft[i]["completion"] for i in todo],
-                                                      token_budget=params.eval.score_token_budget, desc="ppl original")]
-    ppl_new = [perplexity([s]) for s in response_nll(model, tok, prompts, [located[i]["rewrite"] for i in todo],
-                                                     token_budget=params.eval.score_token_budget, desc="ppl rewrite")]
+prompts = [rft[i]["prompt"] for i in todo]
+budget = params.eval.score_token_budget
+originals = [rft[i]["completion"] for i in todo]
+rewrites = [located[i]["rewrite"] for i in todo]
+scored_orig = response_nll(model, tok, prompts, originals, budget, desc="ppl original") if todo else []
+scored_new = response_nll(model, tok, prompts, rewrites, budget, desc="ppl rewrite") if todo else []
+ppl_orig, ppl_new = [perplexity([s]) for s in scored_orig], [perplexity([s]) for s in scored_new]
 ppl = {i: (a, b) for i, a, b in zip(todo, ppl_orig, ppl_new, strict=True)}
 
+# %% [markdown]
+# Each trace is then kept, rewritten or rejected (`streams.style_align.decide`): a rewrite is
+# accepted only when the SLM finds it about as likely as its own wording (perplexity ratio) and it
+# edits little of the trace (edit ratio); the counts go to `style_align_report.json`.
+
+# %%
 out, decisions = [], []
 sa = params.style_align
 for i, (r, x) in enumerate(zip(rft, located, strict=True)):
     a, b = ppl.get(i, (1.0, 1.0))
     d = decide(r["completion"], x["rewrite"], len(x["changed"]), a, b, sa.max_ppl_ratio, sa.max_edit_ratio)
     out.append({**r, "completion": d.trace})
-    decisions.append({"id": r["id"], "status": d.status, "first_wrong": x["first_wrong"],
-                      "changed_lines": d.changed_lines, "ppl_ratio": d.ppl_ratio, "edit_ratio": d.edit_ratio})
+    decisions.append(
+        {
+            "id": r["id"],
+            "status": d.status,
+            "first_wrong": x["first_wrong"],
+            "changed_lines": d.changed_lines,
+            "ppl_ratio": d.ppl_ratio,
+            "edit_ratio": d.edit_ratio,
+        }
+    )
 write_jsonl(paths.stream("style_aligned"), out)
 write_jsonl(paths.data / "style_align_decisions.jsonl", decisions)
 counts = Counter(d["status"] for d in decisions)
-report = {"n": len(rft), **{k: counts.get(k, 0) for k in ("unchanged", "rewritten", "rejected")},
-          "max_ppl_ratio": sa.max_ppl_ratio, "max_edit_ratio": sa.max_edit_ratio}
+report = {
+    "n": len(rft),
+    **{k: counts.get(k, 0) for k in ("unchanged", "rewritten", "rejected")},
+    "max_ppl_ratio": sa.max_ppl_ratio,
+    "max_edit_ratio": sa.max_edit_ratio,
+}
 write_json(paths.data / "style_align_report.json", report)
 print(report)
 
@@ -118,7 +138,10 @@ for i in examples:
 # %%
 reward = backends.reward_model(params, paths=paths)
 scores = reward.score_many([problems[r["id"]] for r in out], [r["completion"] for r in out])
-write_jsonl(paths.rewards / "style_aligned.jsonl", ({"id": r["id"], "reward": s} for r, s in zip(out, scores, strict=True)))
+write_jsonl(
+    paths.rewards / "style_aligned.jsonl",
+    ({"id": r["id"], "reward": s} for r, s in zip(out, scores, strict=True)),
+)
 print(f"mean reward, Style-Aligned: {sum(scores) / len(scores):.3f}")
 
 # %% [markdown]
@@ -138,12 +161,16 @@ from paradox.streams import drift_stream
 
 for f in params.drift.fractions:
     name = drift_stream(f)
-    rows = [{**r, "completion": c} for r, c in zip(rft, oracle.rewrite_fraction_many(rft_problems, rft_traces, f),
-                                                    strict=True)]
+    rows = [
+        {**r, "completion": c}
+        for r, c in zip(rft, oracle.rewrite_fraction_many(rft_problems, rft_traces, f), strict=True)
+    ]
     write_jsonl(paths.stream(name), rows)
     drift_rewards = reward.score_many([problems[r["id"]] for r in rows], [r["completion"] for r in rows])
-    write_jsonl(paths.rewards / f"{name}.jsonl",
-                ({"id": r["id"], "reward": v} for r, v in zip(rows, drift_rewards, strict=True)))
+    write_jsonl(
+        paths.rewards / f"{name}.jsonl",
+        ({"id": r["id"], "reward": v} for r, v in zip(rows, drift_rewards, strict=True)),
+    )
     print(f"{name}: f={f:.2f}, mean reward {sum(drift_rewards) / len(drift_rewards):.3f}")
 oracle.close()  # the Oracle's last request of this stage (a managed server stops here)
 
@@ -159,8 +186,9 @@ from paradox import cross_check
 
 cross_check.free(reward)
 if params.reward.cross_check:
-    cross_check.score_streams(params, paths, problems,
-                              ["style_aligned", *(drift_stream(f) for f in params.drift.fractions)])
+    cross_check.score_streams(
+        params, paths, problems, ["style_aligned", *(drift_stream(f) for f in params.drift.fractions)]
+    )
 
 # %% [markdown]
 # ## Beyond the paper (2): compatibility-aware selection
@@ -177,23 +205,33 @@ if params.reward.cross_check:
 # %%
 from paradox.streams.selection import select_compatible
 
+cand = {}  # candidate stream -> {problem id: (reward, mean NLL per token under the SLM, row)}
+for c in params.selection.candidates if params.selection.enabled else []:
+    rows = read_jsonl(paths.stream(c))
+    prompts_c, traces_c = [r["prompt"] for r in rows], [r["completion"] for r in rows]
+    scored = response_nll(model, tok, prompts_c, traces_c, budget, desc=f"ppl {c}")
+    rewards_c = {x["id"]: x["reward"] for x in read_jsonl(paths.rewards / f"{c}.jsonl")}
+    cand[c] = {
+        r["id"]: (rewards_c[r["id"]], sc.nll / max(1, sc.n_tokens), r)
+        for r, sc in zip(rows, scored, strict=True)
+    }
+
+# %% [markdown]
+# Per problem, the candidate with the best reward-compatibility trade-off is chosen
+# (`streams.selection.select_compatible`); the stream, its rewards and every choice are stored.
+
+# %%
 if params.selection.enabled:
-    cand = {}
-    for c in params.selection.candidates:
-        rows = read_jsonl(paths.stream(c))
-        scored = response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
-                              token_budget=params.eval.score_token_budget, desc=f"ppl {c}")
-        rewards_c = {x["id"]: x["reward"] for x in read_jsonl(paths.rewards / f"{c}.jsonl")}
-        cand[c] = {r["id"]: (rewards_c[r["id"]], sc.nll / max(1, sc.n_tokens), r)
-                   for r, sc in zip(rows, scored, strict=True)}
-    choice = select_compatible({c: {i: v[:2] for i, v in d.items()} for c, d in cand.items()}, params.selection.lam)
-    selected = [cand[choice[r["id"]]][r["id"]][2] for r in rft]
-    write_jsonl(paths.stream("compat_selected"), selected)
-    write_jsonl(paths.rewards / "compat_selected.jsonl",
-                ({"id": r["id"], "reward": cand[choice[r["id"]]][r["id"]][0]} for r in rft))
-    write_jsonl(paths.data / "compat_selection.jsonl",
-                ({"id": i, "chosen": c, **{f"{k}_reward": cand[k][i][0] for k in cand},
-                  **{f"{k}_log_ppl": cand[k][i][1] for k in cand}} for i, c in choice.items()))
+    choice = select_compatible(
+        {c: {i: v[:2] for i, v in d.items()} for c, d in cand.items()}, params.selection.lam
+    )
+    write_jsonl(paths.stream("compat_selected"), [cand[choice[r["id"]]][r["id"]][2] for r in rft])
+    chosen_rewards = ({"id": r["id"], "reward": cand[choice[r["id"]]][r["id"]][0]} for r in rft)
+    write_jsonl(paths.rewards / "compat_selected.jsonl", chosen_rewards)
+    rewards_of = {i: {f"{k}_reward": cand[k][i][0] for k in cand} for i in choice}
+    log_ppl_of = {i: {f"{k}_log_ppl": cand[k][i][1] for k in cand} for i in choice}
+    per_problem = ({"id": i, "chosen": c, **rewards_of[i], **log_ppl_of[i]} for i, c in choice.items())
+    write_jsonl(paths.data / "compat_selection.jsonl", per_problem)
     print("chosen source per problem:", dict(Counter(choice.values())))
     if params.reward.cross_check:
         cross_check.copy_selected(params, paths, {r["id"]: choice[r["id"]] for r in rft})

@@ -68,8 +68,10 @@ t = params.train
 runs = training_runs(params)
 runs_df = fine_tune_all(params, paths)
 trained = runs_df[runs_df["copied_from"] == ""]
-print(f"{len(trained)} runs trained ({len(runs_df) - len(trained)} copied): {trained['seconds'].sum():.0f} s of "
-      f"training, {trained['seconds'].median():.1f} s per run (median)")
+print(
+    f"{len(trained)} runs trained ({len(runs_df) - len(trained)} copied): {trained['seconds'].sum():.0f} s of "
+    f"training, {trained['seconds'].median():.1f} s per run (median)"
+)
 
 # %% [markdown]
 # ## Loss curves (main runs, first seed)

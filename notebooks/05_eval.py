@@ -81,7 +81,9 @@ accuracy[accuracy["purpose"] != "grid"].pivot_table(index="model", columns="spli
 # (`evaluation.learning_curve_table`).
 
 # %%
-learning_curve_table(params, paths, accuracy, runs, splits).to_csv(paths.eval / "learning_curves.csv", index=False)
+learning_curve_table(params, paths, accuracy, runs, splits).to_csv(
+    paths.eval / "learning_curves.csv", index=False
+)
 
 # %% [markdown]
 # ## Perplexity of each stream under the base SLM

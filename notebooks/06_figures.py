@@ -55,7 +55,11 @@ if params.world == "toy":
 # %%
 streams = table_streams(params)
 reward_files = {s: paths.rewards / f"{s}.jsonl" for s in streams}
-acc_file, ppl_file, curves_file = paths.eval / "accuracy.csv", paths.eval / "perplexity.csv", paths.models / "loss_curves.csv"
+acc_file, ppl_file, curves_file = (
+    paths.eval / "accuracy.csv",
+    paths.eval / "perplexity.csv",
+    paths.models / "loss_curves.csv",
+)
 reward = {s: pd.DataFrame(read_jsonl(f))["reward"].mean() for s, f in reward_files.items()}
 accuracy = pd.read_csv(acc_file)
 ppl = pd.read_csv(ppl_file).set_index("stream")["ppl"]
@@ -75,12 +79,22 @@ u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
 # %%
 table1, table1_shown = tables.table1(u, streams, reward, ppl, k)
 splits = ", ".join(sorted(accuracy["split"].unique()))
-save_table(table1, paths.figures / "table1", params, [*reward_files.values(), acc_file, ppl_file],
-           caption=f"Table 1. Mean reward, perplexity under the base SLM, and Avg@{k} (%, mean over the evaluation "
-                   f"splits {splits}; {seeds_note}) after SFT and DFT on each stream.",
-           display=table1_shown)
-save_table(tables.accuracy_by_split(accuracy), paths.figures / "accuracy_by_split", params, [acc_file],
-           caption=f"Avg@{k} (%) per evaluation split for every stream and loss ({seeds_note}).")
+save_table(
+    table1,
+    paths.figures / "table1",
+    params,
+    [*reward_files.values(), acc_file, ppl_file],
+    caption=f"Table 1. Mean reward, perplexity under the base SLM, and Avg@{k} (%, mean over the evaluation "
+    f"splits {splits}; {seeds_note}) after SFT and DFT on each stream.",
+    display=table1_shown,
+)
+save_table(
+    tables.accuracy_by_split(accuracy),
+    paths.figures / "accuracy_by_split",
+    params,
+    [acc_file],
+    caption=f"Avg@{k} (%) per evaluation split for every stream and loss ({seeds_note}).",
+)
 table1_shown
 
 # %% [markdown]
@@ -96,12 +110,23 @@ table1_shown
 if params.reward.cross_check:
     xc, xc_shown, rho = tables.cross_check(cross_check.reward_table(params, paths, streams), u, streams, k)
     xc_inputs = [*cross_check.input_files(params, paths, streams), acc_file]
-    save_table(xc, paths.figures / "reward_cross_check", params, xc_inputs, display=xc_shown,
-               caption="Mean reward of each stream's training traces under the main and the cross-check reward "
-                       f"models (rank among the streams in brackets, 1 = highest), and Avg@{k} after DFT.")
-    save_table(rho, paths.figures / "reward_cross_check_spearman", params, xc_inputs,
-               caption=f"Spearman rank correlation, across the {len(streams)} training streams, of each reward "
-                       f"model's mean reward with Avg@{k} after DFT and after SFT (n/a: a loss not trained, or no differences to rank).")
+    save_table(
+        xc,
+        paths.figures / "reward_cross_check",
+        params,
+        xc_inputs,
+        display=xc_shown,
+        caption="Mean reward of each stream's training traces under the main and the cross-check reward "
+        f"models (rank among the streams in brackets, 1 = highest), and Avg@{k} after DFT.",
+    )
+    save_table(
+        rho,
+        paths.figures / "reward_cross_check_spearman",
+        params,
+        xc_inputs,
+        caption=f"Spearman rank correlation, across the {len(streams)} training streams, of each reward "
+        f"model's mean reward with Avg@{k} after DFT and after SFT (n/a: a loss not trained, or no differences to rank).",
+    )
     print(xc_shown.to_markdown(index=False), rho.to_markdown(index=False, floatfmt=".2f"), sep="\n\n")
 else:
     print("reward.cross_check is empty: no cross-check reward models in this profile")
@@ -113,21 +138,43 @@ else:
 # SLM (the proposed mechanism: adaptation cost). One panel per loss (`figures.utility_scatter`).
 
 # %%
-save_figure(figures.utility_scatter(reward, u, streams, base_mean, k, "mean reward of the training traces (perceived quality)"),
-            paths.figures / "quality_vs_utility", params, [*reward_files.values(), acc_file],
-            "Perceived quality (mean reward of the training traces) vs utility (Avg@k after fine-tuning). "
-            f"Error bars: {seeds_note}.")
-save_figure(figures.utility_scatter(ppl.to_dict(), u, streams, base_mean, k,
-                                    "perplexity of the traces under the base SLM (log scale)", logx=True),
-            paths.figures / "ppl_vs_utility", params, [ppl_file, acc_file],
-            "Adaptation cost (perplexity of the training traces under the base SLM) vs utility (Avg@k). "
-            f"Error bars: {seeds_note}.")
+save_figure(
+    figures.utility_scatter(
+        reward, u, streams, base_mean, k, "mean reward of the training traces (perceived quality)"
+    ),
+    paths.figures / "quality_vs_utility",
+    params,
+    [*reward_files.values(), acc_file],
+    "Perceived quality (mean reward of the training traces) vs utility (Avg@k after fine-tuning). "
+    f"Error bars: {seeds_note}.",
+)
+save_figure(
+    figures.utility_scatter(
+        ppl.to_dict(),
+        u,
+        streams,
+        base_mean,
+        k,
+        "perplexity of the traces under the base SLM (log scale)",
+        logx=True,
+    ),
+    paths.figures / "ppl_vs_utility",
+    params,
+    [ppl_file, acc_file],
+    "Adaptation cost (perplexity of the training traces under the base SLM) vs utility (Avg@k). "
+    f"Error bars: {seeds_note}.",
+)
 
 # %% [markdown]
 # ## Training loss curves
 # Training loss per optimizer step for each stream, first seed (`figures.loss_curves`).
 
 # %%
-save_figure(figures.loss_curves(curves, streams), paths.figures / "loss_curves", params, [curves_file],
-            "Training loss per step for each stream (first seed), SFT and DFT (DFT's loss is "
-            "probability-weighted, so its scale differs).")
+save_figure(
+    figures.loss_curves(curves, streams),
+    paths.figures / "loss_curves",
+    params,
+    [curves_file],
+    "Training loss per step for each stream (first seed), SFT and DFT (DFT's loss is "
+    "probability-weighted, so its scale differs).",
+)

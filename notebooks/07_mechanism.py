@@ -63,8 +63,17 @@ streams = table_streams(params)
 data = {s: read_jsonl(paths.stream(s)) for s in all_streams(params)}
 base = backends.slm_path(params, paths)
 model, tok = load_model(base, **backends.load_kwargs(params, base))
-scored = {s: response_nll(model, tok, [r["prompt"] for r in rows], [r["completion"] for r in rows],
-                          token_budget=params.eval.score_token_budget, desc=s) for s, rows in data.items()}
+scored = {
+    s: response_nll(
+        model,
+        tok,
+        [r["prompt"] for r in rows],
+        [r["completion"] for r in rows],
+        token_budget=params.eval.score_token_budget,
+        desc=s,
+    )
+    for s, rows in data.items()
+}
 accuracy = pd.read_csv(paths.eval / "accuracy.csv")
 util = utility(accuracy)
 u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
@@ -83,12 +92,22 @@ acc_ppl_files = [paths.eval / "accuracy.csv", paths.eval / "perplexity.csv"]
 # %%
 seg = mechanism.segmented_ppl(scored, streams)
 seg_shown = seg.assign(stream=seg["stream"].map(label))
-save_table(seg_shown, fig_dir / "segmented_ppl", params, stream_files,
-           caption="Perplexity of each stream's training traces under the base SLM, globally and in four "
-                   "equal-length quarters of each response (token-weighted, response tokens only).",
-           float_format="{:.3f}")
-save_figure(figures.segmented_ppl(seg), fig_dir / "segmented_ppl", params, stream_files,
-            "Perplexity of each stream in four equal-length quarters of its responses (token-weighted).")
+save_table(
+    seg_shown,
+    fig_dir / "segmented_ppl",
+    params,
+    stream_files,
+    caption="Perplexity of each stream's training traces under the base SLM, globally and in four "
+    "equal-length quarters of each response (token-weighted, response tokens only).",
+    float_format="{:.3f}",
+)
+save_figure(
+    figures.segmented_ppl(seg),
+    fig_dir / "segmented_ppl",
+    params,
+    stream_files,
+    "Perplexity of each stream in four equal-length quarters of its responses (token-weighted).",
+)
 seg
 
 # %% [markdown]
@@ -103,16 +122,31 @@ seg
 n_top = params.analysis.top_tokens
 text = partial(mechanism.token_text, tok)
 attribution = mechanism.q1_attribution(scored, streams, text, n_top)
-save_table(attribution, fig_dir / "q1_loss_tokens", params, stream_files,
-           caption=f"The {n_top} tokens carrying the most summed NLL (nats) in Q1 of each stream, under the base SLM.",
-           float_format="{:.3f}")
+save_table(
+    attribution,
+    fig_dir / "q1_loss_tokens",
+    params,
+    stream_files,
+    caption=f"The {n_top} tokens carrying the most summed NLL (nats) in Q1 of each stream, under the base SLM.",
+    float_format="{:.3f}",
+)
 shift_table = mechanism.token_shift(scored["slm_rft"], scored["oracle_refined"], text, n_top)
 shift_files = [paths.stream("slm_rft"), paths.stream("oracle_refined")]
-save_table(shift_table, fig_dir / "token_shift", params, shift_files,
-           caption="Token frequency per 1,000 response tokens in SLM-RFT and Oracle-Refined: the largest increases "
-                   "and decreases after refinement.")
-save_figure(figures.token_shift(shift_table), fig_dir / "token_shift", params, shift_files,
-            "Token-frequency shift from SLM-RFT to Oracle-Refined (hatched: more frequent after refinement).")
+save_table(
+    shift_table,
+    fig_dir / "token_shift",
+    params,
+    shift_files,
+    caption="Token frequency per 1,000 response tokens in SLM-RFT and Oracle-Refined: the largest increases "
+    "and decreases after refinement.",
+)
+save_figure(
+    figures.token_shift(shift_table),
+    fig_dir / "token_shift",
+    params,
+    shift_files,
+    "Token-frequency shift from SLM-RFT to Oracle-Refined (hatched: more frequent after refinement).",
+)
 attribution.pivot_table(index="rank", columns="stream", values="token", aggfunc="first")
 
 # %% [markdown]
@@ -129,7 +163,9 @@ attribution.pivot_table(index="rank", columns="stream", values="token", aggfunc=
 rewrites = {s: data[s] for s in streams + [x for x in data if is_drift(x)] if s != "slm_rft"}
 judge = backends.retention_scorer(params, paths)
 retention, retention_unscored = mechanism.mean_retention(judge, data["slm_rft"], rewrites)
-print(f"retention by {judge.name}; answers without a score, per stream: {retention_unscored}; counts: {judge.stats()}")
+print(
+    f"retention by {judge.name}; answers without a score, per stream: {retention_unscored}; counts: {judge.stats()}"
+)
 judge.close()
 pd.Series(retention, name="retention (1-5)").rename(index=label)
 
@@ -143,9 +179,15 @@ pd.Series(retention, name="retention (1-5)").rename(index=label)
 reward = {s: pd.DataFrame(read_jsonl(paths.rewards / f"{s}.jsonl"))["reward"].mean() for s in data}
 ppl = pd.read_csv(paths.eval / "perplexity.csv").set_index("stream")["ppl"]
 mechanism_full, mechanism_shown = mechanism.mechanism_table(streams, ppl, reward, retention, util, k)
-save_table(mechanism_full, fig_dir / "mechanism", params, acc_ppl_files,
-           caption=f"Mechanism table: perplexity under the base SLM, mean reward, semantic retention (1-5) and "
-                   f"Avg@{k} (%) after DFT and SFT, streams ordered by perplexity.", display=mechanism_shown)
+save_table(
+    mechanism_full,
+    fig_dir / "mechanism",
+    params,
+    acc_ppl_files,
+    caption=f"Mechanism table: perplexity under the base SLM, mean reward, semantic retention (1-5) and "
+    f"Avg@{k} (%) after DFT and SFT, streams ordered by perplexity.",
+    display=mechanism_shown,
+)
 mechanism_shown
 
 # %% [markdown]
@@ -156,9 +198,13 @@ mechanism_shown
 # %%
 lc = pd.read_csv(paths.eval / "learning_curves.csv")
 if not lc.empty:
-    save_figure(figures.learning_curves(lc, streams, k, params.learning_curve.splits), fig_dir / "learning_curves",
-                params, [paths.eval / "learning_curves.csv"],
-                "Avg@k of checkpoints during fine-tuning (step 0 = base SLM), first seed.")
+    save_figure(
+        figures.learning_curves(lc, streams, k, params.learning_curve.splits),
+        fig_dir / "learning_curves",
+        params,
+        [paths.eval / "learning_curves.csv"],
+        "Avg@k of checkpoints during fine-tuning (step 0 = base SLM), first seed.",
+    )
 
 # %% [markdown]
 # ## 5b. Robustness grid
@@ -167,10 +213,17 @@ if not lc.empty:
 # the grid's centre cell (`mechanism.robustness_grid`).
 
 # %%
-grid_table = mechanism.robustness_grid(accuracy, params.grid.streams, params.grid.losses, params.train.seeds[0])
+grid_table = mechanism.robustness_grid(
+    accuracy, params.grid.streams, params.grid.losses, params.train.seeds[0]
+)
 if not grid_table.empty:
-    save_table(grid_table, fig_dir / "robustness_grid", params, [paths.eval / "accuracy.csv"],
-               caption=f"Robustness grid: Avg@{k} (%, mean over splits, first seed) per learning rate and batch size.")
+    save_table(
+        grid_table,
+        fig_dir / "robustness_grid",
+        params,
+        [paths.eval / "accuracy.csv"],
+        caption=f"Robustness grid: Avg@{k} (%, mean over splits, first seed) per learning rate and batch size.",
+    )
 grid_table
 
 # %% [markdown]
@@ -182,12 +235,22 @@ grid_table
 drift = [s for s in data if is_drift(s)]
 drift_table = mechanism.drift_table(drift, ppl, reward, util, params.drift.losses, k) if drift else None
 if drift:
-    save_figure(figures.drift_dial(drift, ppl, u, params.drift.losses, k), fig_dir / "drift_dial", params,
-                acc_ppl_files, "Drift dial: the same logical repair with a fraction f of each trace rewritten in the "
-                "Oracle's notation; utility against the measured perplexity.")
-    save_table(drift_table, fig_dir / "drift_dial", params, acc_ppl_files,
-               caption="Drift dial: fraction of lines in Oracle notation, perplexity, reward and utility.",
-               float_format="{:.3f}")
+    save_figure(
+        figures.drift_dial(drift, ppl, u, params.drift.losses, k),
+        fig_dir / "drift_dial",
+        params,
+        acc_ppl_files,
+        "Drift dial: the same logical repair with a fraction f of each trace rewritten in the "
+        "Oracle's notation; utility against the measured perplexity.",
+    )
+    save_table(
+        drift_table,
+        fig_dir / "drift_dial",
+        params,
+        acc_ppl_files,
+        caption="Drift dial: fraction of lines in Oracle notation, perplexity, reward and utility.",
+        float_format="{:.3f}",
+    )
 drift_table
 
 # %% [markdown]
@@ -198,9 +261,14 @@ drift_table
 
 # %%
 corr = mechanism.correlations(streams, reward, ppl, util)
-save_table(corr, fig_dir / "correlations", params, acc_ppl_files,
-           caption="Spearman rank correlation across streams of mean reward vs utility and of perplexity vs utility.",
-           float_format="{:.3f}")
+save_table(
+    corr,
+    fig_dir / "correlations",
+    params,
+    acc_ppl_files,
+    caption="Spearman rank correlation across streams of mean reward vs utility and of perplexity vs utility.",
+    float_format="{:.3f}",
+)
 corr
 
 # %% [markdown]
@@ -219,11 +287,20 @@ for loss, v in verdicts.items():
 # verdicts, Table 1 (from 06), the tables above, this world's caveats and links to every figure.
 
 # %%
-report = mechanism_report(params, k=k, n_seeds=int(util["n_seeds"].max()), verdicts=verdicts,
-                          table1_md=(fig_dir / "table1.md").read_text(), mechanism=mechanism_shown,
-                          correlations=corr, segmented=seg_shown, drift=drift_table, grid=grid_table,
-                          n_unscored=sum(retention_unscored.values()),
-                          figure_names=[p.name for p in sorted(fig_dir.glob("*.png"))])
+report = mechanism_report(
+    params,
+    k=k,
+    n_seeds=int(util["n_seeds"].max()),
+    verdicts=verdicts,
+    table1_md=(fig_dir / "table1.md").read_text(),
+    mechanism=mechanism_shown,
+    correlations=corr,
+    segmented=seg_shown,
+    drift=drift_table,
+    grid=grid_table,
+    n_unscored=sum(retention_unscored.values()),
+    figure_names=[p.name for p in sorted(fig_dir.glob("*.png"))],
+)
 write_text(paths.root / "REPORT.md", report)
 write_text(fig_dir / "REPORT.md", report)
 print(report)

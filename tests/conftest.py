@@ -16,10 +16,23 @@ collect_ignore = ["vllm_engine", "browser"]
 @pytest.fixture(scope="session")
 def toy_problem() -> Problem:
     """A fixed 3-step problem: 7 + 5 = 12, 12 - 4 = 8, 8 * 3 = 24."""
-    meta = {"story": 0, "name": "Tom", "pron": "he", "item": "apples", "start": 7,
-            "ops": [["+", 5], ["-", 4], ["*", 3]], "values": [7, 12, 8, 24]}
-    return Problem(id="t-0", question="q", answer="24", reference_solution=styles.render_dataset(meta),
-                   source="test", meta=meta)
+    meta = {
+        "story": 0,
+        "name": "Tom",
+        "pron": "he",
+        "item": "apples",
+        "start": 7,
+        "ops": [["+", 5], ["-", 4], ["*", 3]],
+        "values": [7, 12, 8, 24],
+    }
+    return Problem(
+        id="t-0",
+        question="q",
+        answer="24",
+        reference_solution=styles.render_dataset(meta),
+        source="test",
+        meta=meta,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -38,11 +51,32 @@ def tiny_lm(tmp_path_factory, splits):
     from paradox.params import ToyProblems, ToySLM, ToyWorld
     from paradox.toy import slm
 
-    toy = ToyWorld(problems=ToyProblems(n_train=1, n_test=1, n_hard=1, ops=(2, 3), max_operand=9, max_value=99,
-                                        hard_ops=(4, 5), hard_max_operand=15, hard_max_value=199),
-                   slm=ToySLM(hidden_size=32, n_layers=1, n_heads=2, intermediate_size=64, vocab_size=300,
-                              max_position=256, pretrain_problems=1, pretrain_epochs=1, pretrain_lr=1e-3,
-                              pretrain_batch_size=1, foreign_style_fraction=0.1))
+    toy = ToyWorld(
+        problems=ToyProblems(
+            n_train=1,
+            n_test=1,
+            n_hard=1,
+            ops=(2, 3),
+            max_operand=9,
+            max_value=99,
+            hard_ops=(4, 5),
+            hard_max_operand=15,
+            hard_max_value=199,
+        ),
+        slm=ToySLM(
+            hidden_size=32,
+            n_layers=1,
+            n_heads=2,
+            intermediate_size=64,
+            vocab_size=300,
+            max_position=256,
+            pretrain_problems=1,
+            pretrain_epochs=1,
+            pretrain_lr=1e-3,
+            pretrain_batch_size=1,
+            foreign_style_fraction=0.1,
+        ),
+    )
     corpus = slm.pretraining_corpus(splits["train"], "Question: {question}\nAnswer:\n", 0.1, 0)
     tok = slm.train_tokenizer([r["prompt"] + r["completion"] for r in corpus], 300)
     model = slm.build_model(toy, tok, 0)

@@ -51,10 +51,16 @@ class Recorded:
 
 
 def chat_response(content: str, model: str) -> dict[str, Any]:
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 def echo(body: dict[str, Any]) -> str:
@@ -62,10 +68,17 @@ def echo(body: dict[str, Any]) -> str:
 
 
 class FaultServer:
-    def __init__(self, *, upstream: str | None = None, responder: Callable[[dict[str, Any]], str] = echo,
-                 delay_s: float = 0.0, timeout_delay_s: float = 3.0,
-                 rule: Callable[[dict[str, Any]], str | None] | None = None, model: str = "fake-model",
-                 port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        upstream: str | None = None,
+        responder: Callable[[dict[str, Any]], str] = echo,
+        delay_s: float = 0.0,
+        timeout_delay_s: float = 3.0,
+        rule: Callable[[dict[str, Any]], str | None] | None = None,
+        model: str = "fake-model",
+        port: int = 0,
+    ) -> None:
         self.upstream = urlsplit(upstream) if upstream else None
         self.responder, self.delay_s, self.timeout_delay_s = responder, delay_s, timeout_delay_s
         self.rule, self.model = rule, model
@@ -117,11 +130,14 @@ class FaultServer:
         chosen = self.rule(body or {}) if self.rule is not None else None
         return chosen or "ok"
 
-    def _answer(self, method: str, path: str, headers: dict[str, str], raw: bytes,
-                body: dict[str, Any] | None) -> tuple[int, dict[str, str], bytes]:
+    def _answer(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, str], bytes]:
         if self.upstream is not None:  # forward as is (Authorization included)
             conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=600)
-            fwd = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection", "content-length")}
+            fwd = {
+                k: v for k, v in headers.items() if k.lower() not in ("host", "connection", "content-length")
+            }
             conn.request(method, path, body=raw or None, headers=fwd)
             resp = conn.getresponse()
             data = resp.read()
@@ -134,7 +150,11 @@ class FaultServer:
                 return 200, {"content-type": "application/json"}, json.dumps(data).encode()
             return 404, {"content-type": "application/json"}, b'{"error": {"message": "not found"}}'
         content = self.responder(body)
-        return 200, {"content-type": "application/json"}, json.dumps(chat_response(content, self.model)).encode()
+        return (
+            200,
+            {"content-type": "application/json"},
+            json.dumps(chat_response(content, self.model)).encode(),
+        )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -151,8 +171,9 @@ class FaultServer:
                     body = None
                 action = server._next_action(body)
                 with server._lock:
-                    server.requests.append(Recorded(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                    body, action))
+                    server.requests.append(
+                        Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body, action)
+                    )
                 try:
                     if action == "drop":
                         self.close_connection = True
@@ -168,11 +189,19 @@ class FaultServer:
                         if action in ERROR_STATUS:
                             status = ERROR_STATUS[action]
                             headers = {"content-type": "application/json", "retry-after": "0"}
-                            data = json.dumps({"error": {"message": f"injected {action}", "type": "injected",
-                                                         "code": status}}).encode()
+                            data = json.dumps(
+                                {
+                                    "error": {
+                                        "message": f"injected {action}",
+                                        "type": "injected",
+                                        "code": status,
+                                    }
+                                }
+                            ).encode()
                         else:
-                            status, headers, data = server._answer(method, self.path, dict(self.headers.items()),
-                                                                   raw, body)
+                            status, headers, data = server._answer(
+                                method, self.path, dict(self.headers.items()), raw, body
+                            )
                         self.send_response(status)
                         for k, v in headers.items():
                             self.send_header(k, v)

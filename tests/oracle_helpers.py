@@ -37,8 +37,16 @@ def cached_prompts(cache: Path) -> set[str]:
     return {json.loads(p.read_text())["messages"][-1]["content"] for p in cache_files(cache)}
 
 
-def kill_mid_run(url: str, model: str, cache: Path, n: int, after: int, log: Path, max_tokens: int = 4096,
-                 deadline_s: float = 120) -> None:
+def kill_mid_run(
+    url: str,
+    model: str,
+    cache: Path,
+    n: int,
+    after: int,
+    log: Path,
+    max_tokens: int = 4096,
+    deadline_s: float = 120,
+) -> None:
     """Run the client over `prompt 0` .. `prompt n-1` in a subprocess; SIGKILL it once `after`
     answers are cached."""
     args = [sys.executable, "-c", RUN_CLIENT, url, model, str(cache), str(n), str(max_tokens), KEY_ENV]
@@ -59,8 +67,10 @@ def kill_mid_run(url: str, model: str, cache: Path, n: int, after: int, log: Pat
 # --- a tokenizer that counts bytes ------------------------------------------------------------------
 
 # A ChatML-like turn format (as Qwen2.5's template lays out a user turn and the generation prompt).
-BYTE_CHAT = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}" \
-            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+BYTE_CHAT = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 # Tokens around a prompt: <|im_start|> + "user\n" (5) + <|im_end|> + "\n" + <|im_start|> + "assistant\n" (10).
 BYTE_CHAT_OVERHEAD = 19
 
@@ -75,8 +85,12 @@ def byte_tokenizer(path: Path, chat_template: str | None = BYTE_CHAT) -> Path:
     core = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  additional_special_tokens=["<|im_start|>"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
     if chat_template is not None:
         tok.chat_template = chat_template
     tok.save_pretrained(path)
@@ -85,17 +99,21 @@ def byte_tokenizer(path: Path, chat_template: str | None = BYTE_CHAT) -> Path:
 
 # --- a fake endpoint with any status and body ---------------------------------------------------------
 
+
 class PayloadServer(FaultServer):
     """A FaultServer whose chat answers come from `payload(body)`: None for the usual echo answer, or
     (status, JSON object) sent as is - an error body, or a completion with its own finish_reason and
     usage."""
 
-    def __init__(self, payload: Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None], **kw: Any) -> None:
+    def __init__(
+        self, payload: Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None], **kw: Any
+    ) -> None:
         super().__init__(**kw)
         self.payload = payload
 
-    def _answer(self, method: str, path: str, headers: dict[str, str], raw: bytes,
-                body: dict[str, Any] | None) -> tuple[int, dict[str, str], bytes]:
+    def _answer(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, str], bytes]:
         got = self.payload(body) if body and "messages" in body else None
         if got is None:
             return super()._answer(method, path, headers, raw, body)
@@ -103,8 +121,9 @@ class PayloadServer(FaultServer):
         return status, {"content-type": "application/json"}, json.dumps(obj).encode()
 
 
-def completion(content: str, model: str = "fake-model", finish_reason: str = "stop",
-               prompt_tokens: int = 1) -> tuple[int, dict[str, Any]]:
+def completion(
+    content: str, model: str = "fake-model", finish_reason: str = "stop", prompt_tokens: int = 1
+) -> tuple[int, dict[str, Any]]:
     obj = chat_response(content, model)
     obj["choices"][0]["finish_reason"] = finish_reason
     obj["usage"]["prompt_tokens"] = prompt_tokens
@@ -116,22 +135,40 @@ def completion(content: str, model: str = "fake-model", finish_reason: str = "st
 # for max_tokens above it; vLLM <= 0.9 (`serving_engine._validate_input`, {"object": "error", ...} at
 # the top level) for prompt + max_tokens > max_model_len; OpenAI's API (code context_length_exceeded).
 TOO_LONG_BODIES = {
-    "vllm-0.32-prompt": {"error": {
-        "message": "This model's maximum context length is 4096 tokens. However, your prompt contains 4321 input "
-                   "tokens, which exceeds this limit even without any output tokens. Please reduce the length of "
-                   "the input prompt. (parameter=input_tokens, value=4321)",
-        "type": "BadRequestError", "param": "input_tokens", "code": 400}},
-    "vllm-0.32-max-tokens": {"error": {
-        "message": "max_tokens=5000 cannot be greater than max_model_len=4096. Please request fewer output tokens. "
-                   "(parameter=max_tokens, value=5000)",
-        "type": "BadRequestError", "param": "max_tokens", "code": 400}},
+    "vllm-0.32-prompt": {
+        "error": {
+            "message": "This model's maximum context length is 4096 tokens. However, your prompt contains 4321 input "
+            "tokens, which exceeds this limit even without any output tokens. Please reduce the length of "
+            "the input prompt. (parameter=input_tokens, value=4321)",
+            "type": "BadRequestError",
+            "param": "input_tokens",
+            "code": 400,
+        }
+    },
+    "vllm-0.32-max-tokens": {
+        "error": {
+            "message": "max_tokens=5000 cannot be greater than max_model_len=4096. Please request fewer output tokens. "
+            "(parameter=max_tokens, value=5000)",
+            "type": "BadRequestError",
+            "param": "max_tokens",
+            "code": 400,
+        }
+    },
     "vllm-0.9-total": {
         "object": "error",
         "message": "This model's maximum context length is 4096 tokens. However, you requested 4900 tokens (804 in "
-                   "the messages, 4096 in the completion). Please reduce the length of the messages or completion.",
-        "type": "BadRequestError", "param": None, "code": 400},
-    "openai": {"error": {
-        "message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 131072 "
-                   "tokens. Please reduce the length of the messages.",
-        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}},
+        "the messages, 4096 in the completion). Please reduce the length of the messages or completion.",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    },
+    "openai": {
+        "error": {
+            "message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 131072 "
+            "tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    },
 }

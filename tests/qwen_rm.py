@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-CONFIG_SOURCE = '''
+CONFIG_SOURCE = """
 from transformers import PretrainedConfig
 
 
@@ -53,9 +53,9 @@ class Qwen2RMConfig(PretrainedConfig):
         self.max_position_embeddings, self.rms_norm_eps, self.rope_theta = max_position_embeddings, rms_norm_eps, rope_theta
         self.use_cache, self.reward_per_token = use_cache, reward_per_token
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
-'''
+"""
 
-MODELING_SOURCE = '''
+MODELING_SOURCE = """
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -203,7 +203,7 @@ class Qwen2ForRewardModel(PreTrainedModel):
             at = (torch.eq(input_ids, self.config.pad_token_id).int().argmax(-1) - 1) % input_ids.shape[-1]
         pooled = rewards[torch.arange(n, device=rewards.device), at.to(rewards.device)]
         return SequenceClassifierOutputWithPast(logits=pooled, past_key_values=body.past_key_values)
-'''
+"""
 
 
 @contextlib.contextmanager
@@ -219,8 +219,10 @@ def _as_package(files: dict[str, str]) -> Iterator[tuple[ModuleType, ModuleType]
         (pkg / f).write_text(text)
     sys.path.insert(0, str(where))
     try:
-        yield (importlib.import_module(f"{name}.configuration_qwen2_rm"),
-               importlib.import_module(f"{name}.modeling_qwen2_rm"))
+        yield (
+            importlib.import_module(f"{name}.configuration_qwen2_rm"),
+            importlib.import_module(f"{name}.modeling_qwen2_rm"),
+        )
     finally:
         sys.path.remove(str(where))
         for mod in [m for m in sys.modules if m.startswith(name)]:
@@ -228,24 +230,42 @@ def _as_package(files: dict[str, str]) -> Iterator[tuple[ModuleType, ModuleType]
         shutil.rmtree(where)
 
 
-def build_qwen_rm(out: Path, tokenizer, *, hidden_size: int = 32, layers: int = 2, heads: int = 2,
-                  max_positions: int = 1024, seed: int = 0, reward_per_token: bool = False) -> Path:
+def build_qwen_rm(
+    out: Path,
+    tokenizer,
+    *,
+    hidden_size: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    max_positions: int = 1024,
+    seed: int = 0,
+    reward_per_token: bool = False,
+) -> Path:
     """Save a randomly initialised reward model of that shape, with `tokenizer`, to `out`."""
     import torch
 
     sources = {"configuration_qwen2_rm.py": CONFIG_SOURCE, "modeling_qwen2_rm.py": MODELING_SOURCE}
     with _as_package(sources) as (cfg_mod, model_mod):
         config = cfg_mod.Qwen2RMConfig(
-            reward_per_token=reward_per_token, vocab_size=len(tokenizer), hidden_size=hidden_size,
-            intermediate_size=2 * hidden_size, num_hidden_layers=layers, num_attention_heads=heads,
-            num_key_value_heads=heads, max_position_embeddings=max_positions, eos_token_id=tokenizer.eos_token_id)
+            reward_per_token=reward_per_token,
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=max_positions,
+            eos_token_id=tokenizer.eos_token_id,
+        )
         config.pad_token_id = None  # to build it here; config.json gets none, as the original's
         torch.manual_seed(seed)
         model = model_mod.Qwen2ForRewardModel(config)
         with torch.no_grad():
             model.score[2].weight.mul_(20)  # spread the scores (~1): a mismatch cannot hide in tiny numbers
-        model.config.auto_map = {"AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
-                                 "AutoModel": "modeling_qwen2_rm.Qwen2ForRewardModel"}
+        model.config.auto_map = {
+            "AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
+            "AutoModel": "modeling_qwen2_rm.Qwen2ForRewardModel",
+        }
         model.save_pretrained(out)
     for f, text in sources.items():
         (out / f).write_text(text)

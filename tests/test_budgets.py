@@ -41,8 +41,10 @@ def test_paper_profiles_fit_every_oracle_request(profile):
     lines, errors = oracle_budget.check(p)
     assert errors == []
     for kind in KINDS:
-        assert any(line.strip().startswith(kind) and line.rstrip().endswith("left)") and " fits " in line
-                   for line in lines), kind
+        assert any(
+            line.strip().startswith(kind) and line.rstrip().endswith("left)") and " fits " in line
+            for line in lines
+        ), kind
 
 
 def test_the_paper_setting_with_its_full_length_traces_cannot_fit(pdir, monkeypatch, capsys):
@@ -67,15 +69,30 @@ def test_the_paper_setting_with_its_full_length_traces_cannot_fit(pdir, monkeypa
 def test_a_completion_cap_below_what_an_answer_needs_is_refused(pdir):
     p = load_params(child(pdir, "oracle:\n  max_tokens: 1024\n"), pdir)
     _, errors = oracle_budget.check(p)
-    assert any(e.startswith("oracle.max_tokens (1,024) is below the 1,312 tokens a refine answer needs") for e in errors)
+    assert any(
+        e.startswith("oracle.max_tokens (1,024) is below the 1,312 tokens a refine answer needs")
+        for e in errors
+    )
 
 
-@pytest.mark.parametrize("body,message", [
-    ("rft:\n  max_trace_tokens: null\n", "oracle.context_length is set but ['rft.max_trace_tokens'] not"),
-    ("oracle:\n  context_length: null\n", "rft.max_question_tokens and rft.max_trace_tokens count the Oracle's tokens"),
-    ("oracle:\n  answers:\n    refine:\n      max_tokens: 8\n      min_tokens: 16\n", "min_tokens 16 is above max_tokens 8"),
-    ("oracle:\n  answers:\n    refin: {max_tokens: 8, min_tokens: 4}\n", "unknown key 'oracle.answers.refin'"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("rft:\n  max_trace_tokens: null\n", "oracle.context_length is set but ['rft.max_trace_tokens'] not"),
+        (
+            "oracle:\n  context_length: null\n",
+            "rft.max_question_tokens and rft.max_trace_tokens count the Oracle's tokens",
+        ),
+        (
+            "oracle:\n  answers:\n    refine:\n      max_tokens: 8\n      min_tokens: 16\n",
+            "min_tokens 16 is above max_tokens 8",
+        ),
+        (
+            "oracle:\n  answers:\n    refin: {max_tokens: 8, min_tokens: 4}\n",
+            "unknown key 'oracle.answers.refin'",
+        ),
+    ],
+)
 def test_budget_keys_are_checked_with_the_params(pdir, body, message):
     with pytest.raises(ParamsError) as err:
         load_params(child(pdir, body), pdir)
@@ -84,8 +101,12 @@ def test_budget_keys_are_checked_with_the_params(pdir, body, message):
 
 def test_an_uncounted_oracle_is_said_so():
     p = load_params("paper-qwen2.5-math-1.5b", ROOT / "params")
-    loose = p.model_copy(update={"oracle": p.oracle.model_copy(update={"context_length": None}),
-                                 "rft": p.rft.model_copy(update={"max_trace_tokens": None, "max_question_tokens": None})})
+    loose = p.model_copy(
+        update={
+            "oracle": p.oracle.model_copy(update={"context_length": None}),
+            "rft": p.rft.model_copy(update={"max_trace_tokens": None, "max_question_tokens": None}),
+        }
+    )
     lines, errors = oracle_budget.check(loose)
     assert errors == [] and "not counted (oracle.context_length is not set)" in lines[0]
     toy_lines, _ = oracle_budget.check(load_params("toy", ROOT / "params"))
@@ -114,16 +135,26 @@ def test_the_plan_bound_holds_for_the_prompts_actually_sent(tmp_path):
     every completion limit it asks for is within the plan's too."""
     tok = OracleTokenizer(str(byte_tokenizer(tmp_path / "tok")))
     base = load_params("paper-qwen2.5-math-1.5b", ROOT / "params")
-    p = base.model_copy(update={
-        "oracle": base.oracle.model_copy(update={"context_length": 16384, "template_tokens_per_byte": 1.0,
-                                                 "chat_template_tokens": BYTE_CHAT_OVERHEAD}),
-        "rft": base.rft.model_copy(update={"max_question_tokens": Q_BOUND, "max_trace_tokens": T_BOUND})})
+    p = base.model_copy(
+        update={
+            "oracle": base.oracle.model_copy(
+                update={
+                    "context_length": 16384,
+                    "template_tokens_per_byte": 1.0,
+                    "chat_template_tokens": BYTE_CHAT_OVERHEAD,
+                }
+            ),
+            "rft": base.rft.model_copy(update={"max_question_tokens": Q_BOUND, "max_trace_tokens": T_BOUND}),
+        }
+    )
     budgets = {b.kind: b for b in request_budgets(p, load_templates(p))[0]}
     trace = longest_trace(tok.text_tokens)
     question = ("Q1: " + "how many apples are there in all? " * 10)[:Q_BOUND]
     assert trace_tokens(trace, tok.text_tokens) > T_BOUND - 40 and tok.text_tokens(question) == Q_BOUND
 
-    def answer(body: dict) -> str:  # the worst case: the first step is wrong, rewrites as long as their source
+    def answer(
+        body: dict,
+    ) -> str:  # the worst case: the first step is wrong, rewrites as long as their source
         prompt = body["messages"][-1]["content"]
         if "[Math Problem]" in prompt:
             return "\\boxed{0}"
@@ -134,8 +165,15 @@ def test_the_plan_bound_holds_for_the_prompts_actually_sent(tmp_path):
         return f"<rewrite>\n{trace}\n</rewrite>"
 
     with FaultServer(responder=answer) as srv:
-        client = OracleClient(base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X",
-                              context_length=p.oracle.context_length, tokenizer=tok, answers=p.oracle.answers)
+        client = OracleClient(
+            base_url=srv.url,
+            model="m",
+            cache_dir=tmp_path / "cache",
+            api_key_env="X",
+            context_length=p.oracle.context_length,
+            tokenizer=tok,
+            answers=p.oracle.answers,
+        )
         oracle = PromptOracle(client, load_templates(p))
         ps = [Problem(id="p", question=question, answer="4", reference_solution="", source="test")]
         refined = oracle.refine_many(ps, [trace])[0]
@@ -143,9 +181,14 @@ def test_the_plan_bound_holds_for_the_prompts_actually_sent(tmp_path):
         oracle.rewrite_fraction_many(ps, [trace], 0.5)  # locate, style-align, drift
         judge_retention_many(client, load_templates(p)["retention_judge"], [(trace, refined)], desc=None)
         sent = srv.chat_requests()
-    markers = {"refine": "Refine this solution", "synthesize": "Solve the following", "locate": "[Math Problem]",
-               "style_align": "earliest step that contains", "drift": "shown for context only",
-               "retention_judge": "Score the rewrite"}
+    markers = {
+        "refine": "Refine this solution",
+        "synthesize": "Solve the following",
+        "locate": "[Math Problem]",
+        "style_align": "earliest step that contains",
+        "drift": "shown for context only",
+        "retention_judge": "Score the rewrite",
+    }
     for kind, marker in markers.items():
         mine = [r for r in sent if marker in r.prompt]
         assert mine, kind
@@ -165,7 +208,9 @@ def test_notebook_01s_check_tests_what_make_plan_assumed(tmp_path):
     tok = OracleTokenizer(str(byte_tokenizer(tmp_path / "tok")))  # 1 token per byte
     lines, errors = oracle_budget.check(p, tok)
     assert "counted with the Oracle's tokenizer" in lines[0]
-    assert any("the refine template takes" in e and "raise oracle.template_tokens_per_byte to 1.000" in e
-               for e in errors)
+    assert any(
+        "the refine template takes" in e and "raise oracle.template_tokens_per_byte to 1.000" in e
+        for e in errors
+    )
     exact = p.model_copy(update={"oracle": p.oracle.model_copy(update={"template_tokens_per_byte": 1.0})})
     assert not [e for e in oracle_budget.check(exact, tok)[1] if "template_tokens_per_byte" in e]

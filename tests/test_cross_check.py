@@ -16,12 +16,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_model_keys_are_file_names_and_distinct():
     params = load_params("smoke", ROOT / "params")
-    specs = (RewardModel(backend="hf", name_or_path="Skywork/Skywork-Reward-V2-Llama-3.1-8B"),
-             RewardModel(backend="hf", name_or_path="other/Skywork-Reward-V2-Llama-3.1-8B"),
-             RewardModel(backend="vllm", name_or_path="runs/x/assets/rm qwen/"), RewardModel(backend="toy"))
+    specs = (
+        RewardModel(backend="hf", name_or_path="Skywork/Skywork-Reward-V2-Llama-3.1-8B"),
+        RewardModel(backend="hf", name_or_path="other/Skywork-Reward-V2-Llama-3.1-8B"),
+        RewardModel(backend="vllm", name_or_path="runs/x/assets/rm qwen/"),
+        RewardModel(backend="toy"),
+    )
     params = params.model_copy(update={"reward": Reward(cross_check=specs)})
-    assert cross_check.model_keys(params) == ["Skywork-Reward-V2-Llama-3.1-8B", "Skywork-Reward-V2-Llama-3.1-8B-2",
-                                              "rm_qwen", "toy"]
+    assert cross_check.model_keys(params) == [
+        "Skywork-Reward-V2-Llama-3.1-8B",
+        "Skywork-Reward-V2-Llama-3.1-8B-2",
+        "rm_qwen",
+        "toy",
+    ]
 
 
 class Closing:
@@ -40,14 +47,18 @@ class Closing:
         self.log.append("close")
 
 
-def test_score_streams_writes_each_model_and_frees_it_before_the_next(tmp_path, toy_problem, native_trace,
-                                                                     monkeypatch):
+def test_score_streams_writes_each_model_and_frees_it_before_the_next(
+    tmp_path, toy_problem, native_trace, monkeypatch
+):
     params = load_params("smoke", ROOT / "params")
     params = params.model_copy(update={"reward": Reward(cross_check=(RewardModel(backend="toy"),) * 2)})
     paths = RunPaths("x", tmp_path / "runs", tmp_path / "figures")
     log: list[str] = []
-    monkeypatch.setattr(backends, "cross_check_rewards",
-                        lambda p, paths=None: [Closing(backends.reward_model(p, s), log) for s in p.reward.cross_check])
+    monkeypatch.setattr(
+        backends,
+        "cross_check_rewards",
+        lambda p, paths=None: [Closing(backends.reward_model(p, s), log) for s in p.reward.cross_check],
+    )
     problems = {"t-0": toy_problem}
     for stream in ("slm_rft", "oracle_refined", "style_aligned"):
         write_jsonl(paths.stream(stream), [{"id": "t-0", "prompt": "q", "completion": native_trace}])
@@ -61,9 +72,20 @@ def test_score_streams_writes_each_model_and_frees_it_before_the_next(tmp_path, 
         picked = read_jsonl(paths.rewards / "cross_check" / key / "compat_selected.jsonl")
         assert picked == read_jsonl(paths.rewards / "cross_check" / key / "oracle_refined.jsonl")
     table = cross_check.reward_table(params, paths, ["slm_rft", "oracle_refined", "style_aligned"])
-    assert list(table.columns) == ["stream", "reward:main (toy)", "reward:toy", "reward:toy-2",
-                                   "rank:main (toy)", "rank:toy", "rank:toy-2"]
-    assert table["reward:main (toy)"].tolist() == [0.5, 0.5, 0.5] and table["rank:main (toy)"].tolist() == [1, 1, 1]
+    assert list(table.columns) == [
+        "stream",
+        "reward:main (toy)",
+        "reward:toy",
+        "reward:toy-2",
+        "rank:main (toy)",
+        "rank:toy",
+        "rank:toy-2",
+    ]
+    assert table["reward:main (toy)"].tolist() == [0.5, 0.5, 0.5] and table["rank:main (toy)"].tolist() == [
+        1,
+        1,
+        1,
+    ]
     # each score_many call added its call count: the first model's streams rank in calling order, reversed
     assert table["rank:toy"].tolist() == [3, 2, 1]
     assert len(cross_check.input_files(params, paths, ["slm_rft"])) == 3

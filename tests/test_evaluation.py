@@ -18,7 +18,7 @@ class ScriptedGenerator:
 
     def generate(self, prompts, s):
         self.calls.append((list(prompts), s))
-        return [self.script[p][:s.n] for p in prompts]
+        return [self.script[p][: s.n] for p in prompts]
 
     def close(self):
         pass
@@ -38,14 +38,42 @@ SCRIPT = {
 
 def test_sample_and_grade_grades_every_sample_and_stores_shards(tmp_path):
     gen = ScriptedGenerator(SCRIPT)
-    rows = sample_and_grade(gen, "weights", PROBLEMS, [p.question for p in PROBLEMS], SamplingSettings(2, 1.0, 1.0, 8, 3),
-                            tmp_path, batch_size=2, grade_workers=1, grade_timeout_s=5.0, desc="s", grade_desc="g")
+    rows = sample_and_grade(
+        gen,
+        "weights",
+        PROBLEMS,
+        [p.question for p in PROBLEMS],
+        SamplingSettings(2, 1.0, 1.0, 8, 3),
+        tmp_path,
+        batch_size=2,
+        grade_workers=1,
+        grade_timeout_s=5.0,
+        desc="s",
+        grade_desc="g",
+    )
     assert [(r["id"], r["sample"], r["correct"]) for r in rows] == [
-        ("p0", 0, True), ("p0", 1, False), ("p1", 0, True), ("p1", 1, False), ("p2", 0, False), ("p2", 1, True)]
+        ("p0", 0, True),
+        ("p0", 1, False),
+        ("p1", 0, True),
+        ("p1", 1, False),
+        ("p2", 0, False),
+        ("p2", 1, True),
+    ]
     assert len(list(tmp_path.glob("shard-*.jsonl"))) == 2 and len(gen.calls) == 2
     assert truncated_share(rows) == 100 / 6
-    again = sample_and_grade(gen, "weights", PROBLEMS, [p.question for p in PROBLEMS], SamplingSettings(2, 1.0, 1.0, 8, 3),
-                             tmp_path, batch_size=2, grade_workers=1, grade_timeout_s=5.0, desc="s", grade_desc="g")
+    again = sample_and_grade(
+        gen,
+        "weights",
+        PROBLEMS,
+        [p.question for p in PROBLEMS],
+        SamplingSettings(2, 1.0, 1.0, 8, 3),
+        tmp_path,
+        batch_size=2,
+        grade_workers=1,
+        grade_timeout_s=5.0,
+        desc="s",
+        grade_desc="g",
+    )
     assert again == rows and len(gen.calls) == 2  # stored shards are reused
 
 
@@ -55,7 +83,9 @@ def test_truncated_share_of_nothing_is_nan():
 
 def test_greedy_accuracy_batches_and_grades_one_completion_each():
     gen = ScriptedGenerator(SCRIPT)
-    acc, outs = greedy_accuracy(gen, ["q0", "q1", "q2"], ["4", "8", "9"], batch_size=2, max_new_tokens=16, seed=5)
+    acc, outs = greedy_accuracy(
+        gen, ["q0", "q1", "q2"], ["4", "8", "9"], batch_size=2, max_new_tokens=16, seed=5
+    )
     assert acc == 100 / 3  # q0 right, q1 wrong gold, q2 empty
     assert [o.text for o in outs] == ["2 + 2 = 4. The answer is \\boxed{4}", "\\boxed{7}", ""]
     assert [p for p, _ in gen.calls] == [["q0", "q1"], ["q2"]]

@@ -3,8 +3,11 @@ import pytest
 from paradox.generation import HFGenerator, SamplingSettings, sample_sharded
 from paradox.models import load_model
 
-PROMPTS = ["Question: Tom has 3 apples.\nAnswer:\n", "Question: Ana has 5 coins. She loses 2.\nAnswer:\n",
-           "Question: x\nAnswer:\n"]
+PROMPTS = [
+    "Question: Tom has 3 apples.\nAnswer:\n",
+    "Question: Ana has 5 coins. She loses 2.\nAnswer:\n",
+    "Question: x\nAnswer:\n",
+]
 
 
 def test_loads_through_auto_classes_and_is_seeded(tiny_lm):
@@ -82,7 +85,10 @@ def test_stops_cut_at_the_first_stop_token_or_string_and_say_whether_one_ended_t
     assert plain.token_ids == (eos,) and plain.key() is None  # EOS alone: cache keys stay as they were
     assert plain.finish(tok, ids) == ("He has 5 apples. Question: next", False)  # ran to the token limit
     assert plain.finish(tok, [*ids[:3], eos, *ids[3:]]) == (tok.decode(ids[:3]).strip(), True)
-    assert plain.finish(tok, [*ids, pad, pad]) == ("He has 5 apples. Question: next", False)  # pad is not a stop
+    assert plain.finish(tok, [*ids, pad, pad]) == (
+        "He has 5 apples. Question: next",
+        False,
+    )  # pad is not a stop
     by_string = Stops.resolve(tok, stop_strings=["Question:", "apples"])
     assert by_string.finish(tok, ids) == ("He has 5", True)  # the earliest of the stop strings
     assert by_string.key() == {"tokens": [], "strings": ["Question:", "apples"]}

@@ -77,10 +77,14 @@ def test_plan_prints_the_estimate_with_its_assumptions():
     text = plan.render(load_params("paper-mini", ROOT / "params"))
     assert "GPU hours, estimated (estimates, not measurements; assume h100 GPUs" in text
     assert "680 kept" in text
-    total = next(line for line in text.splitlines() if line.strip().startswith("total") and "per node" in line)
+    total = next(
+        line for line in text.splitlines() if line.strip().startswith("total") and "per node" in line
+    )
     assert "1.88" in total, total
     for stage in ("01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "07_mechanism"):
-        assert any(line.strip().startswith(stage) and line.strip().endswith(" 1") for line in text.splitlines())
+        assert any(
+            line.strip().startswith(stage) and line.strip().endswith(" 1") for line in text.splitlines()
+        )
 
 
 def test_the_8_gpu_profile_samples_and_evaluates_on_8_gpus():
@@ -94,7 +98,9 @@ def test_the_8_gpu_profile_samples_and_evaluates_on_8_gpus():
         assert w.wall_h is not None and w.gpu_h is not None and w.wall_h < w.gpu_h / 7  # spread over 8 GPUs
     text = plan.render(p)
     assert text.count("GPUs: 8 of the node's 8 (8 engine(s) of 1 GPU(s) each") == 2
-    assert text.count("reserved = endpoint.serve.gpu_memory_utilization 0.9 x 79 GiB x 8 engines = 8 GPUs") == 2
+    assert (
+        text.count("reserved = endpoint.serve.gpu_memory_utilization 0.9 x 79 GiB x 8 engines = 8 GPUs") == 2
+    )
     # The Oracle runs on its own node: its hours are counted apart, on its 8 GPUs.
     oracle = by_what(works, "02_oracle_refine", "Oracle")
     assert oracle.elsewhere and oracle.gpus == 8 and oracle.wall_h == pytest.approx(oracle.gpu_h / 8)
@@ -109,15 +115,20 @@ def test_the_other_paper_profiles_inherit_the_spread(profile):
 
 def test_assumptions_are_overridable_and_checked(pdir):
     base = load_params("paper-mini", pdir)
-    (pdir / "fast.yaml").write_text("extends: paper-mini\ndescription: x\nhardware:\n  gpu_hours:\n"
-                                    "    decode_tokens_per_s: {Qwen/Qwen2.5-Math-1.5B: 40000}\n    kept_share: 0.5\n")
+    (pdir / "fast.yaml").write_text(
+        "extends: paper-mini\ndescription: x\nhardware:\n  gpu_hours:\n"
+        "    decode_tokens_per_s: {Qwen/Qwen2.5-Math-1.5B: 40000}\n    kept_share: 0.5\n"
+    )
     fast = load_params("fast", pdir)
     a, b = (by_what(gpu_hours.estimate(x), "01_data", "sampling") for x in (base, fast))
     assert "hardware.gpu_hours.decode_tokens_per_s" in b.detail
     assert b.gpu_h < a.gpu_h  # twice the rate: the decoding half as long
-    assert by_what(gpu_hours.estimate(fast), "02_oracle_refine", "Oracle").what.startswith("Oracle Qwen/Qwen2.5-"
-                                                                                           "Math-7B-Instruct: 2,000 req")
-    (pdir / "typo.yaml").write_text("extends: paper-mini\ndescription: x\nhardware:\n  gpu_hours:\n    mfu: 0.5\n")
+    assert by_what(gpu_hours.estimate(fast), "02_oracle_refine", "Oracle").what.startswith(
+        "Oracle Qwen/Qwen2.5-Math-7B-Instruct: 2,000 req"
+    )
+    (pdir / "typo.yaml").write_text(
+        "extends: paper-mini\ndescription: x\nhardware:\n  gpu_hours:\n    mfu: 0.5\n"
+    )
     with pytest.raises(ParamsError, match=r"typo\.yaml: unknown key 'hardware.gpu_hours.mfu'"):
         load_params("typo", pdir)
 
@@ -128,19 +139,33 @@ def test_what_the_params_cannot_say_is_not_estimated(pdir):
     bare = p.model_copy(update={"hardware": p.hardware.model_copy(update={"gpu": None})})
     assert gpu_hours.check(bare) == ["GPU hours: not estimated (hardware.gpu is not set)"]
     # A dataset of unknown size without a limit.
-    (pdir / "all.yaml").write_text("extends: paper-mini\ndescription: x\ndatasets:\n  train:\n    limit: null\n")
-    assert "the size of dataset split 'train' (AI-MO/NuminaMath-CoT) is not known here; set its limit" in \
-        gpu_hours.check(load_params("all", pdir))[0]
+    (pdir / "all.yaml").write_text(
+        "extends: paper-mini\ndescription: x\ndatasets:\n  train:\n    limit: null\n"
+    )
+    assert (
+        "the size of dataset split 'train' (AI-MO/NuminaMath-CoT) is not known here; set its limit"
+        in gpu_hours.check(load_params("all", pdir))[0]
+    )
     # A hosted Oracle the shape table does not know: its tokens are counted, its GPU hours not guessed.
-    (pdir / "api.yaml").write_text("extends: paper-qwen2.5-math-1.5b\ndescription: x\noracle:\n  model: gpt-5.2\n")
+    (pdir / "api.yaml").write_text(
+        "extends: paper-qwen2.5-math-1.5b\ndescription: x\noracle:\n  model: gpt-5.2\n"
+    )
     lines = "\n".join(gpu_hours.check(load_params("api", pdir)))
-    assert "Oracle gpt-5.2: 68,000 requests" in lines and "not estimated (gpt-5.2 is not in paradox.gpu_memory" in lines
+    assert (
+        "Oracle gpt-5.2: 68,000 requests" in lines
+        and "not estimated (gpt-5.2 is not in paradox.gpu_memory" in lines
+    )
     assert "(a total leaves out what is not estimated above)" in lines
     # An Oracle elsewhere without its GPU count: GPU hours, no wall time.
-    (pdir / "away.yaml").write_text("extends: paper-qwen2.5-math-1.5b\ndescription: x\nhardware:\n  gpu_hours:\n"
-                                    "    oracle_gpus: null\n")
+    (pdir / "away.yaml").write_text(
+        "extends: paper-qwen2.5-math-1.5b\ndescription: x\nhardware:\n  gpu_hours:\n    oracle_gpus: null\n"
+    )
     oracle = by_what(gpu_hours.estimate(load_params("away", pdir)), "02_oracle_refine", "Oracle")
-    assert oracle.gpu_h is not None and oracle.wall_h is None and "set hardware.gpu_hours.oracle_gpus" in oracle.detail
+    assert (
+        oracle.gpu_h is not None
+        and oracle.wall_h is None
+        and "set hardware.gpu_hours.oracle_gpus" in oracle.detail
+    )
 
 
 def test_a_72b_reward_model_under_device_map_holds_every_gpu_for_one_gpus_time():
@@ -150,7 +175,9 @@ def test_a_72b_reward_model_under_device_map_holds_every_gpu_for_one_gpus_time()
     assert w.gpus == 8 and w.gpu_h == pytest.approx(8 * w.wall_h)
     tokens = 4 * 34_000 * (150 + 600)
     params_72b = n_params(SHAPES["Qwen/Qwen2.5-Math-RM-72B"])
-    assert w.wall_h == pytest.approx((2 * params_72b * tokens / (989e12 * 0.3) + params_72b * 2 / GIB / 2) / 3600)
+    assert w.wall_h == pytest.approx(
+        (2 * params_72b * tokens / (989e12 * 0.3) + params_72b * 2 / GIB / 2) / 3600
+    )
 
 
 def test_the_two_node_profile_trains_on_16_gpus():
@@ -162,4 +189,6 @@ def test_the_two_node_profile_trains_on_16_gpus():
     assert gpu_memory.check(two)[1] == [] and two.train.split_batch(256) == (4, 4)
     a, b = (by_what(gpu_hours.estimate(x), "04_train", "training") for x in (one, two))
     assert (a.gpus, b.gpus) == (8, 16) and b.wall_h < a.wall_h
-    assert by_what(gpu_hours.estimate(two), "01_data", "sampling").gpus == 8  # sampling stays on the main node
+    assert (
+        by_what(gpu_hours.estimate(two), "01_data", "sampling").gpus == 8
+    )  # sampling stays on the main node

@@ -17,51 +17,57 @@ from paradox.grading import grade, grade_many
 TOY_TRACES = Path(__file__).parent / "conformance" / "toy_traces.jsonl"
 
 
-@pytest.mark.parametrize("completion,gold,expected", [
-    ("So the answer is 6.", "6", True),
-    ("Therefore, the answer is \\( \\boxed{6} \\).", "6", True),
-    ("5+3=<<5+3=8>>8 apples\n#### 8", "8", True),
-    ("The answer is 7.", "6", False),
-    ("The answer is \\boxed{\\frac{1}{2}}", "0.5", True),
-    ("", "6", False),
-    ("   \n ", "6", False),
-    (None, "6", False),
-    ("no number here at all", "6", False),
-    ("\\boxed{", "6", False),
-    ("\\frac{\\frac{\\frac{", "6", False),
-    ("}{}{}{\\\\\\\\", "6", False),
-])
+@pytest.mark.parametrize(
+    "completion,gold,expected",
+    [
+        ("So the answer is 6.", "6", True),
+        ("Therefore, the answer is \\( \\boxed{6} \\).", "6", True),
+        ("5+3=<<5+3=8>>8 apples\n#### 8", "8", True),
+        ("The answer is 7.", "6", False),
+        ("The answer is \\boxed{\\frac{1}{2}}", "0.5", True),
+        ("", "6", False),
+        ("   \n ", "6", False),
+        (None, "6", False),
+        ("no number here at all", "6", False),
+        ("\\boxed{", "6", False),
+        ("\\frac{\\frac{\\frac{", "6", False),
+        ("}{}{}{\\\\\\\\", "6", False),
+    ],
+)
 def test_grade(completion, gold, expected):
     assert grade(completion, gold) is expected
 
 
-@pytest.mark.parametrize("completion,gold,expected", [
-    # golds as the benchmarks publish them: bare LaTeX (the old grader parsed these outside math mode)
-    ("\\boxed{3\\sqrt{13}}", "3\\sqrt{13}", True),
-    ("\\boxed{3}", "3\\sqrt{13}", False),
-    ("\\boxed{6-5i}", "6 - 5i", True),
-    ("\\boxed{5}", "6 - 5i", False),
-    ("\\boxed{1}", "1,-2", False),
-    ("\\boxed{-2, 1}", "1,-2", True),
-    ("\\boxed{2}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", False),
-    ("\\boxed{\\dfrac{14}{3}}", "\\dfrac{14}{3}", True),
-    ("\\boxed{\\text{(C)}}", "\\text{(C)}", True),
-    # Minerva's programming notation on both sides
-    ("\\boxed{4.5 \\times 10^{33}}", "4.5e33", True),
-    ("\\boxed{4.5e33}", "4.5 \\times 10^{33}", True),
-    ("\\boxed{4.5}", "4.5e33", False),
-    ("\\boxed{1.2 \\times 10^{-17}}", "1.2e-18", False),  # rounded to 6 decimals both would be 0
-    # OlympiadBench lists and AMC floats, as published
-    ("\\boxed{84, 69}", ["$69$", "$84$"], True),
-    ("\\boxed{69}", ["$69$", "$84$"], False),
-    ("\\boxed{27}", 27.0, True),
-    # GSM8K: the #### line is the answer even when "answer" occurs earlier
-    ("The first answer takes 5 hours.\n5*60=<<5*60=300>>300 minutes.\n#### 300", "300", True),
-    # a relation for a gold set, and a choice with its value
-    ("\\boxed{x > 3}", "(3, \\infty)", True),
-    ("\\boxed{\\textbf{(B)}\\ 30}", "30", True),
-    ("\\boxed{B}", "\\textbf{(B)}\\ 30", True),
-])
+@pytest.mark.parametrize(
+    "completion,gold,expected",
+    [
+        # golds as the benchmarks publish them: bare LaTeX (the old grader parsed these outside math mode)
+        ("\\boxed{3\\sqrt{13}}", "3\\sqrt{13}", True),
+        ("\\boxed{3}", "3\\sqrt{13}", False),
+        ("\\boxed{6-5i}", "6 - 5i", True),
+        ("\\boxed{5}", "6 - 5i", False),
+        ("\\boxed{1}", "1,-2", False),
+        ("\\boxed{-2, 1}", "1,-2", True),
+        ("\\boxed{2}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", False),
+        ("\\boxed{\\dfrac{14}{3}}", "\\dfrac{14}{3}", True),
+        ("\\boxed{\\text{(C)}}", "\\text{(C)}", True),
+        # Minerva's programming notation on both sides
+        ("\\boxed{4.5 \\times 10^{33}}", "4.5e33", True),
+        ("\\boxed{4.5e33}", "4.5 \\times 10^{33}", True),
+        ("\\boxed{4.5}", "4.5e33", False),
+        ("\\boxed{1.2 \\times 10^{-17}}", "1.2e-18", False),  # rounded to 6 decimals both would be 0
+        # OlympiadBench lists and AMC floats, as published
+        ("\\boxed{84, 69}", ["$69$", "$84$"], True),
+        ("\\boxed{69}", ["$69$", "$84$"], False),
+        ("\\boxed{27}", 27.0, True),
+        # GSM8K: the #### line is the answer even when "answer" occurs earlier
+        ("The first answer takes 5 hours.\n5*60=<<5*60=300>>300 minutes.\n#### 300", "300", True),
+        # a relation for a gold set, and a choice with its value
+        ("\\boxed{x > 3}", "(3, \\infty)", True),
+        ("\\boxed{\\textbf{(B)}\\ 30}", "30", True),
+        ("\\boxed{B}", "\\textbf{(B)}\\ 30", True),
+    ],
+)
 def test_published_golds(completion, gold, expected):
     assert grade(completion, gold) is expected
 
@@ -76,7 +82,9 @@ def test_bytes_and_numeric_golds_are_read():
     assert grade(b"so \\boxed{6}", 6) is True
     assert grade("so \\boxed{6}", b"6") is True
     assert grade("so \\boxed{0.5}", 0.5) is True
-    assert grade("so \\boxed{6}", "6", timeout_s=float("nan")) is True  # a bad limit falls back to the default
+    assert (
+        grade("so \\boxed{6}", "6", timeout_s=float("nan")) is True
+    )  # a bad limit falls back to the default
 
 
 def test_truncated_output_is_wrong_even_if_the_number_matches():
@@ -91,10 +99,12 @@ def test_very_long_garbage_does_not_raise():
 def test_one_time_bound_for_the_whole_call(monkeypatch):
     """Every step is slow here (parsing the gold, the output, comparing): the call as a whole
     still ends after `timeout_s`, not after one limit per step, and leaves no timer behind."""
+
     def slow(fn):
         def wrapped(*args, **kwargs):
             time.sleep(0.7)
             return fn(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(grading, "parse", slow(grading.parse))
@@ -141,20 +151,43 @@ def test_toy_verdicts_are_unchanged():
     assert [(r["text"][-6:], r["gold"], r["old_verdict"]) for r in changed] == [("#### 5", "5", False)]
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("  3\\sqrt{13} ", "3\\sqrt{13}"), ("$2^{1009}$", "2^{1009}"), (27.0, "27"), (0.5, "0.5"), (-1.0, "-1"),
-    (7, "7"), (["$69$", "$84$"], "69, 84"), (["$1,3,5$"], "1,3,5"), ([], None), ("", None), (None, None),
-    (float("inf"), None), (True, None),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("  3\\sqrt{13} ", "3\\sqrt{13}"),
+        ("$2^{1009}$", "2^{1009}"),
+        (27.0, "27"),
+        (0.5, "0.5"),
+        (-1.0, "-1"),
+        (7, "7"),
+        (["$69$", "$84$"], "69, 84"),
+        (["$1,3,5$"], "1,3,5"),
+        ([], None),
+        ("", None),
+        (None, None),
+        (float("inf"), None),
+        (True, None),
+    ],
+)
 def test_canonical_gold(value, expected):
     assert canonical_gold(value) == expected
 
 
-@pytest.mark.parametrize("latex,expected", [
-    ("4.5e33", "4.5\\times 10^{33}"), ("6.4E-3", "6.4\\times 10^{-3}"), ("10^33", "10^{33}"), ("10^-5", "10^{-5}"),
-    ("np.arcsin(10/13)", "\\arcsin(10/13)"), ("204.", "204"), ("3\\sqrt{13}", "3\\sqrt{13}"), ("2e^{x}", "2e^{x}"),
-    ("x4e3", "x4e3"), ("\u22123", "-3"),
-])
+@pytest.mark.parametrize(
+    "latex,expected",
+    [
+        ("4.5e33", "4.5\\times 10^{33}"),
+        ("6.4E-3", "6.4\\times 10^{-3}"),
+        ("10^33", "10^{33}"),
+        ("10^-5", "10^{-5}"),
+        ("np.arcsin(10/13)", "\\arcsin(10/13)"),
+        ("204.", "204"),
+        ("3\\sqrt{13}", "3\\sqrt{13}"),
+        ("2e^{x}", "2e^{x}"),
+        ("x4e3", "x4e3"),
+        ("\u22123", "-3"),
+    ],
+)
 def test_rewrite_answer(latex, expected):
     assert rewrite_answer(latex) == expected
 

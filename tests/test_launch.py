@@ -19,13 +19,26 @@ CPU_2PROC = ROOT / "params" / "accelerate" / "cpu-2proc.yaml"
 
 
 def _rows(n: int = 16) -> list[dict[str, str]]:
-    return [{"prompt": f"Question: Tom has {i} apples and buys 2.\nAnswer:\n",
-             "completion": f"He has {i} + 2 = {i + 2} apples. The answer is {i + 2}."} for i in range(n)]
+    return [
+        {
+            "prompt": f"Question: Tom has {i} apples and buys 2.\nAnswer:\n",
+            "completion": f"He has {i} + 2 = {i + 2} apples. The answer is {i + 2}.",
+        }
+        for i in range(n)
+    ]
 
 
 def _settings(**kw) -> TrainSettings:
-    base = dict(loss_type="nll", learning_rate=1e-3, batch_size=2, grad_accum=2, max_steps=3, max_length=64,
-                seed=0, logging_steps=1)
+    base = dict(
+        loss_type="nll",
+        learning_rate=1e-3,
+        batch_size=2,
+        grad_accum=2,
+        max_steps=3,
+        max_length=64,
+        seed=0,
+        logging_steps=1,
+    )
     return TrainSettings(**{**base, **kw})
 
 
@@ -36,8 +49,19 @@ def test_job_round_trips_settings(tmp_path, tiny_lm):
     assert Path(job["rows"]).is_absolute() and job["model"] == str(Path(tiny_lm).resolve())
     assert make_job("r", "o", "Qwen/Qwen2.5-Math-1.5B", s)["model"] == "Qwen/Qwen2.5-Math-1.5B"  # hub id kept
     cmd = launch_command("job.json", CPU_2PROC, 2, 12345)
-    assert cmd[1:] == ["-m", "accelerate.commands.launch", "--config_file", str(CPU_2PROC), "--num_processes", "2",
-                       "--main_process_port", "12345", "-m", "paradox.training.job", "job.json"]
+    assert cmd[1:] == [
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(CPU_2PROC),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "12345",
+        "-m",
+        "paradox.training.job",
+        "job.json",
+    ]
 
 
 def test_train_run_in_one_process_matches_the_inline_call(tmp_path, tiny_lm):
@@ -48,14 +72,27 @@ def test_train_run_in_one_process_matches_the_inline_call(tmp_path, tiny_lm):
     model, tok = load_model(str(tiny_lm))
     inline = sft_train(model, tok, rows, tmp_path / "inline", s)
     write_jsonl(tmp_path / "rows.jsonl", rows)
-    job = run_job(make_job(tmp_path / "rows.jsonl", tmp_path / "job", str(tiny_lm), s,
-                           {"dtype": "float32", "revision": None, "gguf_file": None}))
+    job = run_job(
+        make_job(
+            tmp_path / "rows.jsonl",
+            tmp_path / "job",
+            str(tiny_lm),
+            s,
+            {"dtype": "float32", "revision": None, "gguf_file": None},
+        )
+    )
     drop = ("train_runtime", "train_samples_per_second", "train_steps_per_second")
-    assert [{k: v for k, v in h.items() if k not in drop} for h in job] == \
-        [{k: v for k, v in h.items() if k not in drop} for h in inline]
-    a, b = load_file(tmp_path / "inline" / "model.safetensors"), load_file(tmp_path / "job" / "model.safetensors")
+    assert [{k: v for k, v in h.items() if k not in drop} for h in job] == [
+        {k: v for k, v in h.items() if k not in drop} for h in inline
+    ]
+    a, b = (
+        load_file(tmp_path / "inline" / "model.safetensors"),
+        load_file(tmp_path / "job" / "model.safetensors"),
+    )
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
-    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == sorted(p.name for p in (tmp_path / "inline").iterdir())
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == sorted(
+        p.name for p in (tmp_path / "inline").iterdir()
+    )
     assert "world_size" not in read_json(tmp_path / "job" / "train_info.json")  # one process: files as before
 
 
@@ -98,7 +135,13 @@ def test_fsdp_config_reads_as_full_shard_on_8_gpus():
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_multi_gpu_env
 
-    argv = ["--config_file", str(ROOT / "params" / "accelerate" / "fsdp.yaml"), "-m", "paradox.training.job", "job.json"]
+    argv = [
+        "--config_file",
+        str(ROOT / "params" / "accelerate" / "fsdp.yaml"),
+        "-m",
+        "paradox.training.job",
+        "job.json",
+    ]
     args, _, _ = _validate_launch_command(launch_command_parser().parse_args(argv))
     assert args.use_fsdp and args.num_processes == 8 and args.num_machines == 1
     env = prepare_multi_gpu_env(args)

@@ -54,7 +54,11 @@ def test_judge_retention_uses_the_prompt_file_and_parses_the_score(toy_problem, 
     refined = ToyOracle().refine(toy_problem, native_trace)
     judge = FakeJudge()
     assert judge_retention(judge, template, native_trace, refined) == 5.0
-    assert native_trace in judge.prompts[0] and refined in judge.prompts[0] and "Ignore formatting" in judge.prompts[0]
+    assert (
+        native_trace in judge.prompts[0]
+        and refined in judge.prompts[0]
+        and "Ignore formatting" in judge.prompts[0]
+    )
     assert judge_retention(FakeJudge("I cannot say."), template, native_trace, refined) is None
 
 
@@ -66,9 +70,11 @@ def test_judge_prompt_must_have_placeholders(tmp_path):
 
 
 def test_compatibility_selection_rule():
-    cands = {"rft": {"a": (1.4, 0.2), "b": (1.4, 0.2)},
-             "refined": {"a": (2.0, 0.5), "b": (2.0, 1.0)},
-             "synth": {"a": (2.0, 6.0), "b": (2.0, 6.0)}}
+    cands = {
+        "rft": {"a": (1.4, 0.2), "b": (1.4, 0.2)},
+        "refined": {"a": (2.0, 0.5), "b": (2.0, 1.0)},
+        "synth": {"a": (2.0, 6.0), "b": (2.0, 6.0)},
+    }
     assert select_compatible(cands, lam=0.0) == {"a": "refined", "b": "refined"}  # reward alone; tie -> first
     assert select_compatible(cands, lam=1.0) == {"a": "refined", "b": "rft"}  # 2.0-0.5 > 1.2; 2.0-1.0 < 1.2
     assert select_compatible(cands, lam=10.0) == {"a": "rft", "b": "rft"}
@@ -114,7 +120,9 @@ def text(i: int) -> str:
 def util_frame(rows: dict[tuple[str, str], tuple[float, float, int]]) -> pd.DataFrame:
     """A `metrics.utility` table by hand: index (stream, loss), columns mean, ci95, n_seeds."""
     idx = pd.MultiIndex.from_tuples(list(rows), names=["stream", "loss"])
-    return pd.DataFrame([dict(zip(["mean", "ci95", "n_seeds"], v, strict=True)) for v in rows.values()], index=idx)
+    return pd.DataFrame(
+        [dict(zip(["mean", "ci95", "n_seeds"], v, strict=True)) for v in rows.values()], index=idx
+    )
 
 
 def test_segmented_ppl_is_token_weighted_per_quarter():
@@ -123,7 +131,7 @@ def test_segmented_ppl_is_token_weighted_per_quarter():
     for q, total in zip(mechanism.QUARTERS, [4.5, 4.0, 7.0, 10.0], strict=True):
         assert seg.loc["a", q] == pytest.approx(math.exp(total / 3))
     assert seg.loc["a", "global"] == pytest.approx(math.exp((10.0 + 15.5) / 12))
-    assert [seg.loc["b", q] for q in mechanism.QUARTERS] == pytest.approx([math.e ** v for v in (1, 2, 3, 4)])
+    assert [seg.loc["b", q] for q in mechanism.QUARTERS] == pytest.approx([math.e**v for v in (1, 2, 3, 4)])
 
 
 def test_q1_attribution_ranks_tokens_by_summed_first_quarter_nll():
@@ -163,7 +171,7 @@ class ScriptedJudge:
 
     def score_many(self, pairs, desc=None):
         self.pairs += pairs
-        return self.scores[:len(pairs)]
+        return self.scores[: len(pairs)]
 
 
 def test_mean_retention_pairs_by_id_and_leaves_unscored_out():
@@ -182,64 +190,117 @@ PPL = {"slm_rft": 1.5, "oracle_refined": 3.0, "oracle_synthesized": 4.0, "style_
 
 
 def test_mechanism_table_orders_by_perplexity_and_formats():
-    util = util_frame({("slm_rft", "dft"): (40.0, 2.0, 3), ("slm_rft", "nll"): (35.0, 1.0, 3),
-                       ("oracle_refined", "dft"): (30.0, 1.5, 3)})
-    full, shown = mechanism.mechanism_table(["oracle_refined", "slm_rft"], PPL, REWARD, {"oracle_refined": 4.25},
-                                            util, k=4)
+    util = util_frame(
+        {
+            ("slm_rft", "dft"): (40.0, 2.0, 3),
+            ("slm_rft", "nll"): (35.0, 1.0, 3),
+            ("oracle_refined", "dft"): (30.0, 1.5, 3),
+        }
+    )
+    full, shown = mechanism.mechanism_table(
+        ["oracle_refined", "slm_rft"], PPL, REWARD, {"oracle_refined": 4.25}, util, k=4
+    )
     assert full["stream"].tolist() == ["slm_rft", "oracle_refined"]
     assert math.isnan(full.loc[0, "retention"]) and full.loc[1, "retention"] == 4.25
     assert full.loc[1, "sft"] != full.loc[1, "sft"]  # not trained under SFT: nan
-    assert shown.to_dict("records")[1] == {"Stream": "Oracle-Refined", "Global PPL": "3", "Reward": "0.90",
-                                           "Retention": "4.25", "DFT Avg@4": "30.00 ± 1.50", "SFT Avg@4": "n/a"}
+    assert shown.to_dict("records")[1] == {
+        "Stream": "Oracle-Refined",
+        "Global PPL": "3",
+        "Reward": "0.90",
+        "Retention": "4.25",
+        "DFT Avg@4": "30.00 ± 1.50",
+        "SFT Avg@4": "n/a",
+    }
     assert shown.loc[0, "Retention"] == "reference"
 
 
 def test_correlations_are_spearman_over_trained_streams():
     streams = ["slm_rft", "oracle_refined", "oracle_synthesized", "style_aligned"]
     # SFT: utility falls as reward rises (-1); perplexity order rft < style < refined < synth
-    util = util_frame({("slm_rft", "nll"): (40.0, 0, 1), ("style_aligned", "nll"): (30.0, 0, 1),
-                       ("oracle_synthesized", "nll"): (20.0, 0, 1), ("oracle_refined", "nll"): (10.0, 0, 1),
-                       ("slm_rft", "dft"): (1.0, 0, 1), ("oracle_refined", "dft"): (2.0, 0, 1)})
+    util = util_frame(
+        {
+            ("slm_rft", "nll"): (40.0, 0, 1),
+            ("style_aligned", "nll"): (30.0, 0, 1),
+            ("oracle_synthesized", "nll"): (20.0, 0, 1),
+            ("oracle_refined", "nll"): (10.0, 0, 1),
+            ("slm_rft", "dft"): (1.0, 0, 1),
+            ("oracle_refined", "dft"): (2.0, 0, 1),
+        }
+    )
     corr = mechanism.correlations(streams, REWARD, PPL, util).set_index("loss")
-    assert corr.loc["nll", "n_streams"] == 4 and corr.loc["nll", "spearman_reward_utility"] == pytest.approx(-1.0)
+    assert corr.loc["nll", "n_streams"] == 4 and corr.loc["nll", "spearman_reward_utility"] == pytest.approx(
+        -1.0
+    )
     # ranks of ppl (1, 3, 4, 2) against utility (4, 1, 2, 3): squared differences 9 + 4 + 4 + 1,
     # rho = 1 - 6 * 18 / (4 * 15) = -0.8
     assert corr.loc["nll", "spearman_ppl_utility"] == pytest.approx(-0.8)
-    assert corr.loc["dft", "n_streams"] == 2 and corr.loc["dft", "spearman_reward_utility"] == pytest.approx(1.0)
+    assert corr.loc["dft", "n_streams"] == 2 and corr.loc["dft", "spearman_reward_utility"] == pytest.approx(
+        1.0
+    )
 
 
 def test_verdict_names_the_higher_reward_streams_below_rft():
     streams = ["slm_rft", "oracle_refined", "oracle_synthesized"]
-    util = util_frame({("slm_rft", "nll"): (40.0, 2.0, 3), ("oracle_refined", "nll"): (30.0, 3.0, 3),
-                       ("oracle_synthesized", "nll"): (37.0, 2.0, 3),
-                       ("slm_rft", "dft"): (40.0, 0.0, 1), ("oracle_refined", "dft"): (45.0, 0.0, 1),
-                       ("oracle_synthesized", "dft"): (39.0, 0.0, 1)})
+    util = util_frame(
+        {
+            ("slm_rft", "nll"): (40.0, 2.0, 3),
+            ("oracle_refined", "nll"): (30.0, 3.0, 3),
+            ("oracle_synthesized", "nll"): (37.0, 2.0, 3),
+            ("slm_rft", "dft"): (40.0, 0.0, 1),
+            ("oracle_refined", "dft"): (45.0, 0.0, 1),
+            ("oracle_synthesized", "dft"): (39.0, 0.0, 1),
+        }
+    )
     # refined: 30 + 3 < 40 - 2, separated; synthesized: 37 + 2 > 38, not
     assert mechanism.verdict(util, REWARD, streams, "nll") == (
         "yes for Oracle-Refined, Oracle-Synthesized (higher reward, lower utility than SLM-RFT); "
-        "intervals separated for Oracle-Refined")
+        "intervals separated for Oracle-Refined"
+    )
     assert mechanism.verdict(util, REWARD, streams, "dft") == (
         "yes for Oracle-Synthesized (higher reward, lower utility than SLM-RFT); one seed, so no interval: "
-        "read it as an observation, not a measurement of its size")
+        "read it as an observation, not a measurement of its size"
+    )
     assert mechanism.verdict(util, {**REWARD, "slm_rft": 1.0}, streams, "nll").startswith("no:")
     # an Oracle stream the profile does not train is not judged
     assert mechanism.verdict(util, REWARD, ["slm_rft", "oracle_synthesized"], "nll").startswith(
-        "yes for Oracle-Synthesized (")
+        "yes for Oracle-Synthesized ("
+    )
 
 
 def test_robustness_grid_picks_the_best_stream_per_cell():
-    acc = pd.DataFrame([
-        {"purpose": p, "stream": s, "loss": "dft", "seed": seed, "learning_rate": lr, "batch_size": 8,
-         "split": split, "avg_at_k": v}
-        for p, s, seed, lr, split, v in [
-            ("main", "slm_rft", 0, 1e-5, "test", 50.0), ("main", "slm_rft", 0, 1e-5, "hard", 30.0),
-            ("main", "oracle_refined", 0, 1e-5, "test", 20.0), ("main", "oracle_refined", 0, 1e-5, "hard", 20.0),
-            ("grid", "slm_rft", 0, 2.5e-4, "test", 10.0), ("grid", "oracle_refined", 0, 2.5e-4, "test", 30.0),
-            ("main", "slm_rft", 1, 1e-5, "test", 0.0),  # another seed: not in the grid
-            ("base", "base", 0, 0.0, "test", 99.0),
-        ]])
+    acc = pd.DataFrame(
+        [
+            {
+                "purpose": p,
+                "stream": s,
+                "loss": "dft",
+                "seed": seed,
+                "learning_rate": lr,
+                "batch_size": 8,
+                "split": split,
+                "avg_at_k": v,
+            }
+            for p, s, seed, lr, split, v in [
+                ("main", "slm_rft", 0, 1e-5, "test", 50.0),
+                ("main", "slm_rft", 0, 1e-5, "hard", 30.0),
+                ("main", "oracle_refined", 0, 1e-5, "test", 20.0),
+                ("main", "oracle_refined", 0, 1e-5, "hard", 20.0),
+                ("grid", "slm_rft", 0, 2.5e-4, "test", 10.0),
+                ("grid", "oracle_refined", 0, 2.5e-4, "test", 30.0),
+                ("main", "slm_rft", 1, 1e-5, "test", 0.0),  # another seed: not in the grid
+                ("base", "base", 0, 0.0, "test", 99.0),
+            ]
+        ]
+    )
     grid = mechanism.robustness_grid(acc, ["slm_rft", "oracle_refined"], ["dft"], seed=0)
-    assert grid.columns.tolist() == ["loss", "learning_rate", "batch_size", "SLM-RFT", "Oracle-Refined", "best"]
+    assert grid.columns.tolist() == [
+        "loss",
+        "learning_rate",
+        "batch_size",
+        "SLM-RFT",
+        "Oracle-Refined",
+        "best",
+    ]
     assert grid["learning_rate"].tolist() == ["1e-05", "0.00025"]
     assert grid["SLM-RFT"].tolist() == [40.0, 10.0] and grid["best"].tolist() == ["SLM-RFT", "Oracle-Refined"]
     assert mechanism.robustness_grid(acc, [], ["dft"], seed=0).empty
@@ -247,7 +308,15 @@ def test_robustness_grid_picks_the_best_stream_per_cell():
 
 def test_drift_table():
     util = util_frame({("drift_000", "dft"): (40.0, 0, 1), ("drift_100", "dft"): (30.0, 0, 1)})
-    table = mechanism.drift_table(["drift_000", "drift_100"], {"drift_000": 1.5, "drift_100": 2.5},
-                                  {"drift_000": 0.4, "drift_100": 0.6}, util, ["dft"], k=2)
-    assert table.to_dict("records") == [{"f": 0.0, "ppl": 1.5, "reward": 0.4, "dft Avg@2": 40.0},
-                                        {"f": 1.0, "ppl": 2.5, "reward": 0.6, "dft Avg@2": 30.0}]
+    table = mechanism.drift_table(
+        ["drift_000", "drift_100"],
+        {"drift_000": 1.5, "drift_100": 2.5},
+        {"drift_000": 0.4, "drift_100": 0.6},
+        util,
+        ["dft"],
+        k=2,
+    )
+    assert table.to_dict("records") == [
+        {"f": 0.0, "ppl": 1.5, "reward": 0.4, "dft Avg@2": 40.0},
+        {"f": 1.0, "ppl": 2.5, "reward": 0.6, "dft Avg@2": 30.0},
+    ]

@@ -8,8 +8,12 @@ from paradox.models import load_model
 
 
 def test_avg_at_k_is_a_mean_not_pass_at_k():
-    rows = [{"id": "a", "correct": True}, {"id": "a", "correct": False},
-            {"id": "b", "correct": False}, {"id": "b", "correct": False}]
+    rows = [
+        {"id": "a", "correct": True},
+        {"id": "a", "correct": False},
+        {"id": "b", "correct": False},
+        {"id": "b", "correct": False},
+    ]
     assert avg_at_k(rows) == pytest.approx(25.0)
     assert math.isnan(avg_at_k([]))
 
@@ -26,8 +30,9 @@ def test_response_nll_scores_exactly_the_response_tokens(tiny_lm):
     manual = -sum(logp[len(p_ids) - 1 + i, t].item() for i, t in enumerate(r_ids))
     assert scored.nll == pytest.approx(manual, rel=1e-4)
     # batching with padding does not change a trace's score
-    batch = response_nll(model, tok, [prompt, "Question: a much longer prompt here\nAnswer:\n"],
-                         [response, "x"], batch_size=2)
+    batch = response_nll(
+        model, tok, [prompt, "Question: a much longer prompt here\nAnswer:\n"], [response, "x"], batch_size=2
+    )
     assert batch[0].nll == pytest.approx(scored.nll, rel=1e-4)
 
 
@@ -45,6 +50,7 @@ def test_mean_ci95():
 
 
 # --- memory-safe scoring ----------------------------------------------------------------------------
+
 
 def _pairs(splits, n=14):
     from paradox.toy import slm
@@ -69,15 +75,22 @@ def test_response_nll_equals_the_full_logits_result_whatever_the_batching(tiny_l
     model, tok = load_model(str(tiny_lm))
     prompts, responses = _pairs(splits)
     ref = [_reference_nll(model, tok, p, r) for p, r in zip(prompts, responses, strict=True)]
-    for kw in ({"token_budget": 1}, {"token_budget": 300}, {"token_budget": 10**6}, {"token_budget": 10**6, "batch_size": 3},
-               {"logit_chunk_bytes": 4 * len(tok) * 3}):
+    for kw in (
+        {"token_budget": 1},
+        {"token_budget": 300},
+        {"token_budget": 10**6},
+        {"token_budget": 10**6, "batch_size": 3},
+        {"logit_chunk_bytes": 4 * len(tok) * 3},
+    ):
         got = response_nll(model, tok, prompts, responses, **kw)
         for g, want in zip(got, ref, strict=True):
             assert g.n_tokens == len(want) and g.token_nll == pytest.approx(want, abs=1e-5), kw
             assert g.nll == pytest.approx(sum(want), abs=1e-4)
     # a trace scores the same alone and among others (batch composition), in input order
     alone = response_nll(model, tok, prompts[2:3], responses[2:3])[0]
-    assert alone.token_nll == pytest.approx(response_nll(model, tok, prompts, responses)[2].token_nll, abs=1e-5)
+    assert alone.token_nll == pytest.approx(
+        response_nll(model, tok, prompts, responses)[2].token_nll, abs=1e-5
+    )
 
 
 def test_response_nll_never_holds_full_vocabulary_logits_of_a_batch(tiny_lm, splits):
@@ -86,15 +99,22 @@ def test_response_nll_never_holds_full_vocabulary_logits_of_a_batch(tiny_lm, spl
     vocab, budget, per_slice = model.get_output_embeddings().weight.shape[0], 200, 5
     head_rows, body_shapes = [], []
     h1 = model.get_output_embeddings().register_forward_hook(
-        lambda m, i, o: head_rows.append(o.shape[:-1].numel()))
+        lambda m, i, o: head_rows.append(o.shape[:-1].numel())
+    )
     h2 = model.base_model.register_forward_pre_hook(
-        lambda m, a, kw: body_shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+        lambda m, a, kw: body_shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     try:
-        response_nll(model, tok, prompts, responses, token_budget=budget, logit_chunk_bytes=4 * vocab * per_slice)
+        response_nll(
+            model, tok, prompts, responses, token_budget=budget, logit_chunk_bytes=4 * vocab * per_slice
+        )
     finally:
         h1.remove()
         h2.remove()
-    lengths = sorted(len(tok(p + r, add_special_tokens=False)["input_ids"]) for p, r in zip(prompts, responses, strict=True))
+    lengths = sorted(
+        len(tok(p + r, add_special_tokens=False)["input_ids"])
+        for p, r in zip(prompts, responses, strict=True)
+    )
     assert len(body_shapes) > 2  # several micro-batches
     for rows, width in body_shapes:
         assert rows * width <= budget or rows == 1  # a sequence longer than the budget goes alone

@@ -19,7 +19,9 @@ def test_short_cells_without_definitions(py):
             continue
         n = len(cell.source.splitlines())
         assert n <= MAX_CELL_LINES, f"{py.name}: code cell {i} has {n} lines (at most {MAX_CELL_LINES})"
-        defs = [node.name for node in ast.walk(ast.parse(cell.source))
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+        defs = [
+            node.name
+            for node in ast.walk(ast.parse(cell.source))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        ]
         assert not defs, f"{py.name}: code cell {i} defines {defs}; move them into the library"
-

@@ -9,7 +9,16 @@ import pytest
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PAIRS = sorted(NB_DIR.glob("*.py"))
-STAGES = ["00_toy_world", "01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures", "07_mechanism"]
+STAGES = [
+    "00_toy_world",
+    "01_data",
+    "02_oracle_refine",
+    "03_style_align",
+    "04_train",
+    "05_eval",
+    "06_figures",
+    "07_mechanism",
+]
 
 
 def test_every_stage_has_a_pair():
@@ -25,7 +34,9 @@ def test_pair_in_sync_and_clean(py):
     assert src(ipynb) == src(text), f"{py.name} and its .ipynb differ: run `make sync-notebooks`"
     for cell in ipynb.cells:
         if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, f"{py.with_suffix('.ipynb').name} has outputs"
+            assert not cell.outputs and cell.execution_count is None, (
+                f"{py.with_suffix('.ipynb').name} has outputs"
+            )
 
 
 @pytest.mark.parametrize("py", PAIRS, ids=lambda p: p.stem)

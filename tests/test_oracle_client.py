@@ -35,8 +35,15 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def client(url: str, cache: Path, **kw: object) -> OracleClient:
     """Fast settings: tiny backoff, short timeout."""
-    opts: dict = {"model": "fake-model", "api_key_env": KEY_ENV, "concurrency": 4, "max_retries": 4,
-                  "timeout_s": 5.0, "backoff_base_s": 0.01, "backoff_max_s": 0.05} | kw
+    opts: dict = {
+        "model": "fake-model",
+        "api_key_env": KEY_ENV,
+        "concurrency": 4,
+        "max_retries": 4,
+        "timeout_s": 5.0,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+    } | kw
     return OracleClient(base_url=url, cache_dir=cache, **opts)
 
 
@@ -47,7 +54,14 @@ def test_retries_through_429_500_timeout_and_dropped_connection(tmp_path):
         assert c.complete("hello") == "echo: hello"
         actions = [r.action for r in srv.chat_requests()]
     assert actions == ["429", "500", "timeout", "drop", "503", "ok"]
-    assert c.stats() == {"requests": 6, "cache_hits": 0, "retries": 5, "failures": 0, "skipped": 0, "truncated": 0}
+    assert c.stats() == {
+        "requests": 6,
+        "cache_hits": 0,
+        "retries": 5,
+        "failures": 0,
+        "skipped": 0,
+        "truncated": 0,
+    }
     assert len(cache_files(tmp_path)) == 1
 
 
@@ -159,8 +173,14 @@ def test_killed_run_resumes_without_repeating_finished_prompts(tmp_path):
 def test_reasoning_model_request_fields(tmp_path):
     """GPT-5-class APIs reject sampling params and want max_completion_tokens: params can say so."""
     with FaultServer() as srv:
-        c = client(srv.url, tmp_path, temperature=None, top_p=None, max_tokens=99,
-                   token_limit_field="max_completion_tokens")
+        c = client(
+            srv.url,
+            tmp_path,
+            temperature=None,
+            top_p=None,
+            max_tokens=99,
+            token_limit_field="max_completion_tokens",
+        )
         assert c.complete("q") == "echo: q"
         [req] = srv.chat_requests()
     assert req.body["max_completion_tokens"] == 99
@@ -169,8 +189,10 @@ def test_reasoning_model_request_fields(tmp_path):
 
 # --- every request fits the context ----------------------------------------------------------------
 
-ANSWERS = OracleAnswers(refine=AnswerTokens(max_tokens=20, min_tokens=10, per_source_token=1.0),
-                        retention_judge=AnswerTokens(max_tokens=8, min_tokens=4))
+ANSWERS = OracleAnswers(
+    refine=AnswerTokens(max_tokens=20, min_tokens=10, per_source_token=1.0),
+    retention_judge=AnswerTokens(max_tokens=8, min_tokens=4),
+)
 MARGIN = 4
 
 
@@ -181,7 +203,9 @@ def bytes_tok(tmp_path_factory) -> str:
 
 
 def fitted(url: str, cache: Path, tok: str, context: int = 200, **kw: object) -> OracleClient:
-    return client(url, cache, context_length=context, tokenizer=tok, context_margin=MARGIN, answers=ANSWERS, **kw)
+    return client(
+        url, cache, context_length=context, tokenizer=tok, context_margin=MARGIN, answers=ANSWERS, **kw
+    )
 
 
 def test_every_request_is_counted_and_capped_to_what_is_left_or_not_sent(tmp_path, bytes_tok):
@@ -218,18 +242,32 @@ def test_cache_key_holds_the_completion_limit_sent(tmp_path, bytes_tok):
     with FaultServer() as srv:
         fitted(srv.url, tmp_path, bytes_tok).complete(prompt, kind="refine", source=source)  # asks for 50
         fitted(srv.url, tmp_path, bytes_tok).complete(prompt, kind="refine", source=source)  # from the cache
-        fitted(srv.url, tmp_path, bytes_tok, context=170).complete(prompt, kind="refine", source=source)  # 47 left
+        fitted(srv.url, tmp_path, bytes_tok, context=170).complete(
+            prompt, kind="refine", source=source
+        )  # 47 left
         sent = [r.body["max_tokens"] for r in srv.chat_requests()]
     assert sent == [50, 47]
     # An uncounted client keys as before (model, messages, sampling with max_tokens): old caches still hit.
-    old = stable_hash({"v": 1, "model": "fake-model", "messages": [{"role": "user", "content": "q"}],
-                       "temperature": 0.0, "top_p": 1.0, "max_tokens": 4096, "seed": None}, n=32)
+    old = stable_hash(
+        {
+            "v": 1,
+            "model": "fake-model",
+            "messages": [{"role": "user", "content": "q"}],
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "max_tokens": 4096,
+            "seed": None,
+        },
+        n=32,
+    )
     assert client("http://127.0.0.1:1/v1", tmp_path).cache_key("q") == old
 
 
 @pytest.mark.parametrize("server", sorted(TOO_LONG_BODIES))
 def test_a_context_length_400_is_skipped_and_counted_not_an_abort(tmp_path, server):
-    too_long = lambda body: (400, TOO_LONG_BODIES[server]) if body["messages"][-1]["content"] == "long" else None  # noqa: E731
+    def too_long(body):
+        return (400, TOO_LONG_BODIES[server]) if body["messages"][-1]["content"] == "long" else None
+
     with PayloadServer(too_long) as srv:
         c = client(srv.url, tmp_path)
         assert c.complete_many(["a", "long", "b"], desc=None, kind="refine") == ["echo: a", None, "echo: b"]
@@ -241,9 +279,18 @@ def test_a_context_length_400_is_skipped_and_counted_not_an_abort(tmp_path, serv
 
 
 def test_any_other_400_still_fails_loudly(tmp_path):
-    body = {"error": {"message": "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)",
-                      "type": "BadRequestError", "param": "temperature", "code": 400}}
-    with PayloadServer(lambda b: (400, body)) as srv, pytest.raises(OracleError, match="HTTP 400.*temperature"):
+    body = {
+        "error": {
+            "message": "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)",
+            "type": "BadRequestError",
+            "param": "temperature",
+            "code": 400,
+        }
+    }
+    with (
+        PayloadServer(lambda b: (400, body)) as srv,
+        pytest.raises(OracleError, match="HTTP 400.*temperature"),
+    ):
         client(srv.url, tmp_path).complete("q")
 
 
@@ -254,18 +301,24 @@ def test_answers_cut_at_their_limit_are_counted(tmp_path):
     assert a.truncated and a.text == "the critique goes on and"
     assert c.stats()["truncated"] == 1 and c.stats()["truncated_locate"] == 1
     again = client("http://127.0.0.1:1/v1", tmp_path)  # from the cache, still known to be cut
-    assert again.answer_many(["q"], kind="locate", desc=None) == [a] and again.stats()["truncated_locate"] == 1
+    assert (
+        again.answer_many(["q"], kind="locate", desc=None) == [a] and again.stats()["truncated_locate"] == 1
+    )
 
 
 def test_a_tokenizer_that_cannot_count_fails_before_any_request(tmp_path, bytes_tok):
     plain = byte_tokenizer(tmp_path / "plain", chat_template=None)
     with FaultServer() as srv:
         with pytest.raises(BudgetError, match="oracle.tokenizer '.*no-such-tokenizer' could not be loaded"):
-            client(srv.url, tmp_path, context_length=4096, tokenizer=str(tmp_path / "no-such-tokenizer")).complete("q")
+            client(
+                srv.url, tmp_path, context_length=4096, tokenizer=str(tmp_path / "no-such-tokenizer")
+            ).complete("q")
         with pytest.raises(BudgetError, match="has no chat template"):
             client(srv.url, tmp_path, context_length=4096, tokenizer=str(plain)).complete("q")
         with pytest.raises(BudgetError, match="adds 19 tokens .* raise oracle.chat_template_tokens to 19"):
-            client(srv.url, tmp_path, context_length=4096, tokenizer=bytes_tok, chat_template_tokens=10).complete("q")
+            client(
+                srv.url, tmp_path, context_length=4096, tokenizer=bytes_tok, chat_template_tokens=10
+            ).complete("q")
         assert not srv.chat_requests()
     with pytest.raises(ValueError, match="context_length needs a tokenizer"):
         client("http://127.0.0.1:1/v1", tmp_path, context_length=4096)
@@ -273,8 +326,10 @@ def test_a_tokenizer_that_cannot_count_fails_before_any_request(tmp_path, bytes_
 
 def test_a_server_counting_more_prompt_tokens_than_the_tokenizer_fails_at_once(tmp_path, bytes_tok):
     """A wrong oracle.tokenizer undercounts, and requests would overflow: the first answer says so."""
-    with PayloadServer(lambda b: completion("fine", prompt_tokens=500)) as srv, \
-            pytest.raises(OracleError, match="counted 500 prompt tokens where oracle.tokenizer .* counted 20"):
+    with (
+        PayloadServer(lambda b: completion("fine", prompt_tokens=500)) as srv,
+        pytest.raises(OracleError, match="counted 500 prompt tokens where oracle.tokenizer .* counted 20"),
+    ):
         fitted(srv.url, tmp_path, bytes_tok, context=4096).complete("q")
     with PayloadServer(lambda b: completion("fine", prompt_tokens=22)) as srv:  # within the margin: fine
         assert fitted(srv.url, tmp_path, bytes_tok, context=4096).complete("q2") == "fine"

@@ -25,7 +25,9 @@ def test_shipped_profiles_validate(profile):
 
 
 def test_unknown_nested_key_names_file_key_and_suggests(pdir):
-    (pdir / "bad.yaml").write_text((ROOT / "params" / "smoke.yaml").read_text() + "\ntrain:\n  learnig_rate: 0.1\n")
+    (pdir / "bad.yaml").write_text(
+        (ROOT / "params" / "smoke.yaml").read_text() + "\ntrain:\n  learnig_rate: 0.1\n"
+    )
     with pytest.raises(ParamsError) as err:
         load_params("bad", pdir)
     msg = str(err.value)
@@ -54,8 +56,9 @@ def test_missing_toy_section_and_unknown_stream(pdir):
     (pdir / "bad.yaml").write_text("description: x\nworld: toy\n")
     with pytest.raises(ParamsError, match="missing key 'toy'|'toy' section is missing"):
         load_params("bad", pdir)
-    (pdir / "bad2.yaml").write_text((ROOT / "params" / "smoke.yaml").read_text() +
-                                    "\ntrain:\n  streams: [slm_rft, oracle_refind]\n")
+    (pdir / "bad2.yaml").write_text(
+        (ROOT / "params" / "smoke.yaml").read_text() + "\ntrain:\n  streams: [slm_rft, oracle_refind]\n"
+    )
     with pytest.raises(ParamsError, match="oracle_refind"):
         load_params("bad2", pdir)
 
@@ -77,7 +80,10 @@ def test_experiment_sections_are_checked(pdir):
 def test_bad_params_fail_fast_from_the_command_line(pdir):
     (pdir / "bad.yaml").write_text("description: x\nworld: toy\nsed: 3\n")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", f"from paradox.params import load_params; load_params('bad', '{pdir}')"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"from paradox.params import load_params; load_params('bad', '{pdir}')"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "unknown key 'sed'" in proc.stderr and "bad.yaml" in proc.stderr
     assert time.perf_counter() - t0 < 5

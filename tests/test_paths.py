@@ -49,8 +49,16 @@ def test_params_errors_name_root_relative_files(monkeypatch):
 
 
 def test_a_process_started_in_notebooks_finds_params_and_runs():
-    code = ("from paradox.params import load_params; from paradox.paths import RunPaths; "
-            "p = load_params('toy'); print(RunPaths(p.profile).root)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "notebooks", capture_output=True, text=True,
-                         check=True, env={"PATH": "/usr/bin:/bin"})
+    code = (
+        "from paradox.params import load_params; from paradox.paths import RunPaths; "
+        "p = load_params('toy'); print(RunPaths(p.profile).root)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "notebooks",
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.strip() == str(ROOT / "runs" / "toy")

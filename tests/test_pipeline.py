@@ -33,8 +33,16 @@ def smoke_run():
 
 
 def test_every_stage_ran(smoke_run):
-    for stage in ("00_toy_world", "01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures",
-                  "07_mechanism"):
+    for stage in (
+        "00_toy_world",
+        "01_data",
+        "02_oracle_refine",
+        "03_style_align",
+        "04_train",
+        "05_eval",
+        "06_figures",
+        "07_mechanism",
+    ):
         assert (RUN / "notebooks" / f"{stage}.ipynb").is_file()
     assert not list(RUN.rglob("*.tmp"))
 
@@ -67,19 +75,45 @@ def test_eval_artifacts(smoke_run):
 
 
 def test_drift_dial_endpoint_equals_oracle_refined(smoke_run):
-    assert read_jsonl(RUN / "streams" / "drift_100.jsonl") == read_jsonl(RUN / "streams" / "oracle_refined.jsonl")
+    assert read_jsonl(RUN / "streams" / "drift_100.jsonl") == read_jsonl(
+        RUN / "streams" / "oracle_refined.jsonl"
+    )
 
 
 def test_table1_and_figures_with_sidecars(smoke_run):
     table = pd.read_csv(FIG / "table1.csv")
-    assert list(table["Stream"]) == ["Base SLM", "SLM-RFT", "Ground truth", "Oracle-Refined",
-                                     "Oracle-Synthesized", "Style-Aligned", "Compat-Selected"]
+    assert list(table["Stream"]) == [
+        "Base SLM",
+        "SLM-RFT",
+        "Ground truth",
+        "Oracle-Refined",
+        "Oracle-Synthesized",
+        "Style-Aligned",
+        "Compat-Selected",
+    ]
     assert "\\toprule" in (FIG / "table1.tex").read_text()
     params_hash = load_params("smoke").hash()
-    for stem in ("table1.csv", "table1.md", "table1.tex", "quality_vs_utility.png", "quality_vs_utility.pdf",
-                 "ppl_vs_utility.png", "loss_curves.png", "loss_curves.pdf", "mechanism.csv", "mechanism.tex",
-                 "segmented_ppl.png", "segmented_ppl.csv", "q1_loss_tokens.csv", "token_shift.png", "token_shift.csv",
-                 "learning_curves.png", "drift_dial.png", "robustness_grid.csv", "correlations.csv"):
+    for stem in (
+        "table1.csv",
+        "table1.md",
+        "table1.tex",
+        "quality_vs_utility.png",
+        "quality_vs_utility.pdf",
+        "ppl_vs_utility.png",
+        "loss_curves.png",
+        "loss_curves.pdf",
+        "mechanism.csv",
+        "mechanism.tex",
+        "segmented_ppl.png",
+        "segmented_ppl.csv",
+        "q1_loss_tokens.csv",
+        "token_shift.png",
+        "token_shift.csv",
+        "learning_curves.png",
+        "drift_dial.png",
+        "robustness_grid.csv",
+        "correlations.csv",
+    ):
         assert (FIG / stem).stat().st_size > 0
         meta = json.loads((FIG / f"{stem}.json").read_text())
         assert meta["profile"] == "smoke" and meta["params_hash"] == params_hash
@@ -106,8 +140,9 @@ def test_bad_profile_fails_before_any_stage(tmp_path):
     bad = ROOT / "params" / "pytest-bad.yaml"
     bad.write_text("description: x\nworld: toy\nsampling:\n  temprature: 1.0\n")
     try:
-        proc = subprocess.run(["make", "paper", "PROFILE=pytest-bad"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            ["make", "paper", "PROFILE=pytest-bad"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
     finally:
         bad.unlink()
     assert proc.returncode != 0
@@ -122,10 +157,25 @@ def test_a_stage_runs_with_its_kernel_in_notebooks(smoke_run, tmp_path):
     before = table.read_bytes()
     table.unlink()
     out = tmp_path / "06.ipynb"
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "papermill",
-                           str(ROOT / "notebooks" / "06_figures.ipynb"), str(out), "-k", "python3",
-                           "--cwd", str(ROOT / "notebooks"), "-p", "profile", "smoke"],
-                          cwd=ROOT / "notebooks", capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks" / "06_figures.ipynb"),
+            str(out),
+            "-k",
+            "python3",
+            "--cwd",
+            str(ROOT / "notebooks"),
+            "-p",
+            "profile",
+            "smoke",
+        ],
+        cwd=ROOT / "notebooks",
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert table.read_bytes() == before
     assert not (ROOT / "notebooks" / "runs").exists() and not (ROOT / "notebooks" / "figures").exists()

@@ -36,9 +36,14 @@ def problem(pid: str, question: str, answer: str = "4") -> Problem:
 class Script:
     """The fake Oracle: one answer per (kind of prompt, question)."""
 
-    KINDS = {"locate": "[Math Problem]", "style_align": "earliest step that contains an error",
-             "drift": "shown for context only", "refine": "Refine this solution", "synthesize": "Solve the following",
-             "retention_judge": "Score the rewrite"}
+    KINDS = {
+        "locate": "[Math Problem]",
+        "style_align": "earliest step that contains an error",
+        "drift": "shown for context only",
+        "refine": "Refine this solution",
+        "synthesize": "Solve the following",
+        "retention_judge": "Score the rewrite",
+    }
 
     def __init__(self, answers: dict[tuple[str, str], str]) -> None:
         self.answers = answers
@@ -61,8 +66,13 @@ def fake(tmp_path):
     def start(answers: dict[tuple[str, str], str]) -> tuple[PromptOracle, FaultServer]:
         srv = FaultServer(responder=Script(answers)).start()
         servers.append(srv)
-        client = OracleClient(base_url=srv.url, model="fake-model", cache_dir=tmp_path / "cache", api_key_env="X",
-                              backoff_base_s=0.01)
+        client = OracleClient(
+            base_url=srv.url,
+            model="fake-model",
+            cache_dir=tmp_path / "cache",
+            api_key_env="X",
+            backoff_base_s=0.01,
+        )
         return PromptOracle(client, PROMPTS, name="fake"), srv
 
     yield start
@@ -79,8 +89,12 @@ def test_prompt_files_have_their_placeholders():
 
 def test_split_steps_paragraphs_then_lines():
     s = split_steps(TRACE)
-    assert s.mode == "paragraph" and s.items == ["We add the two numbers first.", "2 + 2 = 5, so we have 5.",
-                                                 "Then 4 * 1 = 4.", "The answer is 4."]
+    assert s.mode == "paragraph" and s.items == [
+        "We add the two numbers first.",
+        "2 + 2 = 5, so we have 5.",
+        "Then 4 * 1 = 4.",
+        "The answer is 4.",
+    ]
     assert s.head(1) == "We add the two numbers first.\n\n" and s.head(1) + s.tail(1) == TRACE
     lines = split_steps("a = 1\n  b = 2\n\n")  # one paragraph: its lines
     assert lines.mode == "line" and lines.items == ["a = 1", "b = 2"]
@@ -88,27 +102,35 @@ def test_split_steps_paragraphs_then_lines():
     assert len(split_steps("")) == 0 and split_steps("   \n").items == []
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ("The earliest error is in paragraph 1.\n\n\\boxed{1}", (1, True)),
-    ("All paragraphs are correct. \\boxed{-1}", (None, True)),
-    ("\\boxed{ 2 }", (2, True)),
-    ("<think>maybe \\boxed{0}</think>The answer is \\boxed{3}", (3, True)),
-    ("Final answer: 2", (2, True)),
-    ("-1", (None, True)),
-    ("paragraph 3 looks fine to me", (None, False)),
-    ("garbage", (None, False)),
-    ("", (None, False)),
-    (None, (None, False)),
-    ("\\boxed{4}", (None, False)),  # out of range: 4 steps are 0-3
-    ("\\boxed{-2}", (None, False)),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("The earliest error is in paragraph 1.\n\n\\boxed{1}", (1, True)),
+        ("All paragraphs are correct. \\boxed{-1}", (None, True)),
+        ("\\boxed{ 2 }", (2, True)),
+        ("<think>maybe \\boxed{0}</think>The answer is \\boxed{3}", (3, True)),
+        ("Final answer: 2", (2, True)),
+        ("-1", (None, True)),
+        ("paragraph 3 looks fine to me", (None, False)),
+        ("garbage", (None, False)),
+        ("", (None, False)),
+        (None, (None, False)),
+        ("\\boxed{4}", (None, False)),  # out of range: 4 steps are 0-3
+        ("\\boxed{-2}", (None, False)),
+    ],
+)
 def test_parse_index(answer, expected):
     assert parse_index(answer, 4) == expected
 
 
 def test_locate_good_minus_one_and_garbage(fake):
-    oracle, srv = fake({("locate", "Q1"): "Paragraph 1 adds wrongly.\n\\boxed{1}",
-                        ("locate", "Q2"): "\\boxed{-1}", ("locate", "Q3"): "I cannot tell."})
+    oracle, srv = fake(
+        {
+            ("locate", "Q1"): "Paragraph 1 adds wrongly.\n\\boxed{1}",
+            ("locate", "Q2"): "\\boxed{-1}",
+            ("locate", "Q3"): "I cannot tell.",
+        }
+    )
     ps = [problem(f"p{i}", f"Q{i}: add 2 and 2, times 1") for i in (1, 2, 3)]
     assert oracle.locate_many(ps, [TRACE] * 3) == [1, None, None]
     assert oracle.stats()["locate_unparsed"] == 1
@@ -117,10 +139,16 @@ def test_locate_good_minus_one_and_garbage(fake):
 
 
 def test_style_rewrite_keeps_earlier_steps_verbatim(fake):
-    oracle, srv = fake({("locate", "Q1"): "\\boxed{1}", ("style_align", "Q1"): f"<rewrite>\n{FIXED_TAIL}\n</rewrite>",
-                        ("locate", "Q2"): "\\boxed{0}", ("style_align", "Q2"): "",
-                        ("locate", "Q3"): "\\boxed{1}", ("style_align", "Q3"): "<rewrite>2 + 2 = 5.\n\n"
-                                                                               "The answer is 5.</rewrite>"})
+    oracle, srv = fake(
+        {
+            ("locate", "Q1"): "\\boxed{1}",
+            ("style_align", "Q1"): f"<rewrite>\n{FIXED_TAIL}\n</rewrite>",
+            ("locate", "Q2"): "\\boxed{0}",
+            ("style_align", "Q2"): "",
+            ("locate", "Q3"): "\\boxed{1}",
+            ("style_align", "Q3"): "<rewrite>2 + 2 = 5.\n\nThe answer is 5.</rewrite>",
+        }
+    )
     ps = [problem(f"p{i}", f"Q{i}: add 2 and 2, times 1") for i in (1, 2, 3)]
     first = oracle.locate_many(ps, [TRACE] * 3)
     out = oracle.rewrite_in_style_many(ps, [TRACE] * 3, first)
@@ -131,7 +159,11 @@ def test_style_rewrite_keeps_earlier_steps_verbatim(fake):
     assert out[1] == (TRACE, [])  # empty answer: the original, counted
     assert out[2] == (TRACE, [])  # a "repair" that breaks the correct answer: the original, counted
     assert oracle.stats()["style_empty"] == 1 and oracle.stats()["style_answer_lost"] == 1
-    sent = next(r.prompt for r in srv.chat_requests() if "earliest step that contains" in r.prompt and "Q1" in r.prompt)
+    sent = next(
+        r.prompt
+        for r in srv.chat_requests()
+        if "earliest step that contains" in r.prompt and "Q1" in r.prompt
+    )
     assert "Step 1 is the earliest" in sent and "4 steps" in sent
     # One problem at a time, the ToyOracle way: the same answers, from the cache.
     n = len(srv.chat_requests())
@@ -141,18 +173,29 @@ def test_style_rewrite_keeps_earlier_steps_verbatim(fake):
 
 def test_line_mode_trace_rewrites_lines(fake):
     trace = "Tom has 7 apples.\nHe gets 5 more: 7 + 5 = 13.\nSo the answer is 12."
-    oracle, _ = fake({("locate", "Q1"): "\\boxed{1}",
-                      ("style_align", "Q1"): "<rewrite>He gets 5 more: 7 + 5 = 12.\nSo the answer is 12.</rewrite>"})
+    oracle, _ = fake(
+        {
+            ("locate", "Q1"): "\\boxed{1}",
+            ("style_align", "Q1"): "<rewrite>He gets 5 more: 7 + 5 = 12.\nSo the answer is 12.</rewrite>",
+        }
+    )
     p = problem("p1", "Q1: Tom has 7 apples and gets 5", answer="12")
     rewrite, changed = oracle.rewrite_in_style(p, trace)
-    assert rewrite == "Tom has 7 apples.\nHe gets 5 more: 7 + 5 = 12.\nSo the answer is 12." and changed == [1]
+    assert rewrite == "Tom has 7 apples.\nHe gets 5 more: 7 + 5 = 12.\nSo the answer is 12." and changed == [
+        1
+    ]
 
 
 def test_drift_dial_endpoints_and_middle(fake):
     refined = "Let \\( x = 2 + 2 = 4 \\).\n\nThen \\( 4 \\times 1 = 4 \\).\n\n\\boxed{4}"
-    oracle, srv = fake({("locate", "Q1"): "\\boxed{1}", ("style_align", "Q1"): f"<rewrite>{FIXED_TAIL}</rewrite>",
-                        ("refine", "Q1"): f"<solution>\n{refined}\n</solution>",
-                        ("drift", "Q1"): "<rewrite>\\( a = 2 \\), \\( b = 2 \\).\n\n\\( a + b = 4 \\).</rewrite>"})
+    oracle, srv = fake(
+        {
+            ("locate", "Q1"): "\\boxed{1}",
+            ("style_align", "Q1"): f"<rewrite>{FIXED_TAIL}</rewrite>",
+            ("refine", "Q1"): f"<solution>\n{refined}\n</solution>",
+            ("drift", "Q1"): "<rewrite>\\( a = 2 \\), \\( b = 2 \\).\n\n\\( a + b = 4 \\).</rewrite>",
+        }
+    )
     ps = [problem("p1", "Q1: add 2 and 2, times 1")]
     repaired = oracle.rewrite_in_style_many(ps, [TRACE], oracle.locate_many(ps, [TRACE]))[0][0]
     n = len(srv.chat_requests())
@@ -160,7 +203,9 @@ def test_drift_dial_endpoints_and_middle(fake):
     assert len(srv.chat_requests()) == n  # from the cache
     assert oracle.rewrite_fraction_many(ps, [TRACE], 1.0) == oracle.refine_many(ps, [TRACE]) == [refined]
     half = oracle.rewrite_fraction(ps[0], TRACE, 0.5)  # 4 steps: the first 2 in the Oracle's notation
-    assert half == "\\( a = 2 \\), \\( b = 2 \\).\n\n\\( a + b = 4 \\).\n\nThen 4 * 1 = 4.\n\nThe answer is 4.\n"
+    assert (
+        half == "\\( a = 2 \\), \\( b = 2 \\).\n\n\\( a + b = 4 \\).\n\nThen 4 * 1 = 4.\n\nThe answer is 4.\n"
+    )
     drift_prompt = next(r.prompt for r in srv.chat_requests() if "shown for context only" in r.prompt)
     # The repaired trace once, every step tagged; the first two asked for.
     assert "<paragraph_1>\n2 + 2 = 4, so we have 4.\n</paragraph_1>" in drift_prompt
@@ -170,10 +215,19 @@ def test_drift_dial_endpoints_and_middle(fake):
 
 
 def test_malformed_refine_and_synthesis_never_crash(fake):
-    oracle, _ = fake({("refine", "Q1"): "", ("synthesize", "Q1"): "",
-                      ("refine", "Q2"): "Sure! <solution>\n2 + 2 = 4 \\boxed{4}", ("synthesize", "Q2"): "4 \\boxed{4}"})
+    oracle, _ = fake(
+        {
+            ("refine", "Q1"): "",
+            ("synthesize", "Q1"): "",
+            ("refine", "Q2"): "Sure! <solution>\n2 + 2 = 4 \\boxed{4}",
+            ("synthesize", "Q2"): "4 \\boxed{4}",
+        }
+    )
     ps = [problem("p1", "Q1: add"), problem("p2", "Q2: add")]
-    assert oracle.refine_many(ps, [TRACE, TRACE]) == [TRACE, "2 + 2 = 4 \\boxed{4}"]  # unclosed tag: what follows it
+    assert oracle.refine_many(ps, [TRACE, TRACE]) == [
+        TRACE,
+        "2 + 2 = 4 \\boxed{4}",
+    ]  # unclosed tag: what follows it
     assert oracle.synthesize_many(ps) == ["", "4 \\boxed{4}"]
     assert oracle.stats()["refine_empty"] == 1 and oracle.stats()["synthesize_empty"] == 1
 
@@ -182,17 +236,22 @@ def test_toy_batch_methods_match_single_calls(splits):
     oracle, rng = ToyOracle(), random.Random(0)
     ps = splits["train"][:20]
     traces = [styles.render_native(p.meta, rng) for p in ps]
-    traces = [re.sub(r"= (\d+)", lambda m: f"= {int(m.group(1)) + 1}", t, count=1) if i % 3 == 0 else t
-              for i, t in enumerate(traces)]  # some with a wrong step
+    traces = [
+        re.sub(r"= (\d+)", lambda m: f"= {int(m.group(1)) + 1}", t, count=1) if i % 3 == 0 else t
+        for i, t in enumerate(traces)
+    ]  # some with a wrong step
     first = oracle.locate_many(ps, traces)
     assert first == [oracle.first_wrong_step(p, t) for p, t in zip(ps, traces, strict=True)]
     assert any(k is not None for k in first) and any(k is None for k in first)
     assert oracle.rewrite_in_style_many(ps, traces, first) == [
-        (t, []) if k is None else oracle.rewrite_in_style(p, t) for p, t, k in zip(ps, traces, first, strict=True)]
+        (t, []) if k is None else oracle.rewrite_in_style(p, t)
+        for p, t, k in zip(ps, traces, first, strict=True)
+    ]
     assert oracle.refine_many(ps, traces) == [oracle.refine(p, t) for p, t in zip(ps, traces, strict=True)]
     assert oracle.synthesize_many(ps) == [oracle.synthesize(p) for p in ps]
-    assert oracle.rewrite_fraction_many(ps, traces, 0.5) == [oracle.rewrite_fraction(p, t, 0.5)
-                                                             for p, t in zip(ps, traces, strict=True)]
+    assert oracle.rewrite_fraction_many(ps, traces, 0.5) == [
+        oracle.rewrite_fraction(p, t, 0.5) for p, t in zip(ps, traces, strict=True)
+    ]
 
 
 def test_backend_factory(tmp_path):
@@ -201,12 +260,27 @@ def test_backend_factory(tmp_path):
     params = load_params("smoke", ROOT / "params")
     paths = RunPaths("smoke", tmp_path)
     assert isinstance(backends.oracle(params, paths), ToyOracle)
-    real = params.model_copy(update={"oracle": Oracle(backend="openai", base_url="http://127.0.0.1:1/v1",
-                                                      model="m", api_key_env="X")})
+    real = params.model_copy(
+        update={
+            "oracle": Oracle(backend="openai", base_url="http://127.0.0.1:1/v1", model="m", api_key_env="X")
+        }
+    )
     oracle = backends.oracle(real, paths)
-    assert isinstance(oracle, PromptOracle) and oracle.client.cache_dir == tmp_path / "smoke" / "cache" / "oracle"
-    prm = params.model_copy(update={"oracle": Oracle(backend="openai", base_url="http://x/v1", model="m",
-                                                     locator="prm", prm="Qwen/Qwen2.5-Math-PRM-7B")})
+    assert (
+        isinstance(oracle, PromptOracle)
+        and oracle.client.cache_dir == tmp_path / "smoke" / "cache" / "oracle"
+    )
+    prm = params.model_copy(
+        update={
+            "oracle": Oracle(
+                backend="openai",
+                base_url="http://x/v1",
+                model="m",
+                locator="prm",
+                prm="Qwen/Qwen2.5-Math-PRM-7B",
+            )
+        }
+    )
     with pytest.raises(NotBuiltYet, match="locator"):
         backends.oracle(prm, paths)
 
@@ -218,9 +292,14 @@ JUDGE = load_prompt(ROOT / "params" / "prompts" / "retention_judge.txt")
 
 def run_every_kind(oracle: PromptOracle, client: OracleClient) -> list:
     ps = [problem("p1", "Q1: add 2 and 2, times 1")]
-    return [oracle.refine_many(ps, [TRACE]), oracle.synthesize_many(ps), oracle.locate_many(ps, [TRACE]),
-            oracle.rewrite_in_style_many(ps, [TRACE], [1]), oracle.rewrite_fraction_many(ps, [TRACE], 0.5),
-            judge_retention_many(client, JUDGE, [(TRACE, TRACE)], desc=None)]
+    return [
+        oracle.refine_many(ps, [TRACE]),
+        oracle.synthesize_many(ps),
+        oracle.locate_many(ps, [TRACE]),
+        oracle.rewrite_in_style_many(ps, [TRACE], [1]),
+        oracle.rewrite_fraction_many(ps, [TRACE], 0.5),
+        judge_retention_many(client, JUDGE, [(TRACE, TRACE)], desc=None),
+    ]
 
 
 FALLBACKS = [[TRACE], [""], [None], [(TRACE, [])], [TRACE], [None]]  # the documented fallback of each kind
@@ -232,32 +311,62 @@ def test_requests_that_do_not_fit_are_not_sent_and_fall_back(tmp_path):
     it was; judge: unscored), and each is counted."""
     tok = str(byte_tokenizer(tmp_path / "tok"))
     with FaultServer(responder=Script({})) as srv:
-        client = OracleClient(base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X",
-                              context_length=300, tokenizer=tok, backoff_base_s=0.01)
+        client = OracleClient(
+            base_url=srv.url,
+            model="m",
+            cache_dir=tmp_path / "cache",
+            api_key_env="X",
+            context_length=300,
+            tokenizer=tok,
+            backoff_base_s=0.01,
+        )
         oracle = PromptOracle(client, PROMPTS)
         assert run_every_kind(oracle, client) == FALLBACKS
         assert not srv.chat_requests()
     stats = oracle.stats()
-    assert {k: stats[k] for k in ("refine_skipped", "synthesize_skipped", "locate_skipped", "style_align_skipped",
-                                  "drift_skipped")} == {"refine_skipped": 1, "synthesize_skipped": 1,
-                                                        "locate_skipped": 2, "style_align_skipped": 1,
-                                                        "drift_skipped": 1}
+    assert {
+        k: stats[k]
+        for k in (
+            "refine_skipped",
+            "synthesize_skipped",
+            "locate_skipped",
+            "style_align_skipped",
+            "drift_skipped",
+        )
+    } == {
+        "refine_skipped": 1,
+        "synthesize_skipped": 1,
+        "locate_skipped": 2,
+        "style_align_skipped": 1,
+        "drift_skipped": 1,
+    }
     assert stats["skipped_retention_judge"] == 1 and stats["skipped"] == 7 and stats["requests"] == 0
 
 
 def test_answers_cut_at_their_limit_are_never_used(tmp_path):
     """finish_reason "length": the answer is a prefix (vLLM caps max_tokens to what the context
     leaves); a half-written rewrite must not become a training trace."""
-    script = Script({("refine", "Q1"): "<solution>\nWe add: 2 + 2 = 4, so", ("synthesize", "Q1"): "<solution>\n2 + 2",
-                     ("locate", "Q1"): "Paragraph 0 is fine. Paragraph 1: is \\boxed{1} the",
-                     ("style_align", "Q1"): "<rewrite>2 + 2 = 4, so", ("drift", "Q1"): "<rewrite>\\( a = 2"})
+    script = Script(
+        {
+            ("refine", "Q1"): "<solution>\nWe add: 2 + 2 = 4, so",
+            ("synthesize", "Q1"): "<solution>\n2 + 2",
+            ("locate", "Q1"): "Paragraph 0 is fine. Paragraph 1: is \\boxed{1} the",
+            ("style_align", "Q1"): "<rewrite>2 + 2 = 4, so",
+            ("drift", "Q1"): "<rewrite>\\( a = 2",
+        }
+    )
     with PayloadServer(lambda body: completion(script(body), finish_reason="length")) as srv:
-        client = OracleClient(base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X",
-                              backoff_base_s=0.01)
+        client = OracleClient(
+            base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X", backoff_base_s=0.01
+        )
         oracle = PromptOracle(client, PROMPTS)
         assert run_every_kind(oracle, client)[:5] == FALLBACKS[:5]
     stats = oracle.stats()
-    assert stats["refine_truncated"] == 1 and stats["synthesize_truncated"] == 1 and stats["locate_truncated"] == 2
+    assert (
+        stats["refine_truncated"] == 1
+        and stats["synthesize_truncated"] == 1
+        and stats["locate_truncated"] == 2
+    )
     assert stats["style_align_truncated"] == 1 and stats["drift_truncated"] == 1
     assert stats.get("refine_empty", 0) == 0 and stats.get("synthesize_empty", 0) == 0  # not taken for empty
 
@@ -267,8 +376,17 @@ def test_retention_judge_asks_for_its_own_small_budget(tmp_path):
 
     tok = str(byte_tokenizer(tmp_path / "tok"))
     with FaultServer(responder=lambda body: "Score: 4") as srv:
-        client = OracleClient(base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X",
-                              context_length=8192, tokenizer=tok,
-                              answers=OracleAnswers(retention_judge=AnswerTokens(max_tokens=24, min_tokens=8)))
-        assert judge_retention_many(client, JUDGE, [(TRACE, "2 + 2 = 4"), (TRACE, TRACE)], desc=None) == [4.0, 4.0]
+        client = OracleClient(
+            base_url=srv.url,
+            model="m",
+            cache_dir=tmp_path / "cache",
+            api_key_env="X",
+            context_length=8192,
+            tokenizer=tok,
+            answers=OracleAnswers(retention_judge=AnswerTokens(max_tokens=24, min_tokens=8)),
+        )
+        assert judge_retention_many(client, JUDGE, [(TRACE, "2 + 2 = 4"), (TRACE, TRACE)], desc=None) == [
+            4.0,
+            4.0,
+        ]
         assert {r.body["max_tokens"] for r in srv.chat_requests()} == {24}

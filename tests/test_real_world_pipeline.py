@@ -32,9 +32,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "real-local"
 RUN, SMOKE = ROOT / "runs" / PROFILE, ROOT / "runs" / "smoke"
 ASSETS = RUN / "assets"
-STAGES = ("01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "06_figures", "07_mechanism")
-CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] | trim }}</s>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+STAGES = (
+    "01_data",
+    "02_oracle_refine",
+    "03_style_align",
+    "04_train",
+    "05_eval",
+    "06_figures",
+    "07_mechanism",
+)
+CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] | trim }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -47,10 +57,15 @@ def _port(params) -> int:
 
 # --- the assets: SLM, datasets, reward model -------------------------------------------------------
 
+
 def smoke_slm() -> Path:
     """The smoke profile's trained toy SLM (stage 00 of `make paper PROFILE=smoke`; a no-op if made)."""
-    proc = subprocess.run(["make", "runs/smoke/notebooks/00_toy_world.ipynb", "PROFILE=smoke"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["make", "runs/smoke/notebooks/00_toy_world.ipynb", "PROFILE=smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return ROOT / json.loads((SMOKE / "world" / "slm.json").read_text())["path"]
 
@@ -66,13 +81,31 @@ def write_datasets() -> None:
     from paradox.toy import problems as toy_problems
 
     P = load_params("smoke").toy.problems
-    splits = toy_problems.build_splits(0, {"train": 48, "test": 8, "hard": 8}, P.ops, P.max_operand, P.max_value,
-                                       P.hard_ops, P.hard_max_operand, P.hard_max_value)
+    splits = toy_problems.build_splits(
+        0,
+        {"train": 48, "test": 8, "hard": 8},
+        P.ops,
+        P.max_operand,
+        P.max_value,
+        P.hard_ops,
+        P.hard_max_operand,
+        P.hard_max_value,
+    )
     rows = {
-        "train": [{"problem": p.question, "solution": boxed(p.reference_solution, p.answer)} for p in splits["train"]],
+        "train": [
+            {"problem": p.question, "solution": boxed(p.reference_solution, p.answer)}
+            for p in splits["train"]
+        ],
         # MATH-500's ids look like 'test/precalculus/807.json': slashes in a problem id
-        "math500": [{"problem": p.question, "answer": p.answer, "solution": boxed(p.reference_solution, p.answer),
-                     "unique_id": f"test/toy/{i}.json"} for i, p in enumerate(splits["test"])],
+        "math500": [
+            {
+                "problem": p.question,
+                "answer": p.answer,
+                "solution": boxed(p.reference_solution, p.answer),
+                "unique_id": f"test/toy/{i}.json",
+            }
+            for i, p in enumerate(splits["test"])
+        ],
         "gsm8k": [{"question": p.question, "answer": p.reference_solution} for p in splits["hard"]],
     }
     for name, rs in rows.items():
@@ -94,9 +127,19 @@ def write_reward_model(slm: Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(slm)  # with the chat template a reward model scores in
     torch.manual_seed(0)
-    cfg = LlamaConfig(num_labels=1, vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=2, intermediate_size=64, max_position_embeddings=1024,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
+    cfg = LlamaConfig(
+        num_labels=1,
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+    )
     LlamaForSequenceClassification(cfg).save_pretrained(ASSETS / "rm")
     tok.save_pretrained(ASSETS / "rm")
 
@@ -111,10 +154,13 @@ def write_assets() -> None:
     give_chat_template(ASSETS / "slm")  # the paper profiles prompt their SLM through its chat template
     write_datasets()
     write_reward_model(ASSETS / "slm")
-    build_qwen_rm(ASSETS / "rm-qwen", AutoTokenizer.from_pretrained(ASSETS / "slm"), seed=3)  # the cross-check
+    build_qwen_rm(
+        ASSETS / "rm-qwen", AutoTokenizer.from_pretrained(ASSETS / "slm"), seed=3
+    )  # the cross-check
 
 
 # --- the fake Oracle -------------------------------------------------------------------------------
+
 
 def _between(text: str, start: str, end: str) -> str:
     return text.split(start, 1)[1].split(end, 1)[0]
@@ -126,14 +172,16 @@ def respond(body: dict) -> str:
     if "Refine this solution" in prompt:  # refine: the trace, as its own repair
         return "<solution>\n" + _between(prompt, "Student's solution:\n<<<\n", "\n>>>") + "\n</solution>"
     if prompt.startswith("Solve the following math problem"):  # synthesize
-        return "<solution>\nLet \\( N \\) be the count.\nAdding up every change gives \\( N = 4 \\).\n" \
-               "\\( \\boxed{4} \\)\n</solution>"
+        return (
+            "<solution>\nLet \\( N \\) be the count.\nAdding up every change gives \\( N = 4 \\).\n"
+            "\\( \\boxed{4} \\)\n</solution>"
+        )
     if "earliest error occurs" in prompt:  # locate: no wrong step
         return "Every paragraph is correct. \\boxed{-1}"
     if "Rewrite step" in prompt or "Rewrite its first" in prompt:  # style-align, drift: the steps, in LaTeX
         steps = re.findall(r"<paragraph_\d+>\n(.*?)\n</paragraph_\d+>", prompt, re.DOTALL)
         last = re.search(r"steps 0 to (\d+)", prompt)  # drift shows every step and asks for the first ones
-        steps = steps[:int(last.group(1)) + 1] if last else steps
+        steps = steps[: int(last.group(1)) + 1] if last else steps
         return "<rewrite>\n" + "\n".join(f"\\( {s} \\)" for s in steps) + "\n</rewrite>"
     if "Score the rewrite" in prompt:  # retention judge
         return "Score: 4"
@@ -141,6 +189,7 @@ def respond(body: dict) -> str:
 
 
 # --- the run -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def key() -> str:
@@ -161,7 +210,9 @@ def oracle(key):
 def real_run(oracle, key):
     write_assets()
     env = {**os.environ, KEY_ENV: key}
-    proc = subprocess.run(["make", "paper", f"PROFILE={PROFILE}"], cwd=ROOT, capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        ["make", "paper", f"PROFILE={PROFILE}"], cwd=ROOT, capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return env
 
@@ -177,8 +228,10 @@ def test_streams_share_problems(real_run):
     ids = {s: [r["id"] for r in read_jsonl(RUN / "streams" / f"{s}.jsonl")] for s in STREAMS}
     assert len({tuple(v) for v in ids.values()}) == 1 and ids["slm_rft"]
     assert all(i.startswith("train-") for i in ids["slm_rft"])
-    assert all(r["prompt"].startswith("<|user|>\nQuestion: ") and r["prompt"].endswith("<|assistant|>\n")
-               for r in read_jsonl(RUN / "streams" / "slm_rft.jsonl"))  # the SLM's chat template
+    assert all(
+        r["prompt"].startswith("<|user|>\nQuestion: ") and r["prompt"].endswith("<|assistant|>\n")
+        for r in read_jsonl(RUN / "streams" / "slm_rft.jsonl")
+    )  # the SLM's chat template
     gt = read_jsonl(RUN / "streams" / "ground_truth.jsonl")
     assert all("\\boxed{" in r["completion"] for r in gt)  # the dataset's own solutions
 
@@ -214,12 +267,18 @@ def test_every_stream_is_cross_checked_by_the_second_reward_model(real_run):
     row = read_jsonl(RUN / "streams" / "style_aligned.jsonl")[0]
     stored = read_jsonl(xc / "style_aligned.jsonl")[0]["reward"]
     spec = params.reward.cross_check[0].model_copy(update={"name_or_path": str(ASSETS / "rm-qwen")})
-    assert HFReward(spec, show_progress=False).score(problems[row["id"]], row["completion"]) == pytest.approx(stored, abs=1e-5)
+    assert HFReward(spec, show_progress=False).score(problems[row["id"]], row["completion"]) == pytest.approx(
+        stored, abs=1e-5
+    )
     assert stored != pytest.approx(read_jsonl(RUN / "rewards" / "style_aligned.jsonl")[0]["reward"], abs=1e-3)
     # the selected stream takes each trace's score from the stream it was chosen from
     chosen = {r["id"]: r["chosen"] for r in read_jsonl(RUN / "data" / "compat_selection.jsonl")}
-    by_stream = {s: {r["id"]: r["reward"] for r in read_jsonl(xc / f"{s}.jsonl")} for s in set(chosen.values())}
-    assert all(r["reward"] == by_stream[chosen[r["id"]]][r["id"]] for r in read_jsonl(xc / "compat_selected.jsonl"))
+    by_stream = {
+        s: {r["id"]: r["reward"] for r in read_jsonl(xc / f"{s}.jsonl")} for s in set(chosen.values())
+    }
+    assert all(
+        r["reward"] == by_stream[chosen[r["id"]]][r["id"]] for r in read_jsonl(xc / "compat_selected.jsonl")
+    )
     # the tables: 02's for its four streams, 06's for the training streams with ranks and Spearman per model
     summary = pd.read_csv(RUN / "rewards" / "cross_check" / "summary.csv")
     assert list(summary["stream"]) == ["slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized"]
@@ -227,9 +286,12 @@ def test_every_stream_is_cross_checked_by_the_second_reward_model(real_run):
     table = pd.read_csv(ROOT / "figures" / PROFILE / "reward_cross_check.csv")
     assert list(table["stream"]) == [*params.train.streams, "compat_selected"]
     assert table["reward:rm-qwen"].notna().all() and sorted(table["rank:rm-qwen"]) == sorted(
-        table["reward:rm-qwen"].rank(ascending=False, method="min").astype(int))
+        table["reward:rm-qwen"].rank(ascending=False, method="min").astype(int)
+    )
     rho = pd.read_csv(ROOT / "figures" / PROFILE / "reward_cross_check_spearman.csv")
-    assert list(rho["model"]) == ["main (rm)", "rm-qwen"] and rho["spearman_sft"].isna().all()  # dft only here
+    assert (
+        list(rho["model"]) == ["main (rm)", "rm-qwen"] and rho["spearman_sft"].isna().all()
+    )  # dft only here
 
 
 def test_oracle_was_asked_retried_and_cached(real_run, oracle, key):
@@ -237,8 +299,18 @@ def test_oracle_was_asked_retried_and_cached(real_run, oracle, key):
     assert [r.action for r in chats].count("429") == 1 and chats[0].action == "429"
     assert any(r.prompt == chats[0].prompt and r.action == "ok" for r in chats[1:])  # retried
     assert all(r.headers.get("authorization") == f"Bearer {key}" for r in chats)
-    kinds = {k for r in chats for k in ("Refine this solution", "Solve the following", "earliest error occurs",
-                                          "Rewrite its first", "Score the rewrite") if k in (r.prompt or "")}
+    kinds = {
+        k
+        for r in chats
+        for k in (
+            "Refine this solution",
+            "Solve the following",
+            "earliest error occurs",
+            "Rewrite its first",
+            "Score the rewrite",
+        )
+        if k in (r.prompt or "")
+    }
     assert len(kinds) == 5  # refine, synthesize, locate, drift, retention judge
     assert cache_files(RUN / "cache" / "oracle")
 
@@ -256,9 +328,32 @@ def test_oracle_requests_were_counted_and_fitted(real_run, oracle):
 def test_rerun_of_stage_02_sends_no_request(real_run, oracle, tmp_path):
     before = len(oracle.chat_requests())
     out = tmp_path / "02.ipynb"
-    proc = subprocess.run([sys.executable, "-m", "papermill", "notebooks/02_oracle_refine.ipynb", str(out), "-k",
-                           "python3", "--cwd", str(ROOT), "-p", "profile", PROFILE, "-p", "runs_dir", "runs",
-                           "-p", "figures_dir", "figures"], cwd=ROOT, capture_output=True, text=True, env=real_run)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "notebooks/02_oracle_refine.ipynb",
+            str(out),
+            "-k",
+            "python3",
+            "--cwd",
+            str(ROOT),
+            "-p",
+            "profile",
+            PROFILE,
+            "-p",
+            "runs_dir",
+            "runs",
+            "-p",
+            "figures_dir",
+            "figures",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=real_run,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert len(oracle.chat_requests()) == before
     stats = re.search(r"'requests': (\d+), 'cache_hits': (\d+)", out.read_text())
@@ -285,7 +380,9 @@ def test_report_has_no_toy_caveat(real_run):
 
 def test_the_api_key_is_in_no_file(real_run, key):
     leaks = [p for p in RUN.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
-    leaks += [p for p in (ROOT / "figures" / PROFILE).rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    leaks += [
+        p for p in (ROOT / "figures" / PROFILE).rglob("*") if p.is_file() and key.encode() in p.read_bytes()
+    ]
     assert not leaks
 
 

@@ -13,11 +13,18 @@ TABLE1_MD = "| Stream | Reward |\n|:--|--:|\n| SLM-RFT | 0.50 |\n\nTable 1. The 
 
 def pieces(**over):
     base = dict(
-        k=4, n_seeds=1, verdicts={"nll": "no: none", "dft": "yes for X"}, table1_md=TABLE1_MD,
+        k=4,
+        n_seeds=1,
+        verdicts={"nll": "no: none", "dft": "yes for X"},
+        table1_md=TABLE1_MD,
         mechanism=pd.DataFrame([{"Stream": "SLM-RFT", "Global PPL": "1.5"}]),
         correlations=pd.DataFrame([{"loss": "nll", "spearman_reward_utility": -0.5}]),
-        segmented=pd.DataFrame([{"stream": "SLM-RFT", "Q1": 2.0}]), drift=None, grid=pd.DataFrame(),
-        n_unscored=0, figure_names=["a.png", "b.png"])
+        segmented=pd.DataFrame([{"stream": "SLM-RFT", "Q1": 2.0}]),
+        drift=None,
+        grid=pd.DataFrame(),
+        n_unscored=0,
+        figure_names=["a.png", "b.png"],
+    )
     return base | over
 
 
@@ -42,8 +49,14 @@ def test_toy_report_has_every_section_and_the_caveat():
 
 def test_report_with_seeds_drift_and_grid():
     params = load_params("smoke")
-    text = mechanism_report(params, **pieces(n_seeds=3, drift=pd.DataFrame([{"f": 0.5, "ppl": 2.0}]),
-                                             grid=pd.DataFrame([{"learning_rate": "1e-05", "best": "SLM-RFT"}])))
+    text = mechanism_report(
+        params,
+        **pieces(
+            n_seeds=3,
+            drift=pd.DataFrame([{"f": 0.5, "ppl": 2.0}]),
+            grid=pd.DataFrame([{"learning_rate": "1e-05", "best": "SLM-RFT"}]),
+        ),
+    )
     assert "mean ± 95% Student-t interval over 3 seeds." in text
     assert "| 0.500 | 2.000 |" in text and " 1e-05 | SLM-RFT |" in text
 
@@ -57,28 +70,54 @@ def test_real_world_report_names_the_judge_and_reward_model():
 
 
 def test_figure_functions_draw_one_line_or_bar_per_item():
-    u = {("slm_rft", "nll"): (40.0, 2.0, 3), ("slm_rft", "dft"): (41.0, 0.0, 1),
-         ("oracle_refined", "nll"): (30.0, 1.0, 3), ("drift_000", "dft"): (40.0, 1.0, 3),
-         ("drift_100", "dft"): (35.0, 1.0, 3)}
+    u = {
+        ("slm_rft", "nll"): (40.0, 2.0, 3),
+        ("slm_rft", "dft"): (41.0, 0.0, 1),
+        ("oracle_refined", "nll"): (30.0, 1.0, 3),
+        ("drift_000", "dft"): (40.0, 1.0, 3),
+        ("drift_100", "dft"): (35.0, 1.0, 3),
+    }
 
     def util(s: str, loss: str):
         return u.get((s, loss), (float("nan"), float("nan"), 0))
 
-    fig = figures.utility_scatter({"slm_rft": 0.5, "oracle_refined": 0.9}, util, ["slm_rft", "oracle_refined"],
-                                  35.0, k=4, xlabel="reward")
+    fig = figures.utility_scatter(
+        {"slm_rft": 0.5, "oracle_refined": 0.9},
+        util,
+        ["slm_rft", "oracle_refined"],
+        35.0,
+        k=4,
+        xlabel="reward",
+    )
     assert [len(ax.containers) for ax in fig.axes] == [2, 1]  # one errorbar per stream trained under the loss
-    seg = pd.DataFrame([{"stream": s, "Q1": 2.0, "Q2": 1.5, "Q3": 1.4, "Q4": 1.3} for s in ("slm_rft", "style_aligned")])
+    seg = pd.DataFrame(
+        [{"stream": s, "Q1": 2.0, "Q2": 1.5, "Q3": 1.4, "Q4": 1.3} for s in ("slm_rft", "style_aligned")]
+    )
     assert len(figures.segmented_ppl(seg).axes[0].lines) == 2
     shift = pd.DataFrame({"token": ["'a'", "'b'"], "change": [3.0, -2.0]})
     bars = figures.token_shift(shift).axes[0].patches
     assert [b.get_hatch() for b in bars] == ["//", ""]  # hatched: more frequent after refinement
-    lc = pd.DataFrame([{"stream": "slm_rft", "loss": loss, "step": st, "avg_at_k": 1.0}
-                       for loss in ("dft", "nll") for st in (0, 5)])
-    assert [len(ax.lines) for ax in figures.learning_curves(lc, ["slm_rft", "oracle_refined"], 4, ["test"]).axes] == [1, 1]
-    fig = figures.drift_dial(["drift_000", "drift_100"], {"drift_000": 1.5, "drift_100": 2.0}, util, ["dft"], k=4)
+    lc = pd.DataFrame(
+        [
+            {"stream": "slm_rft", "loss": loss, "step": st, "avg_at_k": 1.0}
+            for loss in ("dft", "nll")
+            for st in (0, 5)
+        ]
+    )
+    assert [
+        len(ax.lines) for ax in figures.learning_curves(lc, ["slm_rft", "oracle_refined"], 4, ["test"]).axes
+    ] == [1, 1]
+    fig = figures.drift_dial(
+        ["drift_000", "drift_100"], {"drift_000": 1.5, "drift_100": 2.0}, util, ["dft"], k=4
+    )
     assert [t.get_text() for t in fig.axes[0].texts] == ["f=0.00", "f=1.00"]
-    curves = pd.DataFrame([{"stream": "slm_rft", "loss_type": lt, "step": st, "loss": 1.0 / (st + 1)}
-                           for lt in ("nll", "dft") for st in range(3)])
+    curves = pd.DataFrame(
+        [
+            {"stream": "slm_rft", "loss_type": lt, "step": st, "loss": 1.0 / (st + 1)}
+            for lt in ("nll", "dft")
+            for st in range(3)
+        ]
+    )
     assert [len(ax.lines) for ax in figures.loss_curves(curves, ["slm_rft"]).axes] == [1, 1]
     plt.close("all")
 

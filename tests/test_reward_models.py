@@ -22,9 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from qwen_rm import build_qwen_rm, last_token_rewards  # noqa: E402
 
-CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] | trim }}</s>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] | trim }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+
 
 def _tokenizer(tiny_lm: Path):
     tok = AutoTokenizer.from_pretrained(tiny_lm)
@@ -33,9 +36,19 @@ def _tokenizer(tiny_lm: Path):
 
 
 def _config(tok, **kw) -> dict:
-    return dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None, **kw)
+    return dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +68,21 @@ def remote_code_rm(tiny_lm, tmp_path_factory) -> Path:
 
 
 def _problems_and_traces(n: int = 7) -> tuple[list[Problem], list[str]]:
-    problems = [Problem(id=f"p{i}", question=f"Tom has {i + 2} apples and buys {i}. How many?", answer=str(2 * i + 2),
-                        reference_solution="", source="test") for i in range(n)]
+    problems = [
+        Problem(
+            id=f"p{i}",
+            question=f"Tom has {i + 2} apples and buys {i}. How many?",
+            answer=str(2 * i + 2),
+            reference_solution="",
+            source="test",
+        )
+        for i in range(n)
+    ]
     # lengths differ a lot, so every batch is padded
-    traces = [" ".join([f"{i + 2} + {i} = {2 * i + 2}."] * (1 + 3 * (i % 4))) + f" \\boxed{{{2 * i + 2}}}"
-              for i in range(n)]
+    traces = [
+        " ".join([f"{i + 2} + {i} = {2 * i + 2}."] * (1 + 3 * (i % 4))) + f" \\boxed{{{2 * i + 2}}}"
+        for i in range(n)
+    ]
     return problems, traces
 
 
@@ -70,8 +93,9 @@ def _spec(path: Path, **kw) -> RewardModel:
 def test_format_chat_puts_question_and_trace_in_their_roles(tiny_lm):
     tok = _tokenizer(tiny_lm)
     text = format_chat(tok, "What is 2+2?", "2+2=4, so \\boxed{4}.", SYSTEM)
-    assert text == (f"<|system|>\n{SYSTEM}</s>\n<|user|>\nWhat is 2+2?</s>\n"
-                    "<|assistant|>\n2+2=4, so \\boxed{4}.</s>\n")
+    assert text == (
+        f"<|system|>\n{SYSTEM}</s>\n<|user|>\nWhat is 2+2?</s>\n<|assistant|>\n2+2=4, so \\boxed{{4}}.</s>\n"
+    )
     assert not format_chat(tok, "q", "t", None).startswith("<|system|>")
     tok.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
@@ -83,8 +107,12 @@ def test_scores_are_finite_ordered_and_independent_of_batch_composition(head, se
     path = seq_cls_rm if head == "seq_cls" else remote_code_rm
     extra = {"trust_remote_code": True} if head == "remote_code" else {}
     problems, traces = _problems_and_traces()
-    batched = HFReward(_spec(path, head=head, batch_size=3, system_prompt=SYSTEM, **extra), show_progress=False)
-    single = HFReward(_spec(path, head=head, batch_size=1, system_prompt=SYSTEM, **extra), show_progress=False)
+    batched = HFReward(
+        _spec(path, head=head, batch_size=3, system_prompt=SYSTEM, **extra), show_progress=False
+    )
+    single = HFReward(
+        _spec(path, head=head, batch_size=1, system_prompt=SYSTEM, **extra), show_progress=False
+    )
     a = batched.score_many(problems, traces)
     b = single.score_many(problems, traces)
     assert len(a) == len(traces) and all(math.isfinite(x) for x in a)
@@ -94,8 +122,11 @@ def test_scores_are_finite_ordered_and_independent_of_batch_composition(head, se
     assert batched.score_many(problems[::-1], traces[::-1]) == pytest.approx(a[::-1], abs=1e-5)
     # equal to a plain unpadded forward pass, as a model card computes it
     tok = AutoTokenizer.from_pretrained(path)
-    ids = tok.encode(format_chat(tok, problems[0].question, traces[0], SYSTEM), add_special_tokens=False,
-                     return_tensors="pt")
+    ids = tok.encode(
+        format_chat(tok, problems[0].question, traces[0], SYSTEM),
+        add_special_tokens=False,
+        return_tensors="pt",
+    )
     with torch.inference_mode():
         out = single.model(input_ids=ids)
     manual = (out.logits if head == "seq_cls" else out[0])[0, 0].item()
@@ -112,10 +143,11 @@ def test_longer_than_max_length_keeps_the_question_and_the_end_of_the_response(s
     full = rm.tok.encode(format_chat(rm.tok, problems[0].question, trace, None), add_special_tokens=False)
     ids = rm.encode(problems[0].question, trace)
     assert len(full) > 100 and len(ids) == 100 and rm.n_truncated == 1
-    prompt = rm.tok.encode(format_chat(rm.tok, problems[0].question, "", None).rsplit("</s>", 1)[0],
-                           add_special_tokens=False)
+    prompt = rm.tok.encode(
+        format_chat(rm.tok, problems[0].question, "", None).rsplit("</s>", 1)[0], add_special_tokens=False
+    )
     n_prompt = len(prompt)
-    assert ids[:n_prompt - 1] == full[:n_prompt - 1]  # the question is kept
+    assert ids[: n_prompt - 1] == full[: n_prompt - 1]  # the question is kept
     assert ids[-20:] == full[-20:]  # so is the end of the response (its answer and end of turn)
     assert "boxed{7}" in rm.tok.decode(ids)
     # a batch of a truncated and a short chat scores finite, same as one at a time
@@ -129,8 +161,11 @@ def test_remote_code_head_needs_trust_remote_code(remote_code_rm):
     with pytest.raises(ValueError, match="trust_remote_code"):  # a params error, before any model loads
         _spec(remote_code_rm, head="remote_code")
     with pytest.raises(ValueError, match="trust_remote_code"):
-        HFReward(RewardModel.model_construct(backend="hf", name_or_path=str(remote_code_rm), head="remote_code",
-                                             trust_remote_code=False))
+        HFReward(
+            RewardModel.model_construct(
+                backend="hf", name_or_path=str(remote_code_rm), head="remote_code", trust_remote_code=False
+            )
+        )
     # vLLM runs its own implementation of the architecture: no remote code needed there
     assert _spec(remote_code_rm, backend="vllm", head="remote_code").trust_remote_code is False
 
@@ -147,7 +182,9 @@ def test_qwen_shaped_remote_code_fails_three_ways_on_transformers_5(remote_code_
     cfg = json.loads((remote_code_rm / "config.json").read_text())
     # the published config's shape: its own classes, a cache on by default, no pad id
     assert cfg["architectures"] == ["Qwen2ForRewardModel"] and cfg["model_type"] == "qwen2"
-    assert set(cfg["auto_map"]) == {"AutoConfig", "AutoModel"} and cfg["use_cache"] and "pad_token_id" not in cfg
+    assert (
+        set(cfg["auto_map"]) == {"AutoConfig", "AutoModel"} and cfg["use_cache"] and "pad_token_id" not in cfg
+    )
     with pytest.raises(AttributeError, match="pad_token_id"):  # 1. cannot even be built
         AutoModel.from_pretrained(remote_code_rm, trust_remote_code=True)
     config = AutoConfig.from_pretrained(remote_code_rm, trust_remote_code=True)
@@ -188,7 +225,9 @@ def test_a_pad_token_inside_a_chat_does_not_move_the_score(remote_code_rm):
 
 
 def test_a_head_that_returns_every_tokens_reward_is_read_at_the_last_token(tiny_lm, tmp_path, remote_code_rm):
-    per_token = build_qwen_rm(tmp_path / "rm", _tokenizer(tiny_lm), seed=1, reward_per_token=True)  # same weights
+    per_token = build_qwen_rm(
+        tmp_path / "rm", _tokenizer(tiny_lm), seed=1, reward_per_token=True
+    )  # same weights
     problems, traces = _problems_and_traces()
     a = HFReward(_qwen_spec(per_token, batch_size=3), show_progress=False).score_many(problems, traces)
     b = HFReward(_qwen_spec(remote_code_rm, batch_size=3), show_progress=False).score_many(problems, traces)
@@ -209,13 +248,18 @@ def test_last_token_scores_reads_each_shape_or_says_what_it_got():
     with pytest.raises(ValueError, match=r"\(3, 3\)"):
         last_token_scores(per_token, lengths, "rm", per_token_ok=False)  # per token, but a seq-cls head
     with pytest.raises(ValueError, match=r"\(3, 3, 8\)"):
-        last_token_scores(torch.zeros(3, 3, 8), lengths, "rm", per_token_ok=True)  # hidden states, not rewards
+        last_token_scores(
+            torch.zeros(3, 3, 8), lengths, "rm", per_token_ok=True
+        )  # hidden states, not rewards
 
 
 def test_backends_build_hf_reward_and_cross_checks(seq_cls_rm):
     params = load_params("smoke", ROOT / "params")
-    main = Reward(backend="hf", name_or_path=str(seq_cls_rm),
-                  cross_check=(_spec(seq_cls_rm, batch_size=2), RewardModel(backend="toy")))
+    main = Reward(
+        backend="hf",
+        name_or_path=str(seq_cls_rm),
+        cross_check=(_spec(seq_cls_rm, batch_size=2), RewardModel(backend="toy")),
+    )
     params = params.model_copy(update={"reward": main})
     rm = backends.reward_model(params)
     assert isinstance(rm, HFReward) and rm.model is None  # weights load on first use

@@ -29,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from fault_proxy import FaultServer  # noqa: E402
 
-CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] | trim }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] | trim }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 SYSTEM = "Please reason step by step."
 KEY_ENV = "PARADOX_TEST_REWARD_KEY"
 
@@ -51,7 +53,9 @@ class PoolingServer:
     `data[i].data` is [logit] for classify, one [reward] per token for token_classify; errors as
     `{"error": {"message", "type", "code"}}`, an unsupported task as a 400 naming the tasks)."""
 
-    def __init__(self, name: str, tasks: tuple[str, ...], max_model_len: int = 8192, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, name: str, tasks: tuple[str, ...], max_model_len: int = 8192, delay_s: float = 0.0
+    ) -> None:
         self.name, self.tasks, self.max_model_len, self.delay_s = name, tasks, max_model_len, delay_s
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -73,8 +77,15 @@ class PoolingServer:
             def do_GET(self) -> None:  # noqa: N802
                 server.paths.append(self.path)
                 if self.path == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": server.name, "object": "model",
-                                                                 "max_model_len": server.max_model_len}]})
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [
+                                {"id": server.name, "object": "model", "max_model_len": server.max_model_len}
+                            ],
+                        },
+                    )
                 else:
                     self._send(404, {"detail": "Not Found"})
 
@@ -86,21 +97,46 @@ class PoolingServer:
                 server.bodies.append(body)
                 time.sleep(server.delay_s)
                 if body.get("model") != server.name:
-                    return self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
-                                                      "type": "NotFoundError", "code": 404}})
+                    return self._send(
+                        404,
+                        {
+                            "error": {
+                                "message": f"The model `{body.get('model')}` does not exist.",
+                                "type": "NotFoundError",
+                                "code": 404,
+                            }
+                        },
+                    )
                 if body["task"] not in server.tasks:
-                    return self._send(400, {"error": {"message": f"Unsupported task: {body['task']!r} Supported "
-                                                                 f"tasks: {list(server.tasks)} (parameter=task)",
-                                                      "type": "BadRequestError", "code": 400}})
+                    return self._send(
+                        400,
+                        {
+                            "error": {
+                                "message": f"Unsupported task: {body['task']!r} Supported "
+                                f"tasks: {list(server.tasks)} (parameter=task)",
+                                "type": "BadRequestError",
+                                "code": 400,
+                            }
+                        },
+                    )
                 if any(len(x) > server.max_model_len for x in body["input"]):
-                    return self._send(400, {"error": {"message": "too long", "type": "BadRequestError", "code": 400}})
+                    return self._send(
+                        400, {"error": {"message": "too long", "type": "BadRequestError", "code": 400}}
+                    )
                 rows = []
                 for i, ids in enumerate(body["input"]):
                     r = token_rewards(ids)
                     data = [[x] for x in r] if body["task"] == "token_classify" else [r[-1]]
                     rows.append({"index": i, "object": "pooling", "data": data})
-                self._send(200, {"object": "list", "model": server.name, "data": rows[:-1] if server.bad_rows else rows,
-                                 "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "model": server.name,
+                        "data": rows[:-1] if server.bad_rows else rows,
+                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                    },
+                )
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -139,24 +175,49 @@ def servers():
 
 
 def _spec(tok_dir: Path, urls: Any, **kw: Any) -> RewardModel:
-    return RewardModel(**{"backend": "vllm_server", "name_or_path": str(tok_dir), "base_url": urls,
-                          "served_model_name": "rm", "system_prompt": SYSTEM, "batch_size": 3, "max_length": 512,
-                          "api_key_env": KEY_ENV, **kw})
+    return RewardModel(
+        **{
+            "backend": "vllm_server",
+            "name_or_path": str(tok_dir),
+            "base_url": urls,
+            "served_model_name": "rm",
+            "system_prompt": SYSTEM,
+            "batch_size": 3,
+            "max_length": 512,
+            "api_key_env": KEY_ENV,
+            **kw,
+        }
+    )
 
 
 def _adapter(spec: RewardModel) -> ServedReward:
     # quick retries: the tests' faults are instant
-    return ServedReward(spec, show_progress=False, backoff_base_s=0.01, backoff_max_s=0.05, dead_cooldown_s=60)
+    return ServedReward(
+        spec, show_progress=False, backoff_base_s=0.01, backoff_max_s=0.05, dead_cooldown_s=60
+    )
 
 
 def _data(n: int = 8) -> tuple[list[Problem], list[str]]:
-    problems = [Problem(id=f"p{i}", question=f"Ana has {i + 3} pens and gets {i}. How many?", answer=str(2 * i + 3),
-                        reference_solution="", source="test") for i in range(n)]
-    traces = [" ".join([f"{i + 3} + {i} = {2 * i + 3}."] * (1 + i % 3)) + f" \\boxed{{{2 * i + 3}}}" for i in range(n)]
+    problems = [
+        Problem(
+            id=f"p{i}",
+            question=f"Ana has {i + 3} pens and gets {i}. How many?",
+            answer=str(2 * i + 3),
+            reference_solution="",
+            source="test",
+        )
+        for i in range(n)
+    ]
+    traces = [
+        " ".join([f"{i + 3} + {i} = {2 * i + 3}."] * (1 + i % 3)) + f" \\boxed{{{2 * i + 3}}}"
+        for i in range(n)
+    ]
     return problems, traces
 
 
-def _want(tok_dir: Path, problems: list[Problem], traces: list[str], limit: int) -> tuple[list[list[int]], list[float]]:
+def _want(
+    tok_dir: Path, problems: list[Problem], traces: list[str], limit: int
+) -> tuple[list[list[int]], list[float]]:
     tok = AutoTokenizer.from_pretrained(tok_dir)
     chats = [encode_chat(tok, p.question, t, SYSTEM, limit)[0] for p, t in zip(problems, traces, strict=True)]
     return chats, [token_rewards(c)[-1] for c in chats]
@@ -164,14 +225,27 @@ def _want(tok_dir: Path, problems: list[Problem], traces: list[str], limit: int)
 
 # -- params ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kw,message", [
-    ({"backend": "hf", "serve": Serve()}, "serve.*is for backend 'vllm_server'"),
-    ({"backend": "vllm", "base_url": "http://h:8000/v1"}, "base_url.*is for backend 'vllm_server'.*backend 'vllm' scores in this process"),
-    ({"backend": "vllm_server"}, "needs exactly one of serve"),
-    ({"backend": "vllm_server", "serve": Serve(), "base_url": "http://h:8000"}, "needs exactly one of serve.*both are set"),
-    ({"backend": "vllm_server", "base_url": "h:8000"}, "base_url.*needs one http\\(s\\) URL"),
-    ({"backend": "vllm_server", "base_url": "http://h:8000", "api_key_env": "sk-abc"}, "never put the key"),
-])
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"backend": "hf", "serve": Serve()}, "serve.*is for backend 'vllm_server'"),
+        (
+            {"backend": "vllm", "base_url": "http://h:8000/v1"},
+            "base_url.*is for backend 'vllm_server'.*backend 'vllm' scores in this process",
+        ),
+        ({"backend": "vllm_server"}, "needs exactly one of serve"),
+        (
+            {"backend": "vllm_server", "serve": Serve(), "base_url": "http://h:8000"},
+            "needs exactly one of serve.*both are set",
+        ),
+        ({"backend": "vllm_server", "base_url": "h:8000"}, "base_url.*needs one http\\(s\\) URL"),
+        (
+            {"backend": "vllm_server", "base_url": "http://h:8000", "api_key_env": "sk-abc"},
+            "never put the key",
+        ),
+    ],
+)
 def test_impossible_reward_server_settings_are_refused(kw, message):
     with pytest.raises(ValueError, match="(?s)" + message):
         RewardModel(name_or_path="m", **kw)
@@ -184,22 +258,32 @@ def test_served_reward_settings_load_from_a_profile_and_errors_name_the_file(tmp
         "extends: paper-qwen2.5-math-1.5b\ndescription: x\nreward:\n  backend: vllm_server\n"
         "  serve: {data_parallel_size: 2, tensor_parallel_size: 4}\n"
         "  cross_check:\n    - {backend: vllm_server, name_or_path: Skywork/Skywork-Reward-V2-Llama-3.1-8B,\n"
-        "       base_url: [http://node1:8000/v1, http://node2:8000]}\n")
+        "       base_url: [http://node1:8000/v1, http://node2:8000]}\n"
+    )
     p = load_params("served", pdir)
     assert p.reward.serve is not None and p.reward.serve.data_parallel_size == 2
     assert p.reward.cross_check[0].base_urls == ("http://node1:8000/v1", "http://node2:8000")
-    (pdir / "bad.yaml").write_text("extends: paper-qwen2.5-math-1.5b\ndescription: x\nreward:\n"
-                                   "  serve: {replicas: 2}\n")  # the paper profile's backend is hf
-    with pytest.raises(ParamsError, match=r"params/bad.yaml: key 'reward.serve': Value error, is for backend 'vllm_server'"):
+    (pdir / "bad.yaml").write_text(
+        "extends: paper-qwen2.5-math-1.5b\ndescription: x\nreward:\n  serve: {replicas: 2}\n"
+    )  # the paper profile's backend is hf
+    with pytest.raises(
+        ParamsError, match=r"params/bad.yaml: key 'reward.serve': Value error, is for backend 'vllm_server'"
+    ):
         load_params("bad", pdir)
 
 
 def test_urls_with_or_without_v1():
-    assert api_url("http://h:8000") == api_url("http://h:8000/") == api_url("http://h:8000/v1/") == "http://h:8000/v1"
+    assert (
+        api_url("http://h:8000")
+        == api_url("http://h:8000/")
+        == api_url("http://h:8000/v1/")
+        == "http://h:8000/v1"
+    )
     assert server_root("http://h:8000/v1/") == server_root("http://h:8000") == "http://h:8000"
 
 
 # -- requests and answers -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("head,task", [("seq_cls", "classify"), ("remote_code", "token_classify")])
 def test_scores_the_chats_ids_at_their_last_token_spread_over_the_servers(tok_dir, servers, head, task):
@@ -218,8 +302,12 @@ def test_scores_the_chats_ids_at_their_last_token_spread_over_the_servers(tok_di
         assert [c for batch in sent for c in batch] == chats  # exactly the chats' ids, 3 per request
         assert max(len(batch) for batch in sent) == 3
         body = scoring[0]
-        assert (body["task"], body["use_activation"], body["add_special_tokens"], body["model"]) == (task, False,
-                                                                                                      False, "rm")
+        assert (body["task"], body["use_activation"], body["add_special_tokens"], body["model"]) == (
+            task,
+            False,
+            False,
+            "rm",
+        )
         assert {p for s in (a, b) for p in s.paths} == {"/v1/models", "/pooling"}  # pooling at the root
         stats = rm.stats()
         assert sum(v for k, v in stats.items() if k.startswith("requests http")) == 1 + len(sent)
@@ -240,16 +328,22 @@ def test_chats_are_cut_to_the_servers_context_and_counted(tok_dir, servers):
 def test_a_head_the_server_lacks_fails_on_load_naming_the_tasks(tok_dir, servers):
     srv = servers("rm", ("token_classify",))  # a Qwen2ForRewardModel server: token_classify only
     rm = _adapter(_spec(tok_dir, srv.url, head="seq_cls"))
-    with pytest.raises(ValueError, match=r"head 'seq_cls' scores with vLLM's pooling task 'classify'.*HTTP 400.*"
-                                         r"Supported tasks: \['token_classify'\].*task token_classify is head: remote_code"):
+    with pytest.raises(
+        ValueError,
+        match=r"head 'seq_cls' scores with vLLM's pooling task 'classify'.*HTTP 400.*"
+        r"Supported tasks: \['token_classify'\].*task token_classify is head: remote_code",
+    ):
         rm.load()
     assert rm.pool is None
 
 
 def test_a_server_serving_another_model_is_named(tok_dir, servers):
     srv = servers("other-rm", ("classify",))
-    with pytest.raises(ValueError, match=r"server at http://127.0.0.1:\d+/v1 serves \['other-rm'\], not 'rm' \(set "
-                                         r"reward.served_model_name"):
+    with pytest.raises(
+        ValueError,
+        match=r"server at http://127.0.0.1:\d+/v1 serves \['other-rm'\], not 'rm' \(set "
+        r"reward.served_model_name",
+    ):
         _adapter(_spec(tok_dir, srv.url)).load()
 
 
@@ -259,13 +353,20 @@ def test_a_malformed_answer_is_an_error_naming_the_server(tok_dir, servers):
     with _adapter(_spec(tok_dir, srv.url)) as rm:
         rm.load()
         srv.bad_rows = True
-        with pytest.raises(ValueError, match=r"vllm_server:.* at http://127.0.0.1:\d+/v1: expected (3|1) pooling results, got (2|0)"):
+        with pytest.raises(
+            ValueError,
+            match=r"vllm_server:.* at http://127.0.0.1:\d+/v1: expected (3|1) pooling results, got (2|0)",
+        ):
             rm.score_many(problems, traces)
 
 
 def test_read_scores_rejects_other_shapes():
-    assert read_scores({"data": [{"index": 1, "data": [[0.5], [2.0]]}, {"index": 0, "data": [[1.0]]}]},
-                       [[7], [8, 9]], "token_classify", "s") == [1.0, 2.0]  # by index
+    assert read_scores(
+        {"data": [{"index": 1, "data": [[0.5], [2.0]]}, {"index": 0, "data": [[1.0]]}]},
+        [[7], [8, 9]],
+        "token_classify",
+        "s",
+    ) == [1.0, 2.0]  # by index
     with pytest.raises(ValueError, match="expected a reward per token, 2 rows of 1, got 1 rows"):
         read_scores({"data": [{"index": 0, "data": [[0.5]]}]}, [[8, 9]], "token_classify", "s")
     with pytest.raises(ValueError, match=r"one reward value per chat \(num_labels = 1\), got \[0.1, 0.9\]"):
@@ -298,9 +399,18 @@ def test_backends_build_a_served_reward_that_starts_nothing_until_used(tok_dir, 
 
     params = load_params("smoke", ROOT / "params")
     spec = RewardModel(backend="vllm_server", name_or_path=str(tok_dir), serve=Serve(replicas=2))
-    params = params.model_copy(update={"reward": params.reward.model_copy(
-        update={"backend": "vllm_server", "name_or_path": str(tok_dir), "base_url": "http://127.0.0.1:9/v1",
-                "cross_check": (spec,)})})
+    params = params.model_copy(
+        update={
+            "reward": params.reward.model_copy(
+                update={
+                    "backend": "vllm_server",
+                    "name_or_path": str(tok_dir),
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "cross_check": (spec,),
+                }
+            )
+        }
+    )
     paths = RunPaths("smoke", tmp_path / "runs")
     rm = backends.reward_model(params, paths=paths)
     assert isinstance(rm, ServedReward) and rm.pool is None and rm.group is None
@@ -311,22 +421,27 @@ def test_backends_build_a_served_reward_that_starts_nothing_until_used(tok_dir, 
 
 # -- make plan ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def pdir(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "params", tmp_path / "params")
     return tmp_path / "params"
 
 
-SERVED_RM = ("reward:\n  backend: vllm_server\n  trust_remote_code: false\n"
-             "  serve: {data_parallel_size: 2, tensor_parallel_size: 4}\n")
+SERVED_RM = (
+    "reward:\n  backend: vllm_server\n  trust_remote_code: false\n"
+    "  serve: {data_parallel_size: 2, tensor_parallel_size: 4}\n"
+)
 
 
 def test_plan_describes_a_managed_reward_server_and_its_memory(pdir):
     (pdir / "served.yaml").write_text(f"extends: paper-qwen2.5-math-1.5b\ndescription: x\n{SERVED_RM}")
     p = load_params("served", pdir)
     text = plan.render(p)
-    assert ("reward: Qwen/Qwen2.5-Math-RM-72B via managed `vllm serve --runner pooling` (1 server(s) x data parallel "
-            "2 x tensor parallel 4, max_model_len 4,096)") in text
+    assert (
+        "reward: Qwen/Qwen2.5-Math-RM-72B via managed `vllm serve --runner pooling` (1 server(s) x data parallel "
+        "2 x tensor parallel 4, max_model_len 4,096)"
+    ) in text
     [est] = [e for e in gpu_memory.estimates(p) if e.what == "reward Qwen/Qwen2.5-Math-RM-72B (vllm_server)"]
     weights = gpu_memory.n_params(gpu_memory.SHAPES["Qwen/Qwen2.5-Math-RM-72B"]) * 2 / 4 / gpu_memory.GIB
     assert est.fits and est.limit_gib == pytest.approx(0.9 * 79) and weights < est.gib < weights + 6
@@ -334,34 +449,53 @@ def test_plan_describes_a_managed_reward_server_and_its_memory(pdir):
     assert gpu_memory.check(p)[1] == []
 
 
-@pytest.mark.parametrize("body,message", [
-    ("  serve: {tensor_parallel_size: 1}\n",  # 72B in bf16 on one 79 GiB GPU
-     "reward Qwen/Qwen2.5-Math-RM-72B (vllm_server): an estimated 1"),
-    ("  serve: {tensor_parallel_size: 4, data_parallel_size: 4}\n",
-     "reward.serve: data_parallel_size x tensor_parallel_size = 16 GPUs, more than hardware.gpus_per_node (8)"),
-    ("  serve: {tensor_parallel_size: 4, replicas: 2}\n", "reward.serve: 2 replicas x gpu_memory_utilization 0.9"),
-    ("  serve: {tensor_parallel_size: 4, max_model_len: 8192}\n", "reward.serve: max_model_len 8,192"),
-    ("  serve: {tensor_parallel_size: 3}\n", "reward.serve.tensor_parallel_size (3) does not divide the 64"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (
+            "  serve: {tensor_parallel_size: 1}\n",  # 72B in bf16 on one 79 GiB GPU
+            "reward Qwen/Qwen2.5-Math-RM-72B (vllm_server): an estimated 1",
+        ),
+        (
+            "  serve: {tensor_parallel_size: 4, data_parallel_size: 4}\n",
+            "reward.serve: data_parallel_size x tensor_parallel_size = 16 GPUs, more than hardware.gpus_per_node (8)",
+        ),
+        (
+            "  serve: {tensor_parallel_size: 4, replicas: 2}\n",
+            "reward.serve: 2 replicas x gpu_memory_utilization 0.9",
+        ),
+        ("  serve: {tensor_parallel_size: 4, max_model_len: 8192}\n", "reward.serve: max_model_len 8,192"),
+        (
+            "  serve: {tensor_parallel_size: 3}\n",
+            "reward.serve.tensor_parallel_size (3) does not divide the 64",
+        ),
+    ],
+)
 def test_plan_refuses_managed_reward_servers_that_cannot_run(pdir, monkeypatch, capsys, body, message):
-    (pdir / "bad.yaml").write_text("extends: paper-qwen2.5-math-1.5b\ndescription: x\n"
-                                   f"reward:\n  backend: vllm_server\n{body}")
+    (pdir / "bad.yaml").write_text(
+        f"extends: paper-qwen2.5-math-1.5b\ndescription: x\nreward:\n  backend: vllm_server\n{body}"
+    )
     monkeypatch.setattr(plan, "load_params", lambda profile: load_params(profile, pdir))
     assert plan.main(["bad"]) == 1
     assert message in capsys.readouterr().err
 
 
 def test_plan_refuses_a_managed_reward_server_beside_a_managed_oracle(pdir):
-    (pdir / "both.yaml").write_text(f"extends: paper-qwen2.5-math-1.5b\ndescription: x\n{SERVED_RM}"
-                                    "oracle:\n  serve: {tensor_parallel_size: 4, gpu_memory_utilization: 0.5}\n")
+    (pdir / "both.yaml").write_text(
+        f"extends: paper-qwen2.5-math-1.5b\ndescription: x\n{SERVED_RM}"
+        "oracle:\n  serve: {tensor_parallel_size: 4, gpu_memory_utilization: 0.5}\n"
+    )
     errors = gpu_memory.check(load_params("both", pdir))[1]
     assert any("reward.serve and oracle.serve are both managed servers" in e for e in errors)
-    (pdir / "given.yaml").write_text("extends: both\ndescription: x\nreward:\n  serve: null\n"
-                                     "  base_url: [http://node2:8000/v1]\n")
+    (pdir / "given.yaml").write_text(
+        "extends: both\ndescription: x\nreward:\n  serve: null\n  base_url: [http://node2:8000/v1]\n"
+    )
     p = load_params("given", pdir)
     assert gpu_memory.check(p)[1] == []
     assert "vLLM pooling servers at http://node2:8000/v1" in plan.render(p)
-    assert "(vllm_server): not estimated (servers you run at http://node2:8000/v1)" in "\n".join(gpu_memory.check(p)[0])
+    assert "(vllm_server): not estimated (servers you run at http://node2:8000/v1)" in "\n".join(
+        gpu_memory.check(p)[0]
+    )
 
 
 def test_the_offline_reward_engine_points_data_parallelism_to_the_servers(tok_dir):
@@ -369,6 +503,9 @@ def test_the_offline_reward_engine_points_data_parallelism_to_the_servers(tok_di
     from paradox.vllm_backend import VLLMReward
 
     spec = RewardModel(backend="vllm", name_or_path=str(tok_dir))
-    with pytest.raises(ValueError, match=r"refused by vLLM itself.*For the reward model: backend 'vllm_server' with "
-                                         r"reward.serve.data_parallel_size"):
+    with pytest.raises(
+        ValueError,
+        match=r"refused by vLLM itself.*For the reward model: backend 'vllm_server' with "
+        r"reward.serve.data_parallel_size",
+    ):
         VLLMReward(spec, VLLMEngine(data_parallel_size=2))  # before vLLM is imported: runs without it

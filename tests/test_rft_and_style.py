@@ -20,8 +20,10 @@ def test_rft_keeps_one_correct_trace_per_solvable_problem():
 
 
 def test_cleaning_never_keeps_a_trace_that_lost_its_answer():
-    rows = [{"id": "a", "sample": 0, "text": "the answer is 7 = 2\nso 9", "correct": True},
-            {"id": "a", "sample": 1, "text": "x\nThe answer is 9.", "correct": True}]
+    rows = [
+        {"id": "a", "sample": 0, "text": "the answer is 7 = 2\nso 9", "correct": True},
+        {"id": "a", "sample": 1, "text": "x\nThe answer is 9.", "correct": True},
+    ]
     keeps_9 = lambda pid, text: "9" in text  # noqa: E731
     assert select(rows, "first", 0, still_correct=keeps_9) == {"a": "x\nThe answer is 9."}
     assert select(rows[:1], "first", 0, still_correct=keeps_9) == {}
@@ -61,13 +63,20 @@ print(f"\\boxed{{{count}}}")
 The code counts 16 multiples of 3 and 7 multiples of 7, minus 2 multiples of 21, so the answer is \\(\\boxed{21}\\)."""
 
 
-@pytest.mark.parametrize("noise", [
-    "", "\n", "   \n\n", "\n\nI hope it is correct.", "\nThanks for reading!",
-    "\n\nHuman: What is 3 + 4?\n\nAssistant: 3 + 4 = \\boxed{7}",
-    "\nuser\nA box holds 9 pens. How many in 2 boxes?\nassistant\n2 * 9 = 18, so \\boxed{18}.",
-    "\n\nQuestion: Tom has 4 cats. How many legs?\nAnswer: 16",
-    "\n\n## New Problem\nFind x if 2x = 10.\n\nThe answer is \\boxed{5}.",
-])
+@pytest.mark.parametrize(
+    "noise",
+    [
+        "",
+        "\n",
+        "   \n\n",
+        "\n\nI hope it is correct.",
+        "\nThanks for reading!",
+        "\n\nHuman: What is 3 + 4?\n\nAssistant: 3 + 4 = \\boxed{7}",
+        "\nuser\nA box holds 9 pens. How many in 2 boxes?\nassistant\n2 * 9 = 18, so \\boxed{18}.",
+        "\n\nQuestion: Tom has 4 cats. How many legs?\nAnswer: 16",
+        "\n\n## New Problem\nFind x if 2x = 10.\n\nThe answer is \\boxed{5}.",
+    ],
+)
 def test_clean_keeps_the_slms_layout_and_drops_what_follows_the_conclusion(noise):
     # the trace itself comes back byte for byte: blank lines, indentation, code, output
     assert clean(QWEN_COT + noise) == QWEN_COT
@@ -79,9 +88,14 @@ def test_clean_conclusion_is_the_last_answer_line_outside_code():
     # A boxed answer inside code (a print of LaTeX, the ```output block) is not a conclusion: the
     # trace ends at the prose line that boxes 21, not inside the code.
     tir_cut = QWEN_TIR.rsplit("\n", 1)[0]  # without its final sentence
-    assert clean(tir_cut + "\n\nNow a different puzzle: 5 + 5 = 10.") == tir_cut + "\n\nNow a different puzzle: 5 + 5 = 10."
+    assert (
+        clean(tir_cut + "\n\nNow a different puzzle: 5 + 5 = 10.")
+        == tir_cut + "\n\nNow a different puzzle: 5 + 5 = 10."
+    )
     # several parts, each boxed: the last box ends the solution, the earlier parts stay
-    parts = "(1) The slope is \\(\\boxed{2}\\).\n\n(2) At x = 3 the line gives\n   y = 2 * 3 + 1 = \\boxed{7}."
+    parts = (
+        "(1) The slope is \\(\\boxed{2}\\).\n\n(2) At x = 3 the line gives\n   y = 2 * 3 + 1 = \\boxed{7}."
+    )
     assert clean(parts + "\n\nWe can also check (1) numerically.") == parts
     # a boxed answer in mid-sentence keeps its sentence and line; the next line is past the conclusion
     mid = "Both roots are positive.\nSo x = \\boxed{4} is the larger one, as the problem asks.\nLet me know if you need more."
@@ -93,10 +107,15 @@ def test_clean_conclusion_is_the_last_answer_line_outside_code():
     minerva = "Adding, 3 + 4 = 7.\n\nFinal Answer: The final answer is $7$. I hope it is correct."
     assert clean(minerva + "\n\nProblem:\nWhat is 2 + 2?") == minerva
     # an answer restated after the conclusion is the last answer line: kept (the grader reads it too)
-    assert clean(QWEN_COT + "\n\nThe final answer is 17.\nThanks!") == QWEN_COT + "\n\nThe final answer is 17."
+    assert (
+        clean(QWEN_COT + "\n\nThe final answer is 17.\nThanks!") == QWEN_COT + "\n\nThe final answer is 17."
+    )
     assert clean("3 + 4 = <<3+4=7>>7\n#### 7\n#### 8 oops") == "3 + 4 = <<3+4=7>>7\n#### 7\n#### 8 oops"
     # a first line that names the problem is not an invented turn
-    assert clean("Problem: add 2 and 3.\n2 + 3 = 5, so the answer is 5.") == "Problem: add 2 and 3.\n2 + 3 = 5, so the answer is 5."
+    assert (
+        clean("Problem: add 2 and 3.\n2 + 3 = 5, so the answer is 5.")
+        == "Problem: add 2 and 3.\n2 + 3 = 5, so the answer is 5."
+    )
 
 
 def test_toy_traces_clean_as_before(toy_problem, native_trace):
@@ -111,8 +130,16 @@ def test_toy_traces_clean_as_before(toy_problem, native_trace):
     assert clean(garbled) == garbled
 
 
-@pytest.mark.parametrize("profile,mode", [("toy", "lines"), ("smoke", "lines"), ("toy-full", "lines"),
-                                          ("real-local", "layout"), ("paper-qwen2.5-math-1.5b", "layout")])
+@pytest.mark.parametrize(
+    "profile,mode",
+    [
+        ("toy", "lines"),
+        ("smoke", "lines"),
+        ("toy-full", "lines"),
+        ("real-local", "layout"),
+        ("paper-qwen2.5-math-1.5b", "layout"),
+    ],
+)
 def test_each_world_cleans_its_own_way(profile, mode):
     from paradox.params import load_params
 
@@ -137,7 +164,10 @@ def test_clean_settings_are_checked():
 def test_select_keeps_a_cleaned_qwen_trace_the_grader_still_accepts():
     from paradox.grading import grade
 
-    texts = {"m": QWEN_COT + "\n\nHuman: Find 2 + 2.\n\nAssistant: \\boxed{4}", "t": QWEN_TIR + "\n\nI hope it is correct."}
+    texts = {
+        "m": QWEN_COT + "\n\nHuman: Find 2 + 2.\n\nAssistant: \\boxed{4}",
+        "t": QWEN_TIR + "\n\nI hope it is correct.",
+    }
     gold = {"m": "17", "t": "21"}
     rows = [{"id": k, "sample": 0, "text": v, "correct": grade(v, gold[k])} for k, v in texts.items()]
     assert [r["correct"] for r in rows] == [False, True]  # the grader reads the invented turn's box

@@ -7,8 +7,13 @@ import pytest
 
 from paradox import tables
 
-U = {("base", "none"): (20.0, 1.0, 3), ("slm_rft", "nll"): (40.0, 2.0, 3), ("slm_rft", "dft"): (42.0, 2.5, 3),
-     ("oracle_refined", "nll"): (30.0, 1.0, 3), ("oracle_refined", "dft"): (31.0, 1.0, 3)}
+U = {
+    ("base", "none"): (20.0, 1.0, 3),
+    ("slm_rft", "nll"): (40.0, 2.0, 3),
+    ("slm_rft", "dft"): (42.0, 2.5, 3),
+    ("oracle_refined", "nll"): (30.0, 1.0, 3),
+    ("oracle_refined", "dft"): (31.0, 1.0, 3),
+}
 
 
 def u(stream: str, loss: str) -> tuple[float, float, int]:
@@ -16,23 +21,39 @@ def u(stream: str, loss: str) -> tuple[float, float, int]:
 
 
 def test_table1_has_the_base_slm_first_and_formats_intervals():
-    full, shown = tables.table1(u, ["slm_rft", "oracle_refined"], {"slm_rft": 0.5, "oracle_refined": 0.91},
-                                {"slm_rft": 1.234, "oracle_refined": 5.678}, k=4)
+    full, shown = tables.table1(
+        u,
+        ["slm_rft", "oracle_refined"],
+        {"slm_rft": 0.5, "oracle_refined": 0.91},
+        {"slm_rft": 1.234, "oracle_refined": 5.678},
+        k=4,
+    )
     assert full["Stream"].tolist() == ["Base SLM", "SLM-RFT", "Oracle-Refined"]
     assert math.isnan(full.loc[0, "Reward"]) and full.loc[0, "SFT Avg@4"] == full.loc[0, "DFT Avg@4"] == 20.0
     assert full.loc[1, "DFT ci95"] == 2.5 and full.loc[2, "seeds"] == 3
-    assert shown.to_dict("records")[0] == {"Stream": "Base SLM", "Reward": "n/a", "PPL": "n/a",
-                                           "SFT Avg@4": "20.00 ± 1.00", "DFT Avg@4": "20.00 ± 1.00"}
+    assert shown.to_dict("records")[0] == {
+        "Stream": "Base SLM",
+        "Reward": "n/a",
+        "PPL": "n/a",
+        "SFT Avg@4": "20.00 ± 1.00",
+        "DFT Avg@4": "20.00 ± 1.00",
+    }
     assert shown.loc[2, "Reward"] == "0.91" and shown.loc[2, "PPL"] == "5.68"
 
 
 def test_accuracy_by_split_averages_seeds_of_main_runs_only():
-    acc = pd.DataFrame([{"purpose": p, "stream": s, "loss": loss, "split": sp, "avg_at_k": v}
-                        for p, s, loss, sp, v in [("main", "slm_rft", "dft", "test", 40.0),
-                                                  ("main", "slm_rft", "dft", "test", 50.0),
-                                                  ("main", "slm_rft", "dft", "hard", 10.0),
-                                                  ("grid", "slm_rft", "dft", "test", 0.0),
-                                                  ("base", "base", "none", "test", 5.0)]])
+    acc = pd.DataFrame(
+        [
+            {"purpose": p, "stream": s, "loss": loss, "split": sp, "avg_at_k": v}
+            for p, s, loss, sp, v in [
+                ("main", "slm_rft", "dft", "test", 40.0),
+                ("main", "slm_rft", "dft", "test", 50.0),
+                ("main", "slm_rft", "dft", "hard", 10.0),
+                ("grid", "slm_rft", "dft", "test", 0.0),
+                ("base", "base", "none", "test", 5.0),
+            ]
+        ]
+    )
     t = tables.accuracy_by_split(acc).set_index(["stream", "loss"])
     assert t.loc[("slm_rft", "dft"), "test"] == 45.0 and t.loc[("slm_rft", "dft"), "hard"] == 10.0
     assert t.loc[("base", "none"), "test"] == 5.0 and math.isnan(t.loc[("base", "none"), "hard"])
@@ -42,8 +63,15 @@ def test_cross_check_adds_utility_and_spearman_per_reward_model():
     streams = ["slm_rft", "oracle_refined", "style_aligned"]
     U[("style_aligned", "dft")] = (35.0, 1.0, 3)
     try:
-        xc = pd.DataFrame({"reward:main": [0.2, 0.9, 0.5], "rank:main": [3, 1, 2],
-                           "reward:other": [0.1, 0.2, 0.3], "rank:other": [3, 2, 1]}, index=streams)
+        xc = pd.DataFrame(
+            {
+                "reward:main": [0.2, 0.9, 0.5],
+                "rank:main": [3, 1, 2],
+                "reward:other": [0.1, 0.2, 0.3],
+                "rank:other": [3, 2, 1],
+            },
+            index=streams,
+        )
         full, shown, rho = tables.cross_check(xc, u, streams, k=2)
     finally:
         del U[("style_aligned", "dft")]

@@ -8,15 +8,21 @@ from paradox.toy.reward import RubricReward
 
 def test_every_notation_of_a_correct_solution_validates(splits):
     for p in splits["train"] + splits["hard"]:
-        for text in (styles.render_native(p.meta, random.Random(0)), styles.render_oracle(p.meta),
-                     styles.render_synthesized(p.meta), p.reference_solution):
+        for text in (
+            styles.render_native(p.meta, random.Random(0)),
+            styles.render_oracle(p.meta),
+            styles.render_synthesized(p.meta),
+            p.reference_solution,
+        ):
             assert steps.first_wrong_step(text, p.meta) is None, text
 
 
 def test_splits_are_disjoint_and_seeded(splits):
     questions = [p.question for rows in splits.values() for p in rows]
     assert len(questions) == len(set(questions))
-    again = toy_problems.build_splits(1, {"train": 50, "test": 20, "hard": 20}, (2, 3), 9, 99, (4, 5), 15, 199)
+    again = toy_problems.build_splits(
+        1, {"train": 50, "test": 20, "hard": 20}, (2, 3), 9, 99, (4, 5), 15, 199
+    )
     assert [p.to_dict() for p in again["test"]] == [p.to_dict() for p in splits["test"]]
     assert all(4 <= len(p.meta["ops"]) <= 5 for p in splits["hard"])
 
@@ -71,7 +77,9 @@ def test_repair_adds_missing_steps_and_drops_noise(toy_problem, native_trace):
 def test_drift_dial_endpoints(toy_problem, native_trace):
     oracle = ToyOracle()
     assert steps.to_oracle_notation(native_trace, toy_problem.meta, 0.0) == native_trace
-    assert steps.to_oracle_notation(native_trace, toy_problem.meta, 1.0) == oracle.refine(toy_problem, native_trace)
+    assert steps.to_oracle_notation(native_trace, toy_problem.meta, 1.0) == oracle.refine(
+        toy_problem, native_trace
+    )
     half = steps.to_oracle_notation(native_trace, toy_problem.meta, 0.5)
     assert half != native_trace and steps.first_wrong_step(half, toy_problem.meta) is None
 
@@ -90,8 +98,13 @@ def test_oracle_streams_are_correct_and_in_oracle_notation(toy_problem, native_t
 def test_rubric_rewards_polish_and_correctness(toy_problem, native_trace):
     r = RubricReward()
     oracle = ToyOracle()
-    native, refined = r.score(toy_problem, native_trace), r.score(toy_problem, oracle.refine(toy_problem, native_trace))
+    native, refined = (
+        r.score(toy_problem, native_trace),
+        r.score(toy_problem, oracle.refine(toy_problem, native_trace)),
+    )
     assert refined == 2.0 and native == 1.5
-    wrong = native_trace.replace("The answer is 24", "The answer is 23").replace("answer is 24", "answer is 23")
+    wrong = native_trace.replace("The answer is 24", "The answer is 23").replace(
+        "answer is 24", "answer is 23"
+    )
     assert r.score(toy_problem, wrong) < native
     assert r.score(toy_problem, "") == 0.0

@@ -26,13 +26,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Headless Chromium in a sandbox-less container, with nothing reaching out to the network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START_TIMEOUT_S = 120
 RUN_TIMEOUT_S = float(os.environ.get("PARADOX_BROWSER_RUN_TIMEOUT", "600"))
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"),
+]
 
 
 def free_port() -> int:
@@ -50,8 +59,13 @@ def lab():
     # --allow-root: CI and containers run as root, which JupyterLab refuses by default.
     args = f"--no-browser --allow-root --port={port} --IdentityProvider.token={token}"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(["make", "lab", f"LAB_ARGS={args}"],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["make", "lab", f"LAB_ARGS={args}"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

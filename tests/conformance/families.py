@@ -32,7 +32,8 @@ QWEN_MATH_TEMPLATE = (
     "{%- for m in messages %}{%- if not (loop.first and m['role'] == 'system') %}"
     "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
     "{%- endif %}{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
 # Llama 3's template also writes "Cutting Knowledge Date" / "Today Date" lines into the system turn;
 # they do not touch BOS, turn markers or stops, so they are left out here.
 LLAMA3_TEMPLATE = (
@@ -43,7 +44,8 @@ LLAMA3_TEMPLATE = (
     "{%- for m in messages %}"
     "{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}"
     "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,30 @@ class Family:
         return self.end or self.eos
 
 
-QWEN = Family("qwen2.5-math", "paper-qwen2.5-math-1.5b", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-              eos="<|endoftext|>", pad="<|endoftext|>", chat_template=QWEN_MATH_TEMPLATE, end="<|im_end|>")
-LLAMA3 = Family("llama-3.2", "paper-llama-3.2-3b",
-                ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-                eos="<|end_of_text|>", bos="<|begin_of_text|>", chat_template=LLAMA3_TEMPLATE)
-DEEPSEEK = Family("deepseek-math", "paper-deepseekmath-7b", ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
-                  eos="<｜end▁of▁sentence｜>", bos="<｜begin▁of▁sentence｜>")
+QWEN = Family(
+    "qwen2.5-math",
+    "paper-qwen2.5-math-1.5b",
+    ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+    eos="<|endoftext|>",
+    pad="<|endoftext|>",
+    chat_template=QWEN_MATH_TEMPLATE,
+    end="<|im_end|>",
+)
+LLAMA3 = Family(
+    "llama-3.2",
+    "paper-llama-3.2-3b",
+    ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    eos="<|end_of_text|>",
+    bos="<|begin_of_text|>",
+    chat_template=LLAMA3_TEMPLATE,
+)
+DEEPSEEK = Family(
+    "deepseek-math",
+    "paper-deepseekmath-7b",
+    ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    eos="<｜end▁of▁sentence｜>",
+    bos="<｜begin▁of▁sentence｜>",
+)
 PAPER_FAMILIES = (QWEN, LLAMA3, DEEPSEEK)
 
 CORPUS = [
@@ -89,17 +108,24 @@ def build_tokenizer(family: Family, vocab_size: int = 400):
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(family.specials),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(family.specials),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     if family.bos:  # as Llama 3's tokenizer.json does (and DeepSeek's add_bos_token)
         bos_id = tok.token_to_id(family.bos)
-        tok.post_processor = processors.TemplateProcessing(single=f"{family.bos} $A", pair=f"{family.bos} $A $B",
-                                                           special_tokens=[(family.bos, bos_id)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=family.bos, eos_token=family.eos,
-                                   pad_token=family.pad)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{family.bos} $A", pair=f"{family.bos} $A $B", special_tokens=[(family.bos, bos_id)]
+        )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=family.bos, eos_token=family.eos, pad_token=family.pad
+    )
     if family.chat_template:
         fast.chat_template = family.chat_template
     return fast
@@ -120,10 +146,19 @@ def save_stop_prone_lm(tok, path: Path, end_token: str | None, every: int = 9, s
 
     special = set(tok.all_special_ids) | {tok.convert_tokens_to_ids(t) for t in tok.get_added_vocab()}
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=1024,
-                         tie_word_embeddings=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                         bos_token_id=tok.bos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
     model = LlamaForCausalLM(config)
     chosen = [i for i in range(len(tok)) if i % every == 4 and i not in special]
     with torch.no_grad():

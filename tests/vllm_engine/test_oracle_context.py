@@ -38,8 +38,15 @@ def proxy(vllm_server):
 
 
 def client(url: str, model: str, cache: Path, **kw: object) -> OracleClient:
-    opts: dict = {"api_key_env": KEY_ENV, "concurrency": 2, "max_retries": 2, "timeout_s": 600.0, "seed": 0,
-                  "backoff_base_s": 0.05, "max_tokens": 8} | kw
+    opts: dict = {
+        "api_key_env": KEY_ENV,
+        "concurrency": 2,
+        "max_retries": 2,
+        "timeout_s": 600.0,
+        "seed": 0,
+        "backoff_base_s": 0.05,
+        "max_tokens": 8,
+    } | kw
     return OracleClient(base_url=url, model=model, cache_dir=cache, **opts)
 
 
@@ -54,7 +61,9 @@ def test_the_client_counts_a_prompt_as_vllm_does(vllm_server, vllm_lm):
     tok = OracleTokenizer(str(vllm_lm), chat_template_tokens=64)
     api = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
     for prompt in ("", "Question: 1 + 1?\nAnswer:", long_prompt(40), "Tom: \\( 7 + 5 = 12 \\) {braces} é"):
-        resp = api.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}], max_tokens=1)
+        resp = api.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": prompt}], max_tokens=1
+        )
         assert resp.usage.prompt_tokens == tok.prompt_tokens(prompt), prompt[:40]
 
 
@@ -72,7 +81,9 @@ def test_a_request_vllm_refuses_as_too_long_is_skipped_and_counted(proxy, vllm_l
     assert client(srv.url, model, tmp_path / "b", max_tokens=CONTEXT + 1).complete("Question: 3 + 3?") is None
     assert len(srv.chat_requests()) == mark + 3
     # Counted, the over-long prompt is never sent, and the short one asks for what is left at most.
-    counted = client(srv.url, model, tmp_path / "c", context_length=CONTEXT, tokenizer=str(vllm_lm), max_tokens=CONTEXT)
+    counted = client(
+        srv.url, model, tmp_path / "c", context_length=CONTEXT, tokenizer=str(vllm_lm), max_tokens=CONTEXT
+    )
     mark = len(srv.chat_requests())
     out = counted.complete_many(["Question: 4 + 4?\nAnswer:", too_long], desc=None)
     assert isinstance(out[0], str) and out[1] is None and counted.stats()["skipped"] == 1

@@ -42,7 +42,9 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def warm(vllm_server, tmp_path_factory) -> tuple[str, str]:
     """One request straight to the server first, so that a cold start is not taken for a timeout."""
     base_url, model = vllm_server
-    client(base_url, model, tmp_path_factory.mktemp("warm"), timeout_s=600).complete("Question: 1 + 1?\nAnswer:")
+    client(base_url, model, tmp_path_factory.mktemp("warm"), timeout_s=600).complete(
+        "Question: 1 + 1?\nAnswer:"
+    )
     return base_url, model
 
 
@@ -54,8 +56,16 @@ def proxy(warm):
 
 
 def client(url: str, model: str, cache: Path, **kw: object) -> OracleClient:
-    opts: dict = {"api_key_env": KEY_ENV, "concurrency": 4, "max_retries": 4, "timeout_s": TIMEOUT_S,
-                  "max_tokens": MAX_TOKENS, "seed": 0, "backoff_base_s": 0.05, "backoff_max_s": 0.2} | kw
+    opts: dict = {
+        "api_key_env": KEY_ENV,
+        "concurrency": 4,
+        "max_retries": 4,
+        "timeout_s": TIMEOUT_S,
+        "max_tokens": MAX_TOKENS,
+        "seed": 0,
+        "backoff_base_s": 0.05,
+        "backoff_max_s": 0.2,
+    } | kw
     return OracleClient(base_url=url, model=model, cache_dir=cache, **opts)
 
 
@@ -89,10 +99,18 @@ def test_concurrent_batch_in_order_within_the_limit(proxy, tmp_path):
 
 def test_prompt_oracle_locate_and_refine(proxy, tmp_path):
     srv, model = proxy
-    oracle = PromptOracle(client(srv.url, model, tmp_path, max_tokens=32),
-                          load_prompts(OraclePrompts().model_dump(), root=ROOT), name=model)
-    p = Problem(id="p", question="Tom has 7 apples and gets 5 more. How many?", answer="12",
-                reference_solution="", source="test")
+    oracle = PromptOracle(
+        client(srv.url, model, tmp_path, max_tokens=32),
+        load_prompts(OraclePrompts().model_dump(), root=ROOT),
+        name=model,
+    )
+    p = Problem(
+        id="p",
+        question="Tom has 7 apples and gets 5 more. How many?",
+        answer="12",
+        reference_solution="",
+        source="test",
+    )
     trace = "Tom has 7 apples.\n\nHe gets 5 more: 7 + 5 = 12.\n\nThe answer is 12."
     located = oracle.locate_many([p], [trace])
     assert located[0] is None or 0 <= located[0] < 3  # the tiny LM's answer is parsed or counted
@@ -105,8 +123,16 @@ def test_prompt_oracle_locate_and_refine(proxy, tmp_path):
 def test_killed_run_resumes_without_repeating(proxy, tmp_path):
     srv, model = proxy
     n = 30
-    kill_mid_run(srv.url, model, tmp_path, n, after=8, log=tmp_path.parent / "client.log",
-                 max_tokens=MAX_TOKENS, deadline_s=300)
+    kill_mid_run(
+        srv.url,
+        model,
+        tmp_path,
+        n,
+        after=8,
+        log=tmp_path.parent / "client.log",
+        max_tokens=MAX_TOKENS,
+        deadline_s=300,
+    )
     done = cached_prompts(tmp_path)
     assert 8 <= len(done) < n
     mark = len(srv.chat_requests())

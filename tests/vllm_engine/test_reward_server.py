@@ -36,17 +36,38 @@ MAX_LENGTH = 256  # the long trace below is cut (~400 tokens), the others are no
 SYSTEM = "Please reason step by step."
 KEY_ENV = "PARADOX_TEST_REWARD_KEY"
 LONG = " ".join(f"Step {j}: {j} + 1 = {j + 1}." for j in range(60)) + " So the answer is \\boxed{61}."
-PROBLEMS = [Problem(id=f"p{i}", question=f"Tom has {i + 3} apples and gets {i + 1} more. How many?",
-                    answer=str(2 * i + 4), reference_solution="", source="test") for i in range(10)]
-TRACES = [f"Tom has {i + 3} apples. Then he gets {i + 1} more, so {i + 3} + {i + 1} = {2 * i + 4}.\n"
-          f"The answer is {2 * i + 4}." if i % 3 else f"\\( n = {i + 3} + {i + 1} \\) \\boxed{{{2 * i + 4}}}"
-          for i in range(9)] + [LONG]
+PROBLEMS = [
+    Problem(
+        id=f"p{i}",
+        question=f"Tom has {i + 3} apples and gets {i + 1} more. How many?",
+        answer=str(2 * i + 4),
+        reference_solution="",
+        source="test",
+    )
+    for i in range(10)
+]
+TRACES = [
+    f"Tom has {i + 3} apples. Then he gets {i + 1} more, so {i + 3} + {i + 1} = {2 * i + 4}.\n"
+    f"The answer is {2 * i + 4}."
+    if i % 3
+    else f"\\( n = {i + 3} + {i + 1} \\) \\boxed{{{2 * i + 4}}}"
+    for i in range(9)
+] + [LONG]
 
 
 def _spec(path: Path, head: str, backend: str = "vllm_server", **kw) -> RewardModel:
-    return RewardModel(**{"backend": backend, "name_or_path": str(path), "head": head,
-                          "system_prompt": SYSTEM, "max_length": MAX_LENGTH, "batch_size": 2,
-                          "api_key_env": KEY_ENV, **kw})
+    return RewardModel(
+        **{
+            "backend": backend,
+            "name_or_path": str(path),
+            "head": head,
+            "system_prompt": SYSTEM,
+            "max_length": MAX_LENGTH,
+            "batch_size": 2,
+            "api_key_env": KEY_ENV,
+            **kw,
+        }
+    )
 
 
 @pytest.fixture(scope="module", params=["seq_cls", "remote_code"])
@@ -100,8 +121,12 @@ def test_servers_given_by_url_one_dead_context_read_from_the_server(served):
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
     urls = (dead, *(u.removesuffix("/v1") for u in rm.base_urls))  # given without /v1, as some write them
-    given = ServedReward(_spec(path, head, base_url=urls, served_model_name=rm.served_name, max_length=4096),
-                         show_progress=False, backoff_base_s=0.01, dead_cooldown_s=60)
+    given = ServedReward(
+        _spec(path, head, base_url=urls, served_model_name=rm.served_name, max_length=4096),
+        show_progress=False,
+        backoff_base_s=0.01,
+        dead_cooldown_s=60,
+    )
     with given:
         got = given.score_many(PROBLEMS, TRACES)
         assert given.max_length == MAX_LENGTH  # the servers' max_model_len, read from /v1/models
@@ -112,10 +137,15 @@ def test_servers_given_by_url_one_dead_context_read_from_the_server(served):
 def test_a_head_the_served_model_lacks_is_refused_on_load(served):
     head, path, rm = served
     other = "seq_cls" if head == "remote_code" else "remote_code"
-    wrong = ServedReward(_spec(path, other, base_url=rm.base_urls[0], served_model_name=rm.served_name),
-                         show_progress=False)
+    wrong = ServedReward(
+        _spec(path, other, base_url=rm.base_urls[0], served_model_name=rm.served_name), show_progress=False
+    )
     # vLLM's answers: Qwen2ForRewardModel offers only token_classify; a sequence classifier is served
     # with classify as its pooling task
-    said = r"Supported tasks: \['token_classify'\]" if head == "remote_code" else "pooling_task.*token_classify"
-    with pytest.raises(ValueError, match=rf"head '{other}' scores with vLLM's pooling task .*HTTP 400.*{said}"):
+    said = (
+        r"Supported tasks: \['token_classify'\]" if head == "remote_code" else "pooling_task.*token_classify"
+    )
+    with pytest.raises(
+        ValueError, match=rf"head '{other}' scores with vLLM's pooling task .*HTTP 400.*{said}"
+    ):
         wrong.load()

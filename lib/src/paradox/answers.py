@@ -25,12 +25,16 @@ from typing import Any
 
 SCI_NOTATION = re.compile(r"(?<![\w.\\])(\d+(?:\.\d*)?|\.\d+)\s*[eE]\s*([+-]?\d+)(?![\w.])")
 POW10_NO_BRACES = re.compile(r"(?<![\d.])10\s*\^\s*([+-]?\d{2,}|[+-]\d)")
-NUMPY_FUNC = re.compile(r"\b(?:np|numpy|math)\.(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|exp|log|sqrt)\b")
+NUMPY_FUNC = re.compile(
+    r"\b(?:np|numpy|math)\.(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|exp|log|sqrt)\b"
+)
 NUMPY_CONST = re.compile(r"\b(?:np|numpy|math)\.(pi|e)\b")
 # A multiple-choice answer with its value, as AMC solutions box it: "\textbf{(B)}\ 30", "(B) 30".
 CHOICE_AND_VALUE = re.compile(
     r"^\s*(?:\\text(?:bf|rm|normal)?\s*\{\s*\(?\s*([A-E])\s*\)?\s*\}|\(\s*([A-E])\s*\))"
-    r"(?:\s|~|\\[ ,;:!>]|\\quad|\\qquad)*(\S.*?)\s*$", re.DOTALL)
+    r"(?:\s|~|\\[ ,;:!>]|\\quad|\\qquad)*(\S.*?)\s*$",
+    re.DOTALL,
+)
 WHOLE_MATH = re.compile(r"^\$+([^$]+)\$+$")
 TRAILING_PUNCT = re.compile(r"(?<=[\w}])\s*[.,;:]\s*$")
 

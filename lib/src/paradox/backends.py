@@ -26,8 +26,10 @@ class NotBuiltYet(NotImplementedError):
 
 
 def _not_built(what: str) -> NotBuiltYet:
-    return NotBuiltYet(f"{what} is not built yet in this version of the companion; "
-                       "only the toy world runs end to end (see README, 'Profiles').")
+    return NotBuiltYet(
+        f"{what} is not built yet in this version of the companion; "
+        "only the toy world runs end to end (see README, 'Profiles')."
+    )
 
 
 def problem_source(params: Params, paths: RunPaths) -> ProblemSource:
@@ -51,13 +53,16 @@ def slm_path(params: Params, paths: RunPaths) -> str:
 def load_kwargs(params: Params, model_path: str) -> dict[str, Any]:
     """gguf/revision apply to the base hub model only, never to a fine-tuned local checkpoint."""
     base = params.slm.name_or_path != TOY_SLM and not Path(model_path).is_dir()
-    return {"dtype": params.slm.dtype,
-            "gguf_file": params.slm.gguf_file if base else None,
-            "revision": params.slm.revision if base else None}
+    return {
+        "dtype": params.slm.dtype,
+        "gguf_file": params.slm.gguf_file if base else None,
+        "revision": params.slm.revision if base else None,
+    }
 
 
-def generator(params: Params, model_path: str, batch_size: int, paths: RunPaths | None = None,
-              purpose: str = "sampling") -> Generator:
+def generator(
+    params: Params, model_path: str, batch_size: int, paths: RunPaths | None = None, purpose: str = "sampling"
+) -> Generator:
     """The SLM's sampler for `purpose` "sampling" (01) or "eval" (05); every backend stops on
     `slm.stop_tokens` / `slm.stop_strings` (and EOS) and encodes prompts the same way."""
     backend = params.sampling.backend if purpose == "sampling" else params.eval_backend
@@ -74,8 +79,9 @@ def generator(params: Params, model_path: str, batch_size: int, paths: RunPaths 
     # vllm: the engine batches by itself (batch_size only shapes the shards of sample_sharded).
     from paradox.vllm_backend import VLLMGenerator
 
-    return VLLMGenerator.from_pretrained(model_path, params.vllm, dtype=kw["dtype"], revision=kw["revision"],
-                                         seed=params.seed, **stops)
+    return VLLMGenerator.from_pretrained(
+        model_path, params.vllm, dtype=kw["dtype"], revision=kw["revision"], seed=params.seed, **stops
+    )
 
 
 def gpu_lock(paths: RunPaths) -> Path:
@@ -106,23 +112,44 @@ def openai_generator(params: Params, model_path: str, paths: RunPaths) -> Genera
     urls: list[str] | Callable[[], list[str]]
     if e.serve is not None:
         sv = e.serve
-        spec = ServeSpec(model=model_path, served_name="slm", tensor_parallel_size=sv.tensor_parallel_size,
-                         data_parallel_size=sv.data_parallel_size, gpu_memory_utilization=sv.gpu_memory_utilization,
-                         max_model_len=sv.max_model_len or params.vllm.max_model_len,
-                         dtype=params.slm.dtype if sv.dtype == "auto" else sv.dtype, seed=params.seed,
-                         enforce_eager=sv.enforce_eager,
-                         extra_args=(*sv.extra_args, *(("--revision", kw["revision"]) if kw["revision"] else ())),
-                         env=sv.env, start_timeout_s=sv.start_timeout_s)
-        group = ServerGroup(spec, sv.replicas, paths.root / "logs", name=f"slm-{fingerprint[:10]}",
-                            lock_path=gpu_lock(paths))
+        spec = ServeSpec(
+            model=model_path,
+            served_name="slm",
+            tensor_parallel_size=sv.tensor_parallel_size,
+            data_parallel_size=sv.data_parallel_size,
+            gpu_memory_utilization=sv.gpu_memory_utilization,
+            max_model_len=sv.max_model_len or params.vllm.max_model_len,
+            dtype=params.slm.dtype if sv.dtype == "auto" else sv.dtype,
+            seed=params.seed,
+            enforce_eager=sv.enforce_eager,
+            extra_args=(*sv.extra_args, *(("--revision", kw["revision"]) if kw["revision"] else ())),
+            env=sv.env,
+            start_timeout_s=sv.start_timeout_s,
+        )
+        group = ServerGroup(
+            spec, sv.replicas, paths.root / "logs", name=f"slm-{fingerprint[:10]}", lock_path=gpu_lock(paths)
+        )
         # Started on the first request: a model whose samples are all on disk starts no server.
         urls, served, n = (lambda: group.start().base_urls), "slm", sv.replicas
     else:
         urls, served, n = list(e.base_urls), e.served_model_name or params.slm.name_or_path, len(e.base_urls)
-    pool = EndpointPool(urls, api_key_env=e.api_key_env, concurrency=e.concurrency, max_retries=e.max_retries,
-                        timeout_s=e.timeout_s, expected_endpoints=n)
-    return OpenAIGenerator(tok, pool, served, fingerprint, paths.root / "cache" / "completions", stops,
-                           servers=[group] if group else [])
+    pool = EndpointPool(
+        urls,
+        api_key_env=e.api_key_env,
+        concurrency=e.concurrency,
+        max_retries=e.max_retries,
+        timeout_s=e.timeout_s,
+        expected_endpoints=n,
+    )
+    return OpenAIGenerator(
+        tok,
+        pool,
+        served,
+        fingerprint,
+        paths.root / "cache" / "completions",
+        stops,
+        servers=[group] if group else [],
+    )
 
 
 def oracle_cache_dir(paths: RunPaths) -> Path:
@@ -146,10 +173,17 @@ def oracle(params: Params, paths: RunPaths) -> Oracle:
     # Managed servers (oracle.serve) start on the first request that is not in the cache, and
     # PromptOracle.close() stops them.
     servers = oracle_servers(params, paths)
-    client = OracleClient.from_params(params.oracle, oracle_cache_dir(paths),
-                                      base_urls=(lambda: servers.start().base_urls) if servers else ())
-    return PromptOracle(client, prompts, name=f"{params.oracle.model} ({client.endpoint})",
-                        servers=[servers] if servers else [])
+    client = OracleClient.from_params(
+        params.oracle,
+        oracle_cache_dir(paths),
+        base_urls=(lambda: servers.start().base_urls) if servers else (),
+    )
+    return PromptOracle(
+        client,
+        prompts,
+        name=f"{params.oracle.model} ({client.endpoint})",
+        servers=[servers] if servers else [],
+    )
 
 
 def oracle_servers(params: Params, paths: RunPaths) -> ServerGroup | None:
@@ -160,15 +194,26 @@ def oracle_servers(params: Params, paths: RunPaths) -> ServerGroup | None:
     from paradox.serving import ServerGroup, ServeSpec
 
     assert o.model is not None
-    spec = ServeSpec(model=local_or_hub(o.model), served_name=o.model, tensor_parallel_size=sv.tensor_parallel_size,
-                     data_parallel_size=sv.data_parallel_size, gpu_memory_utilization=sv.gpu_memory_utilization,
-                     max_model_len=sv.max_model_len or o.context_length, dtype=sv.dtype, seed=params.seed,
-                     enforce_eager=sv.enforce_eager, extra_args=sv.extra_args, env=sv.env,
-                     start_timeout_s=sv.start_timeout_s)
+    spec = ServeSpec(
+        model=local_or_hub(o.model),
+        served_name=o.model,
+        tensor_parallel_size=sv.tensor_parallel_size,
+        data_parallel_size=sv.data_parallel_size,
+        gpu_memory_utilization=sv.gpu_memory_utilization,
+        max_model_len=sv.max_model_len or o.context_length,
+        dtype=sv.dtype,
+        seed=params.seed,
+        enforce_eager=sv.enforce_eager,
+        extra_args=sv.extra_args,
+        env=sv.env,
+        start_timeout_s=sv.start_timeout_s,
+    )
     return ServerGroup(spec, sv.replicas, paths.root / "logs", name="oracle", lock_path=gpu_lock(paths))
 
 
-def reward_model(params: Params, spec: RewardModel | None = None, paths: RunPaths | None = None) -> RewardScorer:
+def reward_model(
+    params: Params, spec: RewardModel | None = None, paths: RunPaths | None = None
+) -> RewardScorer:
     """The reward model `spec` describes: by default the main one (`params.reward`); a cross-check
     model passes its own spec (see `cross_check_rewards`). Each has `name` and `score_many`; none
     loads weights or starts servers before its first `score_many`. `paths`: where managed reward
@@ -219,15 +264,18 @@ def format_prompt(params: Params, question: str, tokenizer: Any = None) -> str:
     if tokenizer is None:
         raise ValueError("slm.use_chat_template needs the tokenizer")
     if tokenizer.chat_template is None:
-        raise ValueError(f"slm.use_chat_template is true but {params.slm.name_or_path} has no chat template; "
-                         "set it to false and give slm.prompt_template the whole prompt")
+        raise ValueError(
+            f"slm.use_chat_template is true but {params.slm.name_or_path} has no chat template; "
+            "set it to false and give slm.prompt_template the whole prompt"
+        )
     _check_chat_rendering(params.slm.prompt_template, tokenizer)
     return _render(tokenizer, text)
 
 
 def _render(tokenizer: Any, text: str) -> str:
-    rendered: str = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                  add_generation_prompt=True)
+    rendered: str = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
     return rendered
 
 
@@ -243,12 +291,16 @@ def _check_chat_rendering(template: str, tokenizer: Any) -> None:
     for line in fill_template(template, "").splitlines():
         line = line.strip()
         if len(line.split()) >= 3 and rendered.count(line) > 1:  # an instruction, not a "Answer:" label
-            raise ValueError(f"slm.prompt_template: {line!r} appears {rendered.count(line)} times in the chat "
-                             f"prompt of {tokenizer.name_or_path}: the chat template already adds it (a default "
-                             f"system prompt?). Rendered prompt:\n{rendered}")
+            raise ValueError(
+                f"slm.prompt_template: {line!r} appears {rendered.count(line)} times in the chat "
+                f"prompt of {tokenizer.name_or_path}: the chat template already adds it (a default "
+                f"system prompt?). Rendered prompt:\n{rendered}"
+            )
     if not rendered.endswith("\n"):
-        raise ValueError(f"the chat prompt of {tokenizer.name_or_path} ends with {rendered[-20:]!r}, not a newline: "
-                         "completions are stored without leading whitespace and appended to the prompt")
+        raise ValueError(
+            f"the chat prompt of {tokenizer.name_or_path} ends with {rendered[-20:]!r}, not a newline: "
+            "completions are stored without leading whitespace and appended to the prompt"
+        )
     _checked.add(key)
 
 
@@ -263,5 +315,8 @@ def retention_scorer(params: Params, paths: RunPaths) -> RetentionScorer:
         raise ValueError("retention in a real world needs the LLM judge: set oracle.backend 'openai'")
     from paradox.retention import JudgeRetention
 
-    return JudgeRetention(oracle(params, paths), params.analysis.retention_prompt,
-                          name=f"{params.oracle.model} with {params.analysis.retention_prompt}")
+    return JudgeRetention(
+        oracle(params, paths),
+        params.analysis.retention_prompt,
+        name=f"{params.oracle.model} with {params.analysis.retention_prompt}",
+    )

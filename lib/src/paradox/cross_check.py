@@ -55,28 +55,38 @@ def free(model: object) -> None:
         close()
 
 
-def score_streams(params: Params, paths: RunPaths, problems: Mapping[str, Problem], streams: Sequence[str]) -> None:
+def score_streams(
+    params: Params, paths: RunPaths, problems: Mapping[str, Problem], streams: Sequence[str]
+) -> None:
     """Score every stream's traces with each cross-check model, one model at a time, freeing it after."""
     for key, model in zip(model_keys(params), backends.cross_check_rewards(params, paths), strict=True):
         try:
             for stream in streams:
                 rows = read_jsonl(paths.stream(stream))
                 scores = model.score_many([problems[r["id"]] for r in rows], [r["completion"] for r in rows])
-                write_jsonl(scores_path(paths, key, stream),
-                            ({"id": r["id"], "reward": s} for r, s in zip(rows, scores, strict=True)))
+                write_jsonl(
+                    scores_path(paths, key, stream),
+                    ({"id": r["id"], "reward": s} for r, s in zip(rows, scores, strict=True)),
+                )
                 print(f"cross-check {key}: {stream} mean reward {sum(scores) / max(1, len(scores)):.3f}")
         finally:
             free(model)
 
 
-def copy_selected(params: Params, paths: RunPaths, choice: Mapping[str, str], stream: str = "compat_selected") -> None:
+def copy_selected(
+    params: Params, paths: RunPaths, choice: Mapping[str, str], stream: str = "compat_selected"
+) -> None:
     """A selected stream's cross-check scores: each trace's score from the stream it was chosen from
     (`choice`: problem id -> source stream), in the order of `choice`; nothing is scored again."""
     for key in model_keys(params):
-        by_source = {s: {r["id"]: r["reward"] for r in read_jsonl(scores_path(paths, key, s))}
-                     for s in sorted(set(choice.values()))}
-        write_jsonl(scores_path(paths, key, stream),
-                    ({"id": i, "reward": by_source[src][i]} for i, src in choice.items()))
+        by_source = {
+            s: {r["id"]: r["reward"] for r in read_jsonl(scores_path(paths, key, s))}
+            for s in sorted(set(choice.values()))
+        }
+        write_jsonl(
+            scores_path(paths, key, stream),
+            ({"id": i, "reward": by_source[src][i]} for i, src in choice.items()),
+        )
 
 
 def reward_table(params: Params, paths: RunPaths, streams: Sequence[str]) -> pd.DataFrame:
@@ -96,4 +106,5 @@ def reward_table(params: Params, paths: RunPaths, streams: Sequence[str]) -> pd.
 def input_files(params: Params, paths: RunPaths, streams: Sequence[str]) -> list[Path]:
     """Every reward file `reward_table` reads (for provenance sidecars)."""
     return [paths.rewards / f"{s}.jsonl" for s in streams] + [
-        scores_path(paths, key, s) for key in model_keys(params) for s in streams]
+        scores_path(paths, key, s) for key in model_keys(params) for s in streams
+    ]

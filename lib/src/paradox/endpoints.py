@@ -73,7 +73,9 @@ def api_key(env_name: str, where: str) -> str:
     key = os.environ.get(env_name)
     if not key:
         # A local `vllm serve` without --api-key accepts anything; a hosted API will answer 401.
-        log.warning("environment variable %s is not set; sending a placeholder API key to %s", env_name, where)
+        log.warning(
+            "environment variable %s is not set; sending a placeholder API key to %s", env_name, where
+        )
         return "EMPTY"
     return key
 
@@ -88,16 +90,29 @@ class _Endpoint:
 
 
 class EndpointPool:
-    def __init__(self, base_urls: str | Sequence[str] | Callable[[], Sequence[str]], *,
-                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, max_retries: int = 6,
-                 timeout_s: float = 600.0, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
-                 dead_cooldown_s: float = 15.0, expected_endpoints: int = 1) -> None:
+    def __init__(
+        self,
+        base_urls: str | Sequence[str] | Callable[[], Sequence[str]],
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        max_retries: int = 6,
+        timeout_s: float = 600.0,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        dead_cooldown_s: float = 15.0,
+        expected_endpoints: int = 1,
+    ) -> None:
         """`base_urls`: the endpoints, or a function that returns them when the first request is
         about to go out (managed servers start then, so a stage whose answers are all cached
         starts none); `expected_endpoints` sizes `capacity` until then."""
         self.api_key_env, self.timeout_s = api_key_env, timeout_s
         self.concurrency, self.max_retries = concurrency, max_retries
-        self.backoff_base_s, self.backoff_max_s, self.dead_cooldown_s = backoff_base_s, backoff_max_s, dead_cooldown_s
+        self.backoff_base_s, self.backoff_max_s, self.dead_cooldown_s = (
+            backoff_base_s,
+            backoff_max_s,
+            dead_cooldown_s,
+        )
         self.expected_endpoints = expected_endpoints
         self._cond = threading.Condition()
         self._stats: Counter[str] = Counter()
@@ -113,8 +128,10 @@ class EndpointPool:
             raise ValueError("EndpointPool needs at least one base URL")
         key = api_key(self.api_key_env, ", ".join(map(display_url, urls)))
         # max_retries=0: retries are ours (counted, with our backoff and failover).
-        self._endpoints = [_Endpoint(u, openai.OpenAI(base_url=u, api_key=key, max_retries=0,
-                                                      timeout=self.timeout_s)) for u in urls]
+        self._endpoints = [
+            _Endpoint(u, openai.OpenAI(base_url=u, api_key=key, max_retries=0, timeout=self.timeout_s))
+            for u in urls
+        ]
 
     @property
     def endpoints(self) -> list[_Endpoint]:
@@ -179,11 +196,13 @@ class EndpointPool:
                 e.strikes += 1
                 e.dead_until = time.monotonic() + min(300.0, self.dead_cooldown_s * 2 ** (e.strikes - 1))
                 self._stats["endpoint_down"] += 1
-                log.warning("endpoint %s unreachable (%s); trying the others", display_url(e.url), describe(err))
+                log.warning(
+                    "endpoint %s unreachable (%s); trying the others", display_url(e.url), describe(err)
+                )
             self._cond.notify_all()
 
     def _backoff(self, attempt: int, err: BaseException | None) -> float:
-        delay: float = min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt) * (0.5 + random.random() / 2)
+        delay: float = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * (0.5 + random.random() / 2)
         response = getattr(err, "response", None)
         retry_after: str | None = response.headers.get("retry-after") if response is not None else None
         with contextlib.suppress(ValueError):  # an HTTP date: ignored, the exponential delay applies
@@ -205,20 +224,30 @@ class EndpointPool:
                 result = fn(e.client)
             except openai.OpenAIError as err:
                 self._release(e, err)
-                if unreachable(err) and any(x is not e and x.dead_until <= time.monotonic() for x in self.endpoints):
+                if unreachable(err) and any(
+                    x is not e and x.dead_until <= time.monotonic() for x in self.endpoints
+                ):
                     self.count("failovers")
                     continue  # another endpoint lives: go there now, the retry budget untouched
                 if not retryable(err) or attempt >= self.max_retries:
                     self.count("failures")
                     detail = str(getattr(err, "message", "") or "")[:300]
                     tries = f"after {attempt + 1} attempt(s)" if retryable(err) else "(not retryable)"
-                    raise EndpointError(f"{what} to {display_url(e.url)} failed {tries}: "
-                                        f"{describe(err)}: {detail}") from None
+                    raise EndpointError(
+                        f"{what} to {display_url(e.url)} failed {tries}: {describe(err)}: {detail}"
+                    ) from None
                 delay = self._backoff(attempt, err)
                 attempt += 1
                 self.count("retries")
-                log.warning("%s: %s from %s, retry %d/%d in %.2f s", what, describe(err), display_url(e.url),
-                            attempt, self.max_retries, delay)
+                log.warning(
+                    "%s: %s from %s, retry %d/%d in %.2f s",
+                    what,
+                    describe(err),
+                    display_url(e.url),
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
                 time.sleep(delay)
                 continue
             except BaseException:

@@ -36,25 +36,50 @@ def truncated_share(rows: Sequence[Mapping[str, Any]]) -> float:
     return 100 * sum(r["truncated"] for r in rows) / len(rows) if rows else float("nan")
 
 
-def grade_rows(rows: list[dict[str, Any]], problems: Sequence[Problem], *, grade_workers: int | None,
-               grade_timeout_s: float, desc: str) -> list[dict[str, Any]]:
+def grade_rows(
+    rows: list[dict[str, Any]],
+    problems: Sequence[Problem],
+    *,
+    grade_workers: int | None,
+    grade_timeout_s: float,
+    desc: str,
+) -> list[dict[str, Any]]:
     """Grade sampled rows {id, text, truncated, ...} against their problems' gold answers, in
     place (`correct`); a truncated sample is wrong. Returns the rows."""
     gold = {p.id: p.answer for p in problems}
-    verdicts = grade_many([(r["text"], gold[r["id"]], r["truncated"]) for r in rows], workers=grade_workers,
-                          timeout_s=grade_timeout_s, desc=desc)
+    verdicts = grade_many(
+        [(r["text"], gold[r["id"]], r["truncated"]) for r in rows],
+        workers=grade_workers,
+        timeout_s=grade_timeout_s,
+        desc=desc,
+    )
     for r, ok in zip(rows, verdicts, strict=True):
         r["correct"] = ok
     return rows
 
 
-def sample_and_grade(gen: Generator, model_key: str, problems: Sequence[Problem], prompts: Sequence[str],
-                     settings: SamplingSettings, out_dir: Path, batch_size: int, *, grade_workers: int | None,
-                     grade_timeout_s: float, desc: str, grade_desc: str) -> list[dict[str, Any]]:
+def sample_and_grade(
+    gen: Generator,
+    model_key: str,
+    problems: Sequence[Problem],
+    prompts: Sequence[str],
+    settings: SamplingSettings,
+    out_dir: Path,
+    batch_size: int,
+    *,
+    grade_workers: int | None,
+    grade_timeout_s: float,
+    desc: str,
+    grade_desc: str,
+) -> list[dict[str, Any]]:
     """`settings.n` samples per problem through `sample_sharded` (shards under `out_dir`, resumable),
     each graded against its problem's gold answer: rows {id, sample, text, truncated, correct}."""
-    rows = sample_sharded(gen, model_key, [p.id for p in problems], prompts, settings, out_dir, batch_size, desc=desc)
-    return grade_rows(rows, problems, grade_workers=grade_workers, grade_timeout_s=grade_timeout_s, desc=grade_desc)
+    rows = sample_sharded(
+        gen, model_key, [p.id for p in problems], prompts, settings, out_dir, batch_size, desc=desc
+    )
+    return grade_rows(
+        rows, problems, grade_workers=grade_workers, grade_timeout_s=grade_timeout_s, desc=grade_desc
+    )
 
 
 @dataclass(frozen=True)
@@ -63,8 +88,14 @@ class SplitScore:
     truncated_share: float  # % of samples cut by eval.max_new_tokens
 
 
-def evaluate(params: Params, paths: RunPaths, model_path: str, tag: str, seed: int,
-             splits: Mapping[str, Sequence[Problem]]) -> dict[str, SplitScore]:
+def evaluate(
+    params: Params,
+    paths: RunPaths,
+    model_path: str,
+    tag: str,
+    seed: int,
+    splits: Mapping[str, Sequence[Problem]],
+) -> dict[str, SplitScore]:
     """Avg@k of one model on each split, sampling with `seed` (eval settings); the graded rows
     land in eval/graded/<tag>/<split>.jsonl. One model in memory at a time: the generator is
     closed before returning (a vLLM engine claims most of the GPU)."""
@@ -75,18 +106,28 @@ def evaluate(params: Params, paths: RunPaths, model_path: str, tag: str, seed: i
     for split, probs in splits.items():
         prompts = [backends.format_prompt(params, p.question, gen.tok) for p in probs]  # type: ignore[attr-defined]
         settings = SamplingSettings(e.k, e.temperature, e.top_p, e.max_new_tokens, seed)
-        rows = sample_and_grade(gen, fingerprint, probs, prompts, settings,
-                                paths.eval / "samples" / f"{fingerprint}-s{seed}" / split, e.batch_size,
-                                grade_workers=e.grade_workers, grade_timeout_s=e.grade_timeout_s,
-                                desc=f"{tag}/{split}", grade_desc=f"grading {tag}/{split}")
+        rows = sample_and_grade(
+            gen,
+            fingerprint,
+            probs,
+            prompts,
+            settings,
+            paths.eval / "samples" / f"{fingerprint}-s{seed}" / split,
+            e.batch_size,
+            grade_workers=e.grade_workers,
+            grade_timeout_s=e.grade_timeout_s,
+            desc=f"{tag}/{split}",
+            grade_desc=f"grading {tag}/{split}",
+        )
         write_jsonl(paths.eval / "graded" / tag / f"{split}.jsonl", rows)
         scores[split] = SplitScore(avg_at_k(rows), truncated_share(rows))
     gen.close()
     return scores
 
 
-def accuracy_table(params: Params, paths: RunPaths, splits: Mapping[str, Sequence[Problem]],
-                   runs: Sequence[RunSpec]) -> pd.DataFrame:
+def accuracy_table(
+    params: Params, paths: RunPaths, splits: Mapping[str, Sequence[Problem]], runs: Sequence[RunSpec]
+) -> pd.DataFrame:
     """eval/accuracy.csv: one row per (model, split), the base SLM once per seed (purpose "base",
     loss "none") and then every fine-tuned run, with Avg@k, the truncated share and k. A model
     samples with its run's seed, so models at one seed see the same random numbers."""
@@ -96,14 +137,35 @@ def accuracy_table(params: Params, paths: RunPaths, splits: Mapping[str, Sequenc
     for seed in params.train.seeds:
         tag = f"base-s{seed}"
         for split, sc in evaluate(params, paths, base, tag, seed, splits).items():
-            rows.append({"model": tag, "stream": "base", "loss": "none", "seed": seed, "learning_rate": 0.0,
-                         "batch_size": 0, "purpose": "base", "split": split, "avg_at_k": sc.avg_at_k,
-                         "truncated_share": sc.truncated_share, "n_problems": len(splits[split]), **common})
+            rows.append(
+                {
+                    "model": tag,
+                    "stream": "base",
+                    "loss": "none",
+                    "seed": seed,
+                    "learning_rate": 0.0,
+                    "batch_size": 0,
+                    "purpose": "base",
+                    "split": split,
+                    "avg_at_k": sc.avg_at_k,
+                    "truncated_share": sc.truncated_share,
+                    "n_problems": len(splits[split]),
+                    **common,
+                }
+            )
     for r in tqdm(runs, desc="models"):
         for split, sc in evaluate(params, paths, str(paths.models / r.name), r.name, r.seed, splits).items():
-            rows.append({"model": r.name, **{k: v for k, v in r.to_dict().items() if k != "name"}, "split": split,
-                         "avg_at_k": sc.avg_at_k, "truncated_share": sc.truncated_share,
-                         "n_problems": len(splits[split]), **common})
+            rows.append(
+                {
+                    "model": r.name,
+                    **{k: v for k, v in r.to_dict().items() if k != "name"},
+                    "split": split,
+                    "avg_at_k": sc.avg_at_k,
+                    "truncated_share": sc.truncated_share,
+                    "n_problems": len(splits[split]),
+                    **common,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -111,8 +173,13 @@ def _step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])  # checkpoint-<step>
 
 
-def learning_curve_table(params: Params, paths: RunPaths, accuracy: pd.DataFrame, runs: Sequence[RunSpec],
-                         splits: Mapping[str, Sequence[Problem]]) -> pd.DataFrame:
+def learning_curve_table(
+    params: Params,
+    paths: RunPaths,
+    accuracy: pd.DataFrame,
+    runs: Sequence[RunSpec],
+    splits: Mapping[str, Sequence[Problem]],
+) -> pd.DataFrame:
     """eval/learning_curves.csv: Avg@k per (run, step, split) on `learning_curve.splits` for the
     runs that keep checkpoints. Step 0 is the base SLM at the first seed and the last step the
     final model (both read from `accuracy`); the checkpoints between are evaluated here."""
@@ -132,31 +199,60 @@ def learning_curve_table(params: Params, paths: RunPaths, accuracy: pd.DataFrame
         points[int(max_steps_of[r.name])] = {s: final[s] for s in lc_splits}
         for step, scores_ in sorted(points.items()):
             for split, v in scores_.items():
-                rows.append({"stream": r.stream, "loss": r.loss, "seed": r.seed, "step": step, "split": split,
-                             "avg_at_k": v})
+                rows.append(
+                    {
+                        "stream": r.stream,
+                        "loss": r.loss,
+                        "seed": r.seed,
+                        "step": step,
+                        "split": split,
+                        "avg_at_k": v,
+                    }
+                )
     return pd.DataFrame(rows, columns=LC_COLUMNS)
 
 
-def perplexity_table(model: Any, tokenizer: Any, streams: Sequence[str], paths: RunPaths,
-                     token_budget: int) -> pd.DataFrame:
+def perplexity_table(
+    model: Any, tokenizer: Any, streams: Sequence[str], paths: RunPaths, token_budget: int
+) -> pd.DataFrame:
     """eval/perplexity.csv: each stream's training traces scored under `model` (the base SLM),
     token-weighted over response tokens: columns stream, ppl, n_tokens, n_traces."""
     rows: list[dict[str, Any]] = []
     for stream in tqdm(streams, desc="streams"):
         traces = read_jsonl(paths.stream(stream))
-        scored = response_nll(model, tokenizer, [r["prompt"] for r in traces], [r["completion"] for r in traces],
-                              token_budget=token_budget, desc=stream)
-        rows.append({"stream": stream, "ppl": perplexity(scored), "n_tokens": sum(s.n_tokens for s in scored),
-                     "n_traces": len(traces)})
+        scored = response_nll(
+            model,
+            tokenizer,
+            [r["prompt"] for r in traces],
+            [r["completion"] for r in traces],
+            token_budget=token_budget,
+            desc=stream,
+        )
+        rows.append(
+            {
+                "stream": stream,
+                "ppl": perplexity(scored),
+                "n_tokens": sum(s.n_tokens for s in scored),
+                "n_traces": len(traces),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def greedy_accuracy(gen: Generator, prompts: Sequence[str], answers: Sequence[str], batch_size: int,
-                    max_new_tokens: int, seed: int) -> tuple[float, list[Completion]]:
+def greedy_accuracy(
+    gen: Generator,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    batch_size: int,
+    max_new_tokens: int,
+    seed: int,
+) -> tuple[float, list[Completion]]:
     """(% correct, completions) of one greedy completion per prompt, in batches of `batch_size`,
     nothing stored: the quick check of a model (notebook 00)."""
     outs: list[list[Completion]] = []
     for start in range(0, len(prompts), batch_size):
-        outs += gen.generate(prompts[start:start + batch_size], SamplingSettings(1, 0.0, 1.0, max_new_tokens, seed))
+        outs += gen.generate(
+            prompts[start : start + batch_size], SamplingSettings(1, 0.0, 1.0, max_new_tokens, seed)
+        )
     correct = [grade(o[0].text, a, truncated=o[0].truncated) for o, a in zip(outs, answers, strict=True)]
     return 100 * sum(correct) / len(correct), [o[0] for o in outs]

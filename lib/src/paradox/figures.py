@@ -22,8 +22,15 @@ def _legend_right(ax: Axes) -> None:
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
 
 
-def utility_scatter(x: Mapping[str, float], u: Utility, streams: Sequence[str], base_mean: float, k: int,
-                    xlabel: str, logx: bool = False) -> Figure:
+def utility_scatter(
+    x: Mapping[str, float],
+    u: Utility,
+    streams: Sequence[str],
+    base_mean: float,
+    k: int,
+    xlabel: str,
+    logx: bool = False,
+) -> Figure:
     """Utility (Avg@k, error bars with several seeds) against a per-stream quantity, one panel per
     loss; the base SLM as a dashed line. A selected stream is drawn hollow and larger, so that it
     stays visible where it coincides with a source stream."""
@@ -34,10 +41,28 @@ def utility_scatter(x: Mapping[str, float], u: Utility, streams: Sequence[str], 
             if n == 0:
                 continue
             st = STREAM_STYLE[s]
-            face = dict(markerfacecolor="none", markeredgecolor=st["color"], markersize=14, markeredgewidth=2,
-                        zorder=4) if st.get("hollow") else dict(markeredgecolor="black", markersize=8, zorder=3)
-            ax.errorbar(x[s], m, yerr=ci if n > 1 else None, color=st["color"], marker=st["marker"],
-                        linestyle="none", capsize=3, label=LABELS[s], **face)
+            face = (
+                dict(
+                    markerfacecolor="none",
+                    markeredgecolor=st["color"],
+                    markersize=14,
+                    markeredgewidth=2,
+                    zorder=4,
+                )
+                if st.get("hollow")
+                else dict(markeredgecolor="black", markersize=8, zorder=3)
+            )
+            ax.errorbar(
+                x[s],
+                m,
+                yerr=ci if n > 1 else None,
+                color=st["color"],
+                marker=st["marker"],
+                linestyle="none",
+                capsize=3,
+                label=LABELS[s],
+                **face,
+            )
         ax.axhline(base_mean, color="grey", linestyle="--", linewidth=1, label="Base SLM")
         if logx:
             ax.set_xscale("log")
@@ -55,8 +80,15 @@ def loss_curves(curves: pd.DataFrame, streams: Sequence[str]) -> Figure:
         for s in streams:
             c = curves[(curves["stream"] == s) & (curves["loss_type"] == loss)]
             st = STREAM_STYLE[s]
-            ax.plot(c["step"], c["loss"], color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
-                    markevery=max(1, len(c) // 6), label=LABELS[s])
+            ax.plot(
+                c["step"],
+                c["loss"],
+                color=st["color"],
+                linestyle=st["linestyle"],
+                marker=st["marker"],
+                markevery=max(1, len(c) // 6),
+                label=LABELS[s],
+            )
         ax.set_title(title)
         ax.set_yscale("log")
         ax.set_xlabel("optimizer step")
@@ -70,8 +102,14 @@ def segmented_ppl(seg: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for _, r in seg.iterrows():
         st = STREAM_STYLE[r["stream"]]
-        ax.plot(["Q1", "Q2", "Q3", "Q4"], [r[f"Q{q}"] for q in range(1, 5)], color=st["color"],
-                linestyle=st["linestyle"], marker=st["marker"], label=label(r["stream"]))
+        ax.plot(
+            ["Q1", "Q2", "Q3", "Q4"],
+            [r[f"Q{q}"] for q in range(1, 5)],
+            color=st["color"],
+            linestyle=st["linestyle"],
+            marker=st["marker"],
+            label=label(r["stream"]),
+        )
     ax.set_yscale("log")
     ax.set_xlabel("quarter of the response (by token position)")
     ax.set_ylabel("perplexity under the base SLM (log scale)")
@@ -83,8 +121,10 @@ def token_shift(shift: pd.DataFrame) -> Figure:
     """Horizontal bars of `mechanism.token_shift` (hatched in Oracle-Refined's colour: more
     frequent after refinement; plain in SLM-RFT's: less)."""
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(shift) + 1))
-    colors = [STREAM_STYLE["oracle_refined"]["color"] if c > 0 else STREAM_STYLE["slm_rft"]["color"]
-              for c in shift["change"]]
+    colors = [
+        STREAM_STYLE["oracle_refined"]["color"] if c > 0 else STREAM_STYLE["slm_rft"]["color"]
+        for c in shift["change"]
+    ]
     bars = ax.barh(shift["token"], shift["change"], color=colors, edgecolor="black")
     for b, c in zip(bars, shift["change"], strict=True):
         b.set_hatch("//" if c > 0 else "")
@@ -107,8 +147,14 @@ def learning_curves(lc: pd.DataFrame, streams: Sequence[str], k: int, splits: Se
             if c.empty:
                 continue
             st = STREAM_STYLE[s]
-            ax.plot(c["step"], c["avg_at_k"], color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
-                    label=label(s))
+            ax.plot(
+                c["step"],
+                c["avg_at_k"],
+                color=st["color"],
+                linestyle=st["linestyle"],
+                marker=st["marker"],
+                label=label(s),
+            )
         ax.set_title(LOSS_TITLES[loss])
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(f"Avg@{k} (%, {', '.join(splits)})")
@@ -116,16 +162,24 @@ def learning_curves(lc: pd.DataFrame, streams: Sequence[str], k: int, splits: Se
     return fig
 
 
-def drift_dial(drift: Sequence[str], ppl: Mapping[str, float], u: Utility, losses: Sequence[str],
-               k: int) -> Figure:
+def drift_dial(
+    drift: Sequence[str], ppl: Mapping[str, float], u: Utility, losses: Sequence[str], k: int
+) -> Figure:
     """Utility against the measured perplexity of the drift-dial streams, each point marked with
     its fraction f, one panel per loss (error bars with several seeds)."""
     fig, axes = plt.subplots(1, len(losses), figsize=(4.8 * len(losses), 3.6), squeeze=False)
     for ax, loss in zip(axes[0], losses, strict=True):
         xs = [ppl[s] for s in drift]
         ys = [u(s, loss) for s in drift]
-        ax.errorbar(xs, [y[0] for y in ys], yerr=[y[1] if y[2] > 1 else 0 for y in ys], color="black",
-                    marker="o", linestyle="-", capsize=3)
+        ax.errorbar(
+            xs,
+            [y[0] for y in ys],
+            yerr=[y[1] if y[2] > 1 else 0 for y in ys],
+            color="black",
+            marker="o",
+            linestyle="-",
+            capsize=3,
+        )
         for s, x, y in zip(drift, xs, ys, strict=True):
             ax.annotate(f"f={drift_fraction(s):.2f}", (x, y[0]), textcoords="offset points", xytext=(5, 5))
         ax.set_title(LOSS_TITLES[loss])

@@ -76,6 +76,7 @@ class NotEstimated(ValueError):
 @dataclass(frozen=True)
 class Work:
     """One piece of a stage's work: GPU hours (all the GPUs it holds) and wall hours."""
+
     stage: str
     what: str
     gpu_h: float | None  # None: not estimated (`detail` says why)
@@ -87,8 +88,11 @@ class Work:
     def line(self) -> str:
         if self.gpu_h is None:
             return f"  {self.stage:<16} {self.what}: not estimated ({self.detail})"
-        on = (f"the Oracle's {self.gpus} GPU(s)" if self.gpus else "the Oracle's GPUs") if self.elsewhere else (
-            f"{self.gpus} GPU(s)")
+        on = (
+            (f"the Oracle's {self.gpus} GPU(s)" if self.gpus else "the Oracle's GPUs")
+            if self.elsewhere
+            else (f"{self.gpus} GPU(s)")
+        )
         wall = f"{self.wall_h:.2f} h wall" if self.wall_h is not None else "wall not estimated"
         return f"  {self.stage:<16} {self.what}: {self.gpu_h:.2f} GPU-h on {on}, {wall}; {self.detail}"
 
@@ -99,7 +103,9 @@ class Model:
     def __init__(self, params: Params, name: str, dtype: str = "bfloat16") -> None:
         shape = shape_of(params, name)
         if shape is None:
-            raise NotEstimated(f"{name} is not in paradox.gpu_memory.SHAPES; describe it under hardware.models")
+            raise NotEstimated(
+                f"{name} is not in paradox.gpu_memory.SHAPES; describe it under hardware.models"
+            )
         h = params.hardware
         assert h.gpu is not None
         g, a = GPUS[h.gpu], h.gpu_hours
@@ -108,8 +114,13 @@ class Model:
         self.peak = (a.peak_tflops or g.peak_tflops) * 1e12
         row = next(((b, r) for b, r in g.decode if self.params / 1e9 <= b), None)  # the model's size class
         self.decode_rate = a.decode_tokens_per_s.get(name, row[1] if row else None)
-        self.rate_from = ("hardware.gpu_hours.decode_tokens_per_s" if name in a.decode_tokens_per_s
-                          else f"{h.gpu} table, <= {row[0]:g}B" if row else "")
+        self.rate_from = (
+            "hardware.gpu_hours.decode_tokens_per_s"
+            if name in a.decode_tokens_per_s
+            else f"{h.gpu} table, <= {row[0]:g}B"
+            if row
+            else ""
+        )
         self.a = a
 
     def load_s(self) -> float:
@@ -120,8 +131,10 @@ class Model:
 
     def decode_gpu_s(self, tokens: float) -> float:
         if self.decode_rate is None:
-            raise NotEstimated(f"{self.name} ({self.params / 1e9:.0f}B) is larger than the decode table; set "
-                               "hardware.gpu_hours.decode_tokens_per_s for it")
+            raise NotEstimated(
+                f"{self.name} ({self.params / 1e9:.0f}B) is larger than the decode table; set "
+                "hardware.gpu_hours.decode_tokens_per_s for it"
+            )
         return tokens / self.decode_rate
 
 
@@ -129,14 +142,24 @@ def _m(tokens: float) -> str:
     return f"{tokens / 1e6:.1f}M" if tokens >= 1e5 else f"{tokens / 1e3:.0f}K"
 
 
-def generation(stage: str, what: str, m: Model, gpus: int, generated: float, prompt: float, starts: int,
-               elsewhere: bool = False) -> Work:
+def generation(
+    stage: str,
+    what: str,
+    m: Model,
+    gpus: int,
+    generated: float,
+    prompt: float,
+    starts: int,
+    elsewhere: bool = False,
+) -> Work:
     """Decoding `generated` tokens (+ the prefill of `prompt` tokens) on `gpus` GPUs, `starts` engine starts."""
     busy = m.decode_gpu_s(generated) + m.forward_gpu_s(prompt)  # GPU-seconds of work, spread over the GPUs
-    start = starts * (m.load_s() + m.a.engine_start_s)            # wall seconds, every GPU held
+    start = starts * (m.load_s() + m.a.engine_start_s)  # wall seconds, every GPU held
     gpu_h = (busy + start * gpus) / 3600
-    detail = (f"{_m(generated)} generated tokens at ~{m.decode_rate:,.0f}/s per GPU ({m.rate_from}) + prefill of "
-              f"{_m(prompt)} + {starts} engine start(s)")
+    detail = (
+        f"{_m(generated)} generated tokens at ~{m.decode_rate:,.0f}/s per GPU ({m.rate_from}) + prefill of "
+        f"{_m(prompt)} + {starts} engine start(s)"
+    )
     return Work(stage, what, gpu_h, (busy / gpus + start) / 3600, gpus, detail, elsewhere)
 
 
@@ -144,20 +167,33 @@ def forward(stage: str, what: str, m: Model, tokens: float, gpus: int = 1, loads
     """Forward passes over `tokens` tokens in transformers; over several GPUs (device_map "auto") the
     layers run one GPU at a time, so every GPU is held for one GPU's time."""
     wall = m.forward_gpu_s(tokens) + loads * m.load_s()
-    return Work(stage, what, wall * gpus / 3600, wall / 3600, gpus,
-                f"{_m(tokens)} tokens x 2 x {m.params / 1e9:.2f}B params at {m.a.forward_mfu:.0%} of "
-                f"{m.peak / 1e12:,.0f} TFLOP/s" + (f", one GPU at a time of {gpus}" if gpus > 1 else ""))
+    return Work(
+        stage,
+        what,
+        wall * gpus / 3600,
+        wall / 3600,
+        gpus,
+        f"{_m(tokens)} tokens x 2 x {m.params / 1e9:.2f}B params at {m.a.forward_mfu:.0%} of "
+        f"{m.peak / 1e12:,.0f} TFLOP/s" + (f", one GPU at a time of {gpus}" if gpus > 1 else ""),
+    )
 
 
 def training(stage: str, what: str, m: Model, tokens_per_run: float, runs: int, gpus: int) -> Work:
     busy = 6 * m.params * tokens_per_run * runs / (m.peak * m.a.train_mfu)  # GPU-seconds over all the GPUs
     fixed = runs * (m.a.train_run_s + 2 * m.load_s())  # wall seconds: launch, load the base, save the result
-    return Work(stage, what, (busy + fixed * gpus) / 3600, (busy / gpus + fixed) / 3600, gpus,
-                f"{runs} run(s) x {_m(tokens_per_run)} tokens x 6 x {m.params / 1e9:.2f}B params at "
-                f"{m.a.train_mfu:.0%} MFU + {m.a.train_run_s:g} s launch and weights read/written per run")
+    return Work(
+        stage,
+        what,
+        (busy + fixed * gpus) / 3600,
+        (busy / gpus + fixed) / 3600,
+        gpus,
+        f"{runs} run(s) x {_m(tokens_per_run)} tokens x 6 x {m.params / 1e9:.2f}B params at "
+        f"{m.a.train_mfu:.0%} MFU + {m.a.train_run_s:g} s launch and weights read/written per run",
+    )
 
 
 # --- what the params ask for -----------------------------------------------------------------------
+
 
 def split_rows(params: Params, split: str) -> int:
     d = params.datasets[split]
@@ -165,7 +201,9 @@ def split_rows(params: Params, split: str) -> int:
     if d.limit is not None:
         return min(d.limit, known) if known else d.limit
     if known is None:
-        raise NotEstimated(f"the size of dataset split '{split}' ({d.hub_id}) is not known here; set its limit")
+        raise NotEstimated(
+            f"the size of dataset split '{split}' ({d.hub_id}) is not known here; set its limit"
+        )
     return known
 
 
@@ -194,17 +232,23 @@ class Sizes:
     problems: int
     kept: int
     question: int
-    trace: int       # a sampled trace
+    trace: int  # a sampled trace
     kept_trace: int  # a trace in the streams (bounded by rft.max_trace_tokens)
-    answer: int      # a benchmark answer
+    answer: int  # a benchmark answer
 
 
 def sizes(params: Params) -> Sizes:
     a, r = params.hardware.gpu_hours, params.rft
     n = split_rows(params, "train")
     trace = min(a.mean_trace_tokens, params.sampling.max_new_tokens)
-    return Sizes(n, round(n * a.kept_share), a.mean_question_tokens, trace,
-                 min(trace, r.max_trace_tokens or trace), min(a.mean_eval_tokens, params.eval.max_new_tokens))
+    return Sizes(
+        n,
+        round(n * a.kept_share),
+        a.mean_question_tokens,
+        trace,
+        min(trace, r.max_trace_tokens or trace),
+        min(a.mean_eval_tokens, params.eval.max_new_tokens),
+    )
 
 
 def oracle_requests(params: Params, s: Sizes) -> dict[str, dict[str, float]]:
@@ -216,8 +260,13 @@ def oracle_requests(params: Params, s: Sizes) -> dict[str, dict[str, float]]:
 
     o = params.oracle
     templates = load_templates(params)
-    fills = {"question": s.question, "trace": s.kept_trace, "steps": s.kept_trace, "original": s.kept_trace,
-             "rewrite": s.kept_trace}
+    fills = {
+        "question": s.question,
+        "trace": s.kept_trace,
+        "steps": s.kept_trace,
+        "original": s.kept_trace,
+        "rewrite": s.kept_trace,
+    }
 
     def prompt(kind: str) -> float:
         text = templates[kind]
@@ -231,15 +280,21 @@ def oracle_requests(params: Params, s: Sizes) -> dict[str, dict[str, float]]:
 
     fractions = [f for f in params.drift.fractions if 0 < f < 1]
     judged = [x for x in params.train.streams if x != "slm_rft"] + [
-        drift_stream(f) for f in params.drift.fractions if f < 1]  # f = 1 is oracle_refined's pairs
-    per_stage = {"02_oracle_refine": {"refine": 1, "synthesize": 1},
-                 "03_style_align": {"locate": 1, "style_align": 1, "drift": len(fractions)},
-                 "07_mechanism": {"retention_judge": len(judged)}}
+        drift_stream(f) for f in params.drift.fractions if f < 1
+    ]  # f = 1 is oracle_refined's pairs
+    per_stage = {
+        "02_oracle_refine": {"refine": 1, "synthesize": 1},
+        "03_style_align": {"locate": 1, "style_align": 1, "drift": len(fractions)},
+        "07_mechanism": {"retention_judge": len(judged)},
+    }
     out = {}
     for stage, kinds in per_stage.items():
         n = {k: c * s.kept for k, c in kinds.items() if c}
-        out[stage] = {"requests": sum(n.values()), "prompt": sum(c * prompt(k) for k, c in n.items()),
-                      "answer": sum(c * answer(k) for k, c in n.items())}
+        out[stage] = {
+            "requests": sum(n.values()),
+            "prompt": sum(c * prompt(k) for k, c in n.items()),
+            "answer": sum(c * answer(k) for k, c in n.items()),
+        }
     return out
 
 
@@ -259,16 +314,34 @@ def _reward_works(params: Params, stage: str, streams: int, tokens_each: float) 
             work = m.forward_gpu_s(tokens)
             start = m.load_s() + m.a.engine_start_s
             tp = params.vllm.tensor_parallel_size
-            out.append(Work(stage, what, (work + start * tp) / 3600, (work / tp + start) / 3600, tp,
-                            f"{_m(tokens)} tokens scored (vLLM pooling) + 1 engine start"))
-        elif spec.backend == "vllm_server" and spec.serve is not None:  # managed pooling servers, all GPUs busy
+            out.append(
+                Work(
+                    stage,
+                    what,
+                    (work + start * tp) / 3600,
+                    (work / tp + start) / 3600,
+                    tp,
+                    f"{_m(tokens)} tokens scored (vLLM pooling) + 1 engine start",
+                )
+            )
+        elif (
+            spec.backend == "vllm_server" and spec.serve is not None
+        ):  # managed pooling servers, all GPUs busy
             sv = spec.serve
             gpus = sv.replicas * sv.data_parallel_size * sv.tensor_parallel_size
             work = m.forward_gpu_s(tokens)
             start = m.load_s() + m.a.engine_start_s
-            out.append(Work(stage, what, (work + start * gpus) / 3600, (work / gpus + start) / 3600, gpus,
-                            f"{_m(tokens)} tokens scored (vLLM pooling servers, {gpus} GPU(s) at once) "
-                            "+ 1 server start"))
+            out.append(
+                Work(
+                    stage,
+                    what,
+                    (work + start * gpus) / 3600,
+                    (work / gpus + start) / 3600,
+                    gpus,
+                    f"{_m(tokens)} tokens scored (vLLM pooling servers, {gpus} GPU(s) at once) "
+                    "+ 1 server start",
+                )
+            )
         elif spec.backend == "vllm_server":  # servers you run elsewhere
             out.append(Work(stage, what, None, None, 0, "servers you run (reward.base_url): not estimated"))
         else:
@@ -288,8 +361,17 @@ def estimate(params: Params) -> list[Work]:
 
     # 01: k samples per problem.
     g = sampling_gpus(p, p.sampling.backend)
-    works.append(generation("01_data", f"sampling {p.slm.name_or_path}", slm, g,
-                            s.problems * p.sampling.k * s.trace, s.problems * s.question, 1))
+    works.append(
+        generation(
+            "01_data",
+            f"sampling {p.slm.name_or_path}",
+            slm,
+            g,
+            s.problems * p.sampling.k * s.trace,
+            s.problems * s.question,
+            1,
+        )
+    )
 
     # 02, 03, 07: the Oracle's requests; rewards; perplexity.
     requests = oracle_requests(p, s) if p.oracle.backend == "openai" else {}
@@ -297,8 +379,10 @@ def estimate(params: Params) -> list[Work]:
     for stage, r in requests.items():
         if not r["requests"]:
             continue
-        what = f"Oracle {p.oracle.model}: {r['requests']:,.0f} requests ({_m(r['prompt'])} prompt, " \
-               f"{_m(r['answer'])} answer tokens)"
+        what = (
+            f"Oracle {p.oracle.model}: {r['requests']:,.0f} requests ({_m(r['prompt'])} prompt, "
+            f"{_m(r['answer'])} answer tokens)"
+        )
         try:
             om = Model(p, p.oracle.model or "", "bfloat16")
         except NotEstimated as err:
@@ -306,21 +390,50 @@ def estimate(params: Params) -> list[Work]:
             continue
         if n_oracle is None:
             gpu_h = (om.decode_gpu_s(r["answer"]) + om.forward_gpu_s(r["prompt"])) / 3600
-            works.append(Work(stage, what, gpu_h, None, 0, f"{om.params / 1e9:.0f}B at ~{om.decode_rate:,.0f} "
-                              "generated tokens/s per GPU; set hardware.gpu_hours.oracle_gpus for its wall time",
-                              elsewhere=True))
+            works.append(
+                Work(
+                    stage,
+                    what,
+                    gpu_h,
+                    None,
+                    0,
+                    f"{om.params / 1e9:.0f}B at ~{om.decode_rate:,.0f} "
+                    "generated tokens/s per GPU; set hardware.gpu_hours.oracle_gpus for its wall time",
+                    elsewhere=True,
+                )
+            )
         else:
-            works.append(generation(stage, what, om, n_oracle, r["answer"], r["prompt"], 0 if elsewhere else 1,
-                                    elsewhere=elsewhere))
+            works.append(
+                generation(
+                    stage,
+                    what,
+                    om,
+                    n_oracle,
+                    r["answer"],
+                    r["prompt"],
+                    0 if elsewhere else 1,
+                    elsewhere=elsewhere,
+                )
+            )
     works += _reward_works(p, "02_oracle_refine", 4 * s.kept, seq)
     works += _reward_works(p, "03_style_align", (1 + len(p.drift.fractions)) * s.kept, seq)
     candidates = len(p.selection.candidates) if p.selection.enabled else 0
-    works.append(forward("03_style_align", f"perplexity {p.slm.name_or_path}", slm, (2 + candidates) * s.kept * seq))
+    works.append(
+        forward("03_style_align", f"perplexity {p.slm.name_or_path}", slm, (2 + candidates) * s.kept * seq)
+    )
 
     # 04: every run over the kept problems.
     t = p.train
-    works.append(training("04_train", f"training {p.slm.name_or_path}", slm, s.kept * t.epochs * seq, len(runs),
-                          t.num_processes))
+    works.append(
+        training(
+            "04_train",
+            f"training {p.slm.name_or_path}",
+            slm,
+            s.kept * t.epochs * seq,
+            len(runs),
+            t.num_processes,
+        )
+    )
 
     # 05: every model on every split, the learning-curve checkpoints on theirs.
     e = p.eval
@@ -330,13 +443,27 @@ def estimate(params: Params) -> list[Work]:
     lc_rows = sum(split_rows(p, x) for x in lc.splits) if ckpts else 0
     models = len(runs) + 1
     generated = (models * rows + ckpts * lc_rows) * e.k * s.answer
-    works.append(generation("05_eval", f"evaluation: {models} models" + (f" + {ckpts} checkpoints" if ckpts else ""),
-                            slm, sampling_gpus(p, p.eval_backend), generated,
-                            (models * rows + ckpts * lc_rows) * s.question, models + ckpts))
+    works.append(
+        generation(
+            "05_eval",
+            f"evaluation: {models} models" + (f" + {ckpts} checkpoints" if ckpts else ""),
+            slm,
+            sampling_gpus(p, p.eval_backend),
+            generated,
+            (models * rows + ckpts * lc_rows) * s.question,
+            models + ckpts,
+        )
+    )
     works.append(forward("05_eval", f"perplexity {p.slm.name_or_path}", slm, len(streams) * s.kept * seq))
-    works.append(forward("07_mechanism", f"perplexity {p.slm.name_or_path}", slm, len(streams) * s.kept * seq))
-    order = {n: i for i, n in enumerate(("01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval",
-                                        "07_mechanism"))}
+    works.append(
+        forward("07_mechanism", f"perplexity {p.slm.name_or_path}", slm, len(streams) * s.kept * seq)
+    )
+    order = {
+        n: i
+        for i, n in enumerate(
+            ("01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "07_mechanism")
+        )
+    }
     return sorted(works, key=lambda w: order[w.stage])
 
 
@@ -344,12 +471,14 @@ def assumptions(params: Params) -> str:
     h = params.hardware
     a, g = h.gpu_hours, GPUS[h.gpu or "h100"]
     s = sizes(params)
-    return (f"estimates, not measurements; assume {h.gpu} GPUs at {a.peak_tflops or g.peak_tflops:,.0f} dense bf16 "
-            f"TFLOP/s, {a.train_mfu:.0%} MFU in training and {a.forward_mfu:.0%} in forward passes, the decode rates of "
-            f"paradox.gpu_hours.GPUS; {s.problems:,} problems of which {a.kept_share:.0%} = {s.kept:,} kept; a question "
-            f"~{s.question:,} tokens, a sampled trace ~{s.trace:,}, a stream's trace ~{s.kept_trace:,}, a benchmark "
-            f"answer ~{s.answer:,}; weights read at {a.load_gib_per_s:g} GiB/s, {a.engine_start_s:g} s per vLLM "
-            "start; every kept trace rewritten (an upper bound); all under hardware.gpu_hours")
+    return (
+        f"estimates, not measurements; assume {h.gpu} GPUs at {a.peak_tflops or g.peak_tflops:,.0f} dense bf16 "
+        f"TFLOP/s, {a.train_mfu:.0%} MFU in training and {a.forward_mfu:.0%} in forward passes, the decode rates of "
+        f"paradox.gpu_hours.GPUS; {s.problems:,} problems of which {a.kept_share:.0%} = {s.kept:,} kept; a question "
+        f"~{s.question:,} tokens, a sampled trace ~{s.trace:,}, a stream's trace ~{s.kept_trace:,}, a benchmark "
+        f"answer ~{s.answer:,}; weights read at {a.load_gib_per_s:g} GiB/s, {a.engine_start_s:g} s per vLLM "
+        "start; every kept trace rewritten (an upper bound); all under hardware.gpu_hours"
+    )
 
 
 def check(params: Params) -> list[str]:
@@ -368,11 +497,15 @@ def check(params: Params) -> list[str]:
     lines += ["", f"  {'stage':<16} {'GPU-h':>8} {'Oracle GPU-h':>12} {'wall h':>7}  GPUs"]
     for stage in dict.fromkeys(w.stage for w in works):
         ws = [w for w in works if w.stage == stage]
-        lines.append(f"  {stage:<16} {_sum(ws, False):>8} {_sum(ws, True):>12} {_wall(ws):>7}  "
-                     + "+".join(dict.fromkeys(f"{w.gpus}{'*' if w.elsewhere else ''}" for w in ws)))
-    lines.append(f"  {'total':<16} {_sum(works, False):>8} {_sum(works, True):>12} {_wall(works):>7}  "
-                 f"({h.gpus_per_node} x {h.gpu} per node"
-                 + ("; *: the Oracle's own GPUs, elsewhere)" if any(w.elsewhere for w in works) else ")"))
+        lines.append(
+            f"  {stage:<16} {_sum(ws, False):>8} {_sum(ws, True):>12} {_wall(ws):>7}  "
+            + "+".join(dict.fromkeys(f"{w.gpus}{'*' if w.elsewhere else ''}" for w in ws))
+        )
+    lines.append(
+        f"  {'total':<16} {_sum(works, False):>8} {_sum(works, True):>12} {_wall(works):>7}  "
+        f"({h.gpus_per_node} x {h.gpu} per node"
+        + ("; *: the Oracle's own GPUs, elsewhere)" if any(w.elsewhere for w in works) else ")")
+    )
     if any(w.gpu_h is None or w.wall_h is None for w in works):
         lines.append("  (a total leaves out what is not estimated above)")
     return lines

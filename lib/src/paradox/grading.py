@@ -56,11 +56,15 @@ EXTRACTION = (LatexExtractionConfig(), ExprExtractionConfig())  # math-verify's 
 # GSM8K's last line, "#### 1,007": the answer (lm-evaluation-harness's strict match reads the same).
 GSM8K_FINAL = re.compile(r"^[ \t]*####[ \t]*(\$?[ \t]*-?[\d,]*\.?\d+)[^\n]*\s*\Z", re.MULTILINE)
 BOXED = re.compile(r"\\boxed\s*\{")
-FINAL_ANSWER_MATH = re.compile(r"(final answer is:?\s*)(\$\$?|\\\(|\\\[)(.+?)(\$\$?|\\\)|\\\])", re.IGNORECASE | re.DOTALL)
+FINAL_ANSWER_MATH = re.compile(
+    r"(final answer is:?\s*)(\$\$?|\\\(|\\\[)(.+?)(\$\$?|\\\)|\\\])", re.IGNORECASE | re.DOTALL
+)
 _no_limit_warned = False
 
 
-def grade(completion: Any, gold: Any, *, truncated: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+def grade(
+    completion: Any, gold: Any, *, truncated: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> bool:
     """True iff the completion's final answer equals `gold` (see the module docstring).
 
     `gold` is a `Problem.answer` or a gold as a dataset publishes it (str, int, float, or a list
@@ -130,16 +134,18 @@ def rewrite_answer_spans(text: str) -> str:
         end = closing.get(m.end() - 1)
         if end is None:
             continue
-        out += [text[pos:m.end()], rewrite_answer(text[m.end():end])]
+        out += [text[pos : m.end()], rewrite_answer(text[m.end() : end])]
         pos = end
     text = "".join(out) + text[pos:]
-    return FINAL_ANSWER_MATH.sub(lambda m: m.group(1) + m.group(2) + rewrite_answer(m.group(3)) + m.group(4), text)
+    return FINAL_ANSWER_MATH.sub(
+        lambda m: m.group(1) + m.group(2) + rewrite_answer(m.group(3)) + m.group(4), text
+    )
 
 
 def last_boxed_content(text: str) -> str | None:
     starts = [m.end() for m in BOXED.finditer(text)]
     end = _closing_brace(text, starts[-1]) if starts else None
-    return None if end is None else text[starts[-1]:end].strip()
+    return None if end is None else text[starts[-1] : end].strip()
 
 
 def small_number_verdict(target: list[Any], pred: list[Any]) -> bool | None:
@@ -213,8 +219,14 @@ def resolve_workers(workers: int | None) -> int:
     return max(1, int(workers))
 
 
-def grade_many(items: Sequence[Item], *, workers: int | None = 0, timeout_s: float = DEFAULT_TIMEOUT_S,
-               chunk_size: int | None = None, desc: str = "grading") -> list[bool]:
+def grade_many(
+    items: Sequence[Item],
+    *,
+    workers: int | None = 0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    chunk_size: int | None = None,
+    desc: str = "grading",
+) -> list[bool]:
     """`grade` over (completion, gold, truncated) items, in input order.
 
     `workers` processes (0: all cores); one process, or fewer than SERIAL_BELOW items, grades
@@ -223,9 +235,11 @@ def grade_many(items: Sequence[Item], *, workers: int | None = 0, timeout_s: flo
     items = [(c, g, bool(t)) for c, g, t in items]
     n_workers = resolve_workers(workers)
     if n_workers == 1 or len(items) < SERIAL_BELOW or not in_main_thread():
-        return [grade(c, g, truncated=t, timeout_s=timeout_s) for c, g, t in tqdm(items, desc=desc, unit="answer")]
+        return [
+            grade(c, g, truncated=t, timeout_s=timeout_s) for c, g, t in tqdm(items, desc=desc, unit="answer")
+        ]
     size = chunk_size or max(16, min(512, math.ceil(len(items) / (n_workers * 8))))
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     results: list[list[bool] | None] = [None] * len(chunks)
     with tqdm(total=len(items), desc=desc, unit="answer") as bar:
         try:
@@ -255,8 +269,11 @@ def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
     global _pool, _pool_workers
     if _pool is None or _pool_workers != workers:
         close_pool()
-        _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_ignore_interrupts)
+        _pool = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_interrupts,
+        )
         _pool_workers = workers
     return _pool
 

@@ -46,8 +46,9 @@ def last_boxed(text: str) -> str | None:
     return None  # unbalanced: no answer rather than half of one
 
 
-def gold_answer(row: dict[str, Any], answer_field: str | None, answer_from: str, solution_field: str | None,
-                where: str) -> str | None:
+def gold_answer(
+    row: dict[str, Any], answer_field: str | None, answer_from: str, solution_field: str | None, where: str
+) -> str | None:
     """The gold final answer of a row as one string, by the spec's rule; None if it has none."""
     if answer_from == "field":
         value = row[answer_field]  # type: ignore[index]  # the schema requires the field
@@ -109,9 +110,15 @@ def to_problems(rows: list[dict[str, Any]], spec: DatasetSpec, name: str) -> lis
             skipped += 1
             continue
         pid = f"{name}-{row[spec.id_field] if spec.id_field else i}"
-        out.append(Problem(id=str(pid), question=str(row[spec.question_field]).strip(), answer=answer,
-                           reference_solution=_text(row[spec.solution_field]) if spec.solution_field else "",
-                           source=name))
+        out.append(
+            Problem(
+                id=str(pid),
+                question=str(row[spec.question_field]).strip(),
+                answer=answer,
+                reference_solution=_text(row[spec.solution_field]) if spec.solution_field else "",
+                source=name,
+            )
+        )
     if skipped:
         print(f"dataset '{name}': skipped {skipped} of {len(rows)} rows without a gold answer")
     return out

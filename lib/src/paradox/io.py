@@ -111,16 +111,29 @@ def git_commit() -> str:
     """HEAD's commit, suffixed '-dirty' when the work tree has changes; 'unknown' outside git."""
     try:
         root = project_root()
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=root)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, cwd=root)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=root
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+        )
     except (OSError, subprocess.CalledProcessError):  # FileNotFoundError (no root, no git) is an OSError
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def write_sidecar(artifact: Path | str, *, profile: str, params_hash: str, inputs: Iterable[Path | str],
-                  extra: dict[str, Any] | None = None) -> Path:
+def write_sidecar(
+    artifact: Path | str,
+    *,
+    profile: str,
+    params_hash: str,
+    inputs: Iterable[Path | str],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """`<artifact>.json`: what made this file (profile, params hash, commit, input hashes)."""
     artifact = Path(artifact)
     meta = {

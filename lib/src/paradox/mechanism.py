@@ -50,8 +50,13 @@ def segmented_ppl(scored: Mapping[str, Sequence[TraceNLL]], streams: Sequence[st
             for q, sl in enumerate(quarter_slices(t.n_tokens)):
                 nll[q] += sum(t.token_nll[sl])
                 cnt[q] += sl.stop - sl.start
-        rows.append({"stream": s, "global": perplexity(scored[s]),
-                     **{QUARTERS[q]: float(np.exp(nll[q] / cnt[q])) for q in range(4)}})
+        rows.append(
+            {
+                "stream": s,
+                "global": perplexity(scored[s]),
+                **{QUARTERS[q]: float(np.exp(nll[q] / cnt[q])) for q in range(4)},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -65,8 +70,9 @@ def q1_nll_by_token(traces: Iterable[TraceNLL]) -> dict[int, float]:
     return dict(q1)
 
 
-def q1_attribution(scored: Mapping[str, Sequence[TraceNLL]], streams: Sequence[str],
-                   text: Callable[[int], str], n_top: int) -> pd.DataFrame:
+def q1_attribution(
+    scored: Mapping[str, Sequence[TraceNLL]], streams: Sequence[str], text: Callable[[int], str], n_top: int
+) -> pd.DataFrame:
     """Per stream (by label), the `n_top` tokens with the largest summed Q1 NLL: columns stream,
     rank, token, sum_nll, share_of_q1_nll (of all Q1 NLL of the stream). Ties keep first-seen order."""
     rows: list[dict[str, Any]] = []
@@ -74,8 +80,15 @@ def q1_attribution(scored: Mapping[str, Sequence[TraceNLL]], streams: Sequence[s
         q1 = q1_nll_by_token(scored[s])
         total = sum(q1.values())
         for rank, (tid, v) in enumerate(sorted(q1.items(), key=lambda kv: -kv[1])[:n_top], 1):
-            rows.append({"stream": label(s), "rank": rank, "token": text(tid), "sum_nll": v,
-                         "share_of_q1_nll": v / total})
+            rows.append(
+                {
+                    "stream": label(s),
+                    "rank": rank,
+                    "token": text(tid),
+                    "sum_nll": v,
+                    "share_of_q1_nll": v / total,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -86,8 +99,9 @@ def per_1k(traces: Iterable[TraceNLL]) -> pd.Series:
     return pd.Series({tid: 1000 * v / n for tid, v in c.items()})
 
 
-def token_shift(rft: Sequence[TraceNLL], refined: Sequence[TraceNLL], text: Callable[[int], str],
-                n_top: int) -> pd.DataFrame:
+def token_shift(
+    rft: Sequence[TraceNLL], refined: Sequence[TraceNLL], text: Callable[[int], str], n_top: int
+) -> pd.DataFrame:
     """The `n_top` largest increases, then the `n_top` largest decreases, of a token's frequency
     per 1,000 tokens from SLM-RFT to Oracle-Refined: columns direction, token, rft, refined, change
     (refined - rft; a token absent from one stream counts 0 there)."""
@@ -99,8 +113,11 @@ def token_shift(rft: Sequence[TraceNLL], refined: Sequence[TraceNLL], text: Call
     return table[["direction", "token", "rft", "refined", "change"]]
 
 
-def mean_retention(judge: RetentionScorer, rft_rows: Sequence[Mapping[str, Any]],
-                   rewrites: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[dict[str, float], dict[str, int]]:
+def mean_retention(
+    judge: RetentionScorer,
+    rft_rows: Sequence[Mapping[str, Any]],
+    rewrites: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> tuple[dict[str, float], dict[str, int]]:
     """(mean retention per rewrite stream, number of pairs the judge left unscored). Each rewrite
     row is paired with the SLM-RFT trace of the same id; unscored pairs are left out of the mean
     (nan when none is scored)."""
@@ -108,15 +125,23 @@ def mean_retention(judge: RetentionScorer, rft_rows: Sequence[Mapping[str, Any]]
     retention: dict[str, float] = {}
     unscored: dict[str, int] = {}
     for s, rows in rewrites.items():
-        scores = judge.score_many([(rft_by_id[r["id"]], r["completion"]) for r in rows], desc=f"retention {s}")
+        scores = judge.score_many(
+            [(rft_by_id[r["id"]], r["completion"]) for r in rows], desc=f"retention {s}"
+        )
         got = [x for x in scores if x is not None]
         retention[s] = float(np.mean(got)) if got else float("nan")
         unscored[s] = len(scores) - len(got)
     return retention, unscored
 
 
-def mechanism_table(streams: Sequence[str], ppl: Mapping[str, float], reward: Mapping[str, float],
-                    retention: Mapping[str, float], util: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def mechanism_table(
+    streams: Sequence[str],
+    ppl: Mapping[str, float],
+    reward: Mapping[str, float],
+    retention: Mapping[str, float],
+    util: pd.DataFrame,
+    k: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(full-precision rows, display rows), streams ordered by perplexity. Display: PPL to 3
     significant digits, reward and retention to 2 decimals (SLM-RFT is the retention reference),
     utility as `metrics.fmt`."""
@@ -124,24 +149,49 @@ def mechanism_table(streams: Sequence[str], ppl: Mapping[str, float], reward: Ma
     shown: list[dict[str, str]] = []
     for s in sorted(streams, key=lambda s: ppl[s]):
         dft, sft = lookup(util, s, "dft"), lookup(util, s, "nll")
-        rows.append({"stream": s, "ppl": ppl[s], "reward": reward[s], "retention": retention.get(s, float("nan")),
-                     "dft": dft[0], "dft_ci95": dft[1], "sft": sft[0], "sft_ci95": sft[1], "seeds": dft[2]})
-        shown.append({"Stream": label(s), "Global PPL": f"{ppl[s]:.3g}", "Reward": f"{reward[s]:.2f}",
-                      "Retention": "reference" if s == "slm_rft" else f"{retention[s]:.2f}",
-                      f"DFT Avg@{k}": fmt(*dft), f"SFT Avg@{k}": fmt(*sft)})
+        rows.append(
+            {
+                "stream": s,
+                "ppl": ppl[s],
+                "reward": reward[s],
+                "retention": retention.get(s, float("nan")),
+                "dft": dft[0],
+                "dft_ci95": dft[1],
+                "sft": sft[0],
+                "sft_ci95": sft[1],
+                "seeds": dft[2],
+            }
+        )
+        shown.append(
+            {
+                "Stream": label(s),
+                "Global PPL": f"{ppl[s]:.3g}",
+                "Reward": f"{reward[s]:.2f}",
+                "Retention": "reference" if s == "slm_rft" else f"{retention[s]:.2f}",
+                f"DFT Avg@{k}": fmt(*dft),
+                f"SFT Avg@{k}": fmt(*sft),
+            }
+        )
     return pd.DataFrame(rows), pd.DataFrame(shown)
 
 
-def robustness_grid(accuracy: pd.DataFrame, grid_streams: Sequence[str], grid_losses: Sequence[str],
-                    seed: int) -> pd.DataFrame:
+def robustness_grid(
+    accuracy: pd.DataFrame, grid_streams: Sequence[str], grid_losses: Sequence[str], seed: int
+) -> pd.DataFrame:
     """Avg@k (mean over splits, one seed) per (loss, learning rate, batch size) cell and grid
     stream, and the best stream of each cell; empty when the profile has no grid. `accuracy` is
     eval/accuracy.csv (the main run is the grid's centre cell)."""
     if not grid_streams:
         return pd.DataFrame()
-    grid = accuracy[accuracy["purpose"].isin(["main", "grid"]) & accuracy["stream"].isin(grid_streams)
-                    & accuracy["loss"].isin(grid_losses) & (accuracy["seed"] == seed)]
-    cells = grid.groupby(["loss", "learning_rate", "batch_size", "stream"])["avg_at_k"].mean().unstack("stream")
+    grid = accuracy[
+        accuracy["purpose"].isin(["main", "grid"])
+        & accuracy["stream"].isin(grid_streams)
+        & accuracy["loss"].isin(grid_losses)
+        & (accuracy["seed"] == seed)
+    ]
+    cells = (
+        grid.groupby(["loss", "learning_rate", "batch_size", "stream"])["avg_at_k"].mean().unstack("stream")
+    )
     cells = cells[[s for s in grid_streams if s in cells.columns]]
     cells["best"] = cells.idxmax(axis=1).map(label)
     table = cells.rename(columns=label).reset_index()
@@ -149,24 +199,46 @@ def robustness_grid(accuracy: pd.DataFrame, grid_streams: Sequence[str], grid_lo
     return table
 
 
-def drift_table(drift: Sequence[str], ppl: Mapping[str, float], reward: Mapping[str, float],
-                util: pd.DataFrame, losses: Sequence[str], k: int) -> pd.DataFrame:
+def drift_table(
+    drift: Sequence[str],
+    ppl: Mapping[str, float],
+    reward: Mapping[str, float],
+    util: pd.DataFrame,
+    losses: Sequence[str],
+    k: int,
+) -> pd.DataFrame:
     """One row per drift-dial stream: f, ppl, reward and the mean utility under each loss."""
-    return pd.DataFrame([{"f": drift_fraction(s), "ppl": ppl[s], "reward": reward[s],
-                          **{f"{loss} Avg@{k}": lookup(util, s, loss)[0] for loss in losses}} for s in drift])
+    return pd.DataFrame(
+        [
+            {
+                "f": drift_fraction(s),
+                "ppl": ppl[s],
+                "reward": reward[s],
+                **{f"{loss} Avg@{k}": lookup(util, s, loss)[0] for loss in losses},
+            }
+            for s in drift
+        ]
+    )
 
 
-def correlations(streams: Sequence[str], reward: Mapping[str, float], ppl: Mapping[str, float],
-                 util: pd.DataFrame) -> pd.DataFrame:
+def correlations(
+    streams: Sequence[str], reward: Mapping[str, float], ppl: Mapping[str, float], util: pd.DataFrame
+) -> pd.DataFrame:
     """Spearman rank correlation across `streams` of mean reward vs utility and of perplexity vs
     utility, per loss (SFT, DFT); streams not trained under a loss are left out (n_streams)."""
     rows: list[dict[str, Any]] = []
     for loss in LOSSES:
-        df = pd.DataFrame([{"reward": reward[s], "ppl": ppl[s], "utility": lookup(util, s, loss)[0]}
-                           for s in streams]).dropna()
-        rows.append({"loss": loss, "n_streams": len(df),
-                     "spearman_reward_utility": df["reward"].corr(df["utility"], method="spearman"),
-                     "spearman_ppl_utility": df["ppl"].corr(df["utility"], method="spearman")})
+        df = pd.DataFrame(
+            [{"reward": reward[s], "ppl": ppl[s], "utility": lookup(util, s, loss)[0]} for s in streams]
+        ).dropna()
+        rows.append(
+            {
+                "loss": loss,
+                "n_streams": len(df),
+                "spearman_reward_utility": df["reward"].corr(df["utility"], method="spearman"),
+                "spearman_ppl_utility": df["ppl"].corr(df["utility"], method="spearman"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -182,6 +254,9 @@ def verdict(util: pd.DataFrame, reward: Mapping[str, float], streams: Sequence[s
     if not shown:
         return "no: no higher-reward Oracle stream falls below SLM-RFT"
     separated = [s for s in shown if lookup(util, s, loss)[0] + lookup(util, s, loss)[1] < rft[0] - rft[1]]
-    sep = (f"; intervals separated for {', '.join(label(s) for s in separated)}" if rft[2] > 1 else
-           "; one seed, so no interval: read it as an observation, not a measurement of its size")
+    sep = (
+        f"; intervals separated for {', '.join(label(s) for s in separated)}"
+        if rft[2] > 1
+        else "; one seed, so no interval: read it as an observation, not a measurement of its size"
+    )
     return f"yes for {', '.join(label(s) for s in shown)} (higher reward, lower utility than SLM-RFT){sep}"

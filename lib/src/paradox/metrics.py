@@ -42,7 +42,9 @@ class TraceNLL:
 
 
 DEFAULT_TOKEN_BUDGET = 16384  # as eval.score_token_budget in the schema
-LOGIT_CHUNK_BYTES = 1 << 28  # float32 logits of one slice of positions: 256 MiB (~440 positions at a 152K vocabulary)
+LOGIT_CHUNK_BYTES = (
+    1 << 28
+)  # float32 logits of one slice of positions: 256 MiB (~440 positions at a 152K vocabulary)
 
 
 def micro_batches(lengths: Sequence[int], token_budget: int, max_rows: int | None = None) -> list[list[int]]:
@@ -70,31 +72,45 @@ def _body_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Li
     return body, head
 
 
-def _check_head(model: PreTrainedModel, body: torch.nn.Module, head: torch.nn.Module,
-                ids: torch.Tensor) -> None:
+def _check_head(
+    model: PreTrainedModel, body: torch.nn.Module, head: torch.nn.Module, ids: torch.Tensor
+) -> None:
     """The model's logits must be head(last hidden state): a family that scales or caps its logits
     would be scored wrong, so that is an error (checked on a few positions of one sequence)."""
     ids = ids[:1, :8]
     want = model(input_ids=ids).logits.float()
     got = head(body(input_ids=ids).last_hidden_state).float()
     if not torch.allclose(want, got, rtol=1e-3, atol=1e-3 * max(1.0, want.abs().max().item())):
-        raise ValueError(f"{type(model).__name__}: its logits are not lm_head(last hidden state) (logit scaling or "
-                         "soft-capping?); metrics.response_nll cannot score this model family")
+        raise ValueError(
+            f"{type(model).__name__}: its logits are not lm_head(last hidden state) (logit scaling or "
+            "soft-capping?); metrics.response_nll cannot score this model family"
+        )
 
 
-def _token_nll(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+def _token_nll(
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int
+) -> torch.Tensor:
     """-log p(target) for each row of `hidden` [n, H], logits of at most `chunk` rows at a time."""
     out = []
     for j in range(0, hidden.shape[0], chunk):
-        logits = head(hidden[j:j + chunk]).float()
-        out.append(torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets[j:j + chunk, None]).squeeze(-1))
+        logits = head(hidden[j : j + chunk]).float()
+        out.append(
+            torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets[j : j + chunk, None]).squeeze(-1)
+        )
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
 @torch.inference_mode()
-def response_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str],
-                 token_budget: int = DEFAULT_TOKEN_BUDGET, batch_size: int | None = None,
-                 desc: str = "scoring", logit_chunk_bytes: int = LOGIT_CHUNK_BYTES) -> list[TraceNLL]:
+def response_nll(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    batch_size: int | None = None,
+    desc: str = "scoring",
+    logit_chunk_bytes: int = LOGIT_CHUNK_BYTES,
+) -> list[TraceNLL]:
     """NLL of each response given its prompt, on the token sequence training uses
     (`tokenization.SequenceEncoder`: prompt ids as generation sees them, then the response's own
     ids; its end token is not scored), so the response's tokens are exactly those the model is
@@ -121,17 +137,22 @@ def response_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pro
     chunk = max(1, logit_chunk_bytes // (4 * head.weight.shape[0]))
     result: list[TraceNLL | None] = [None] * len(prompts)
     checked = False
-    for group in tqdm(micro_batches([len(a) + len(b) for a, b in zip(p_ids, r_ids, strict=True)], token_budget,
-                                    batch_size), desc=desc, unit="batch"):
+    for group in tqdm(
+        micro_batches([len(a) + len(b) for a, b in zip(p_ids, r_ids, strict=True)], token_budget, batch_size),
+        desc=desc,
+        unit="batch",
+    ):
         seqs = [p_ids[i] + r_ids[i] for i in group]
         width = max(len(x) for x in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         rows: list[int] = []
         cols: list[int] = []
-        for k, (i, x) in enumerate(zip(group, seqs, strict=True)):  # right padding: positions 0..n-1 in every row
-            ids[k, :len(x)] = torch.tensor(x)
-            mask[k, :len(x)] = 1
+        for k, (i, x) in enumerate(
+            zip(group, seqs, strict=True)
+        ):  # right padding: positions 0..n-1 in every row
+            ids[k, : len(x)] = torch.tensor(x)
+            mask[k, : len(x)] = 1
             # token t is predicted at position t-1: response tokens sit at len(a) .. len(a)+len(b)-1
             start = len(p_ids[i]) - 1
             rows += [k] * len(r_ids[i])
@@ -142,11 +163,19 @@ def response_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pro
             checked = True
         hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
         rows_t, cols_t = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
-        nll = _token_nll(head, hidden[rows_t.to(device), cols_t.to(device)],
-                         ids[rows_t.to(device), (cols_t + 1).to(device)], chunk).cpu().tolist()
+        nll = (
+            _token_nll(
+                head,
+                hidden[rows_t.to(device), cols_t.to(device)],
+                ids[rows_t.to(device), (cols_t + 1).to(device)],
+                chunk,
+            )
+            .cpu()
+            .tolist()
+        )
         pos = 0
         for i in group:
-            vals = nll[pos:pos + len(r_ids[i])]
+            vals = nll[pos : pos + len(r_ids[i])]
             pos += len(r_ids[i])
             result[i] = TraceNLL(float(sum(vals)), len(vals), vals, list(r_ids[i]))
     return result  # type: ignore[return-value]  # every slot was filled by the loop
@@ -183,6 +212,7 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
 # --- from per-split, per-seed accuracies to the numbers tables and figures show ------------------
 # Utility of a (stream, loss) = Avg@k averaged over evaluation splits (the paper's mean over its
 # benchmarks), computed per seed; the headline is the mean over seeds with a 95% interval.
+
 
 def utility(accuracy: pd.DataFrame, purpose: str = "main") -> pd.DataFrame:
     """Rows (stream, loss) with columns mean, ci95, n_seeds. `accuracy` is eval/accuracy.csv."""

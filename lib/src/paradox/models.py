@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_tokenizer(name_or_path: str, revision: str | None = None,
-                   gguf_file: str | None = None) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    name_or_path: str, revision: str | None = None, gguf_file: str | None = None
+) -> PreTrainedTokenizerBase:
     """AutoTokenizer with left padding (batched generation) and a pad token (EOS if it has none)."""
     kw: dict[str, Any] = {"revision": revision}
     if gguf_file:
@@ -30,8 +31,9 @@ def load_tokenizer(name_or_path: str, revision: str | None = None,
     return tok
 
 
-def load_model(name_or_path: str, dtype: str = "float32", gguf_file: str | None = None,
-               revision: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_model(
+    name_or_path: str, dtype: str = "float32", gguf_file: str | None = None, revision: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """AutoTokenizer + AutoModelForCausalLM, the same call for the toy SLM and a hub model."""
     kw: dict[str, Any] = {"revision": revision}
     if gguf_file:

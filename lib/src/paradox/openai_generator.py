@@ -50,8 +50,16 @@ def prompt_seeds(seed: int, n_prompts: int) -> list[int]:
 class OpenAIGenerator:
     name = "openai"
 
-    def __init__(self, tokenizer: Any, pool: EndpointPool, served_name: str, model_key: str,
-                 cache_dir: Path | str, stops: Stops | None = None, servers: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        pool: EndpointPool,
+        served_name: str,
+        model_key: str,
+        cache_dir: Path | str,
+        stops: Stops | None = None,
+        servers: Sequence[Any] = (),
+    ) -> None:
         """`served_name`: the model name the endpoints serve; `model_key`: the identity of its
         weights (`generation.model_fingerprint`), part of every cache key; `stops`: as the
         offline generators resolve them (default: the tokenizer's EOS); `servers`: managed servers
@@ -65,13 +73,25 @@ class OpenAIGenerator:
     # --- requests -------------------------------------------------------------------------------
     def request_body(self, ids: list[int], s: SamplingSettings, seed: int) -> dict[str, Any]:
         greedy = s.temperature == 0  # vLLM refuses n > 1 when greedy: one answer, repeated (as offline)
-        return {"prompt": ids, "n": 1 if greedy else s.n, "temperature": s.temperature,
-                "top_p": s.top_p, "max_tokens": s.max_new_tokens, "seed": seed,
-                "stop": list(self.stops.strings),
-                # vLLM's extensions to the completions API (sent in the body by the openai client):
-                "extra_body": {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0,
-                               "stop_token_ids": list(self.stops.token_ids), "include_stop_str_in_output": False,
-                               "return_token_ids": True, "skip_special_tokens": True}}
+        return {
+            "prompt": ids,
+            "n": 1 if greedy else s.n,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_new_tokens,
+            "seed": seed,
+            "stop": list(self.stops.strings),
+            # vLLM's extensions to the completions API (sent in the body by the openai client):
+            "extra_body": {
+                "top_k": 0,
+                "min_p": 0.0,
+                "repetition_penalty": 1.0,
+                "stop_token_ids": list(self.stops.token_ids),
+                "include_stop_str_in_output": False,
+                "return_token_ids": True,
+                "skip_special_tokens": True,
+            },
+        }
 
     def cache_path(self, body: dict[str, Any]) -> Path:
         key = stable_hash({"v": CACHE_VERSION, "model": self.model_key, **body}, n=32)
@@ -99,8 +119,10 @@ class OpenAIGenerator:
                 extra = getattr(c, "model_extra", None) or {}
                 token_ids = extra.get("token_ids")
             if token_ids is None:
-                raise RuntimeError("the endpoint returned no token ids (return_token_ids): it is not a vLLM "
-                                   "server, or too old; the SLM backend 'openai' needs vLLM's completions API")
+                raise RuntimeError(
+                    "the endpoint returned no token ids (return_token_ids): it is not a vLLM "
+                    "server, or too old; the SLM backend 'openai' needs vLLM's completions API"
+                )
             out.append({"token_ids": list(token_ids), "finish_reason": c.finish_reason})
         if len(out) != body["n"]:
             raise RuntimeError(f"asked for n={body['n']} completions, the endpoint returned {len(out)}")
@@ -111,13 +133,17 @@ class OpenAIGenerator:
     # --- the Generator protocol -------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], s: SamplingSettings) -> list[list[Completion]]:
         ids = [self.encoder.prompt(p) for p in prompts]
-        bodies = [self.request_body(list(x), s, seed) for x, seed in zip(ids, prompt_seeds(s.seed, len(ids)),
-                                                                          strict=True)]
+        bodies = [
+            self.request_body(list(x), s, seed)
+            for x, seed in zip(ids, prompt_seeds(s.seed, len(ids)), strict=True)
+        ]
         answers = thread_map(self._fetch, bodies, self.pool.capacity, desc=None)
         result = []
         for choices in answers:
-            cs = [Completion(self.stops.finish(self.tok, c["token_ids"])[0], c["finish_reason"] == "length")
-                  for c in choices]
+            cs = [
+                Completion(self.stops.finish(self.tok, c["token_ids"])[0], c["finish_reason"] == "length")
+                for c in choices
+            ]
             result.append(cs * s.n if s.temperature == 0 else cs)
         return result
 

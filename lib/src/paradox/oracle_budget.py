@@ -38,7 +38,12 @@ KINDS = ("refine", "synthesize", "locate", "style_align", "drift", "retention_ju
 # Placeholders a template may hold (real_oracle.fill and retention fill them); anything else in
 # braces (\boxed{}) is the template's own text.
 PLACEHOLDER = re.compile(r"\{(question|trace|steps|index|n_steps|n_total|last|original|rewrite)\}")
-NUMBERS = ("index", "n_steps", "n_total", "last")  # step numbers: at most as many digits as the trace bound has
+NUMBERS = (
+    "index",
+    "n_steps",
+    "n_total",
+    "last",
+)  # step numbers: at most as many digits as the trace bound has
 
 
 class BudgetError(ValueError):
@@ -48,6 +53,7 @@ class BudgetError(ValueError):
 @dataclass(frozen=True)
 class Limits:
     """One request's completion limits before the context caps them: asked for, and the least worth sending."""
+
     want: int
     need: int
 
@@ -75,6 +81,7 @@ def trace_tokens(trace: str, count: Callable[[str], int]) -> int:
 
 # --- the tokenizer --------------------------------------------------------------------------------
 
+
 class OracleTokenizer:
     """Counts prompt tokens as an OpenAI-compatible server does: the user message inside the model's
     chat template with the generation prompt, tokenized without extra special tokens (vLLM's
@@ -93,25 +100,32 @@ class OracleTokenizer:
 
                 tok = AutoTokenizer.from_pretrained(local_or_hub(self.name))
             except Exception as err:  # noqa: BLE001 - any failure here has one remedy, named below
-                raise BudgetError(f"oracle.tokenizer {self.name!r} could not be loaded ({type(err).__name__}: "
-                                  f"{str(err)[:300]}); set oracle.tokenizer to the Oracle's tokenizer (a hub id or "
-                                  "a local path, with its chat template), or unset oracle.context_length to send "
-                                  "requests uncounted") from None
+                raise BudgetError(
+                    f"oracle.tokenizer {self.name!r} could not be loaded ({type(err).__name__}: "
+                    f"{str(err)[:300]}); set oracle.tokenizer to the Oracle's tokenizer (a hub id or "
+                    "a local path, with its chat template), or unset oracle.context_length to send "
+                    "requests uncounted"
+                ) from None
             if not getattr(tok, "chat_template", None):
-                raise BudgetError(f"oracle.tokenizer {self.name!r} has no chat template: the server wraps every "
-                                  "prompt in one, so prompts cannot be counted as it sees them")
+                raise BudgetError(
+                    f"oracle.tokenizer {self.name!r} has no chat template: the server wraps every "
+                    "prompt in one, so prompts cannot be counted as it sees them"
+                )
             self._tok = tok
             overhead = self._prompt(tok, "")
             if self.chat_template_tokens is not None and overhead > self.chat_template_tokens:
-                raise BudgetError(f"the chat template of {self.name!r} adds {overhead} tokens around a prompt, "
-                                  f"more than oracle.chat_template_tokens ({self.chat_template_tokens}) that "
-                                  f"`make plan` assumed: raise oracle.chat_template_tokens to {overhead}")
+                raise BudgetError(
+                    f"the chat template of {self.name!r} adds {overhead} tokens around a prompt, "
+                    f"more than oracle.chat_template_tokens ({self.chat_template_tokens}) that "
+                    f"`make plan` assumed: raise oracle.chat_template_tokens to {overhead}"
+                )
         return self._tok
 
     @staticmethod
     def _prompt(tok: PreTrainedTokenizerBase, prompt: str) -> int:
-        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                       add_generation_prompt=True)
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
     def prompt_tokens(self, prompt: str) -> int:
@@ -125,16 +139,18 @@ class OracleTokenizer:
 
 # --- plan time ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RequestBudget:
     """The longest request of one kind: prompt bound + completion limit + margin vs the context."""
+
     kind: str
-    prompt: int       # upper bound on the prompt's tokens, chat template included
-    completion: int   # the completion limit asked for at that bound
-    need: int         # the kind's minimum there (fewer tokens left: not sent)
+    prompt: int  # upper bound on the prompt's tokens, chat template included
+    completion: int  # the completion limit asked for at that bound
+    need: int  # the kind's minimum there (fewer tokens left: not sent)
     context: int
     margin: int
-    exact: bool       # template tokens counted with the tokenizer (else bounded by bytes)
+    exact: bool  # template tokens counted with the tokenizer (else bounded by bytes)
 
     @property
     def total(self) -> int:
@@ -190,14 +206,23 @@ def placeholder_bounds(params: Params) -> tuple[dict[str, dict[str, int]], list[
     # A style-aligned repair keeps the steps before the wrong one and rewrites the rest within its
     # limit: at most that limit more than the trace. Assumed to hold for its step-tagged form too.
     repaired = max(t, limits(o.answers.style_align, o.max_tokens, t).want)
-    judged = [s for s in [*params.train.streams, *(["compat_selected"] if params.selection.enabled else []),
-                          *[drift_stream(f) for f in params.drift.fractions]] if s != "slm_rft"]
+    judged = [
+        s
+        for s in [
+            *params.train.streams,
+            *(["compat_selected"] if params.selection.enabled else []),
+            *[drift_stream(f) for f in params.drift.fractions],
+        ]
+        if s != "slm_rft"
+    ]
     rewrites = {s: _stream_bound(params, s, t, repaired) for s in dict.fromkeys(judged)}
     unbounded = [s for s, b in rewrites.items() if b is None]
     notes = []
     if unbounded:
-        notes.append(f"retention_judge on {unbounded}: not bounded by params (the dataset's solutions); a pair "
-                     "that does not fit is skipped and counted (unscored)")
+        notes.append(
+            f"retention_judge on {unbounded}: not bounded by params (the dataset's solutions); a pair "
+            "that does not fit is skipped and counted (unscored)"
+        )
     rewrite = max([b for b in rewrites.values() if b is not None], default=t)
     num = dict.fromkeys(NUMBERS, digits)
     per_kind = {
@@ -226,8 +251,9 @@ def template_bound(params: Params, own_text: str) -> int:
     return math.ceil(params.oracle.template_tokens_per_byte * len(own_text.encode()))
 
 
-def request_budgets(params: Params, templates: dict[str, str],
-                    count_prompt: Callable[[str], int] | None = None) -> tuple[list[RequestBudget], list[str]]:
+def request_budgets(
+    params: Params, templates: dict[str, str], count_prompt: Callable[[str], int] | None = None
+) -> tuple[list[RequestBudget], list[str]]:
     """The longest request of every kind the profile sends. `count_prompt` (a prompt -> tokens with
     the chat template, `OracleTokenizer.prompt_tokens`) makes the template counts exact; without
     it they are bounded by `template_bound` plus oracle.chat_template_tokens."""
@@ -239,12 +265,19 @@ def request_budgets(params: Params, templates: dict[str, str],
         text = templates[kind]
         found = PLACEHOLDER.findall(text)
         own = PLACEHOLDER.sub("", text)
-        fixed = template_bound(params, own) + o.chat_template_tokens if count_prompt is None else count_prompt(own)
+        fixed = (
+            template_bound(params, own) + o.chat_template_tokens
+            if count_prompt is None
+            else count_prompt(own)
+        )
         # + 1 per placeholder: a token may straddle the seam between template text and the filled text
         prompt = fixed + sum(bounds[kind].get(name, 0) + 1 for name in found)
         lim = limits(getattr(o.answers, kind), o.max_tokens, source_bound(params, kind))
-        out.append(RequestBudget(kind, prompt, lim.want, lim.need, o.context_length, o.context_margin,
-                                 count_prompt is not None))
+        out.append(
+            RequestBudget(
+                kind, prompt, lim.want, lim.need, o.context_length, o.context_margin, count_prompt is not None
+            )
+        )
     return out, notes
 
 
@@ -256,8 +289,10 @@ def check(params: Params, tokenizer: OracleTokenizer | None = None) -> tuple[lis
     if o.backend != "openai":
         return ["Oracle requests: the toy Oracle (a rule) has no context to fit"], []
     if o.context_length is None:
-        return [f"Oracle requests: not counted (oracle.context_length is not set): every request asks for "
-                f"{o.max_tokens:,} completion tokens, and a context-length refusal is skipped and counted"], []
+        return [
+            f"Oracle requests: not counted (oracle.context_length is not set): every request asks for "
+            f"{o.max_tokens:,} completion tokens, and a context-length refusal is skipped and counted"
+        ], []
     templates = load_templates(params)
     errors = []
     if tokenizer is not None:  # what `make plan` assumed, against the real tokenizer
@@ -265,30 +300,45 @@ def check(params: Params, tokenizer: OracleTokenizer | None = None) -> tuple[lis
             own = PLACEHOLDER.sub("", text)
             n, bound = tokenizer.text_tokens(own), template_bound(params, own)
             if n > bound:
-                errors.append(f"the {kind} template takes {n:,} tokens, more than the {bound:,} that `make plan` "
-                              f"assumed (oracle.template_tokens_per_byte {o.template_tokens_per_byte:g} x "
-                              f"{len(own.encode()):,} bytes): raise oracle.template_tokens_per_byte to "
-                              f"{n / len(own.encode()):.3f} or more")
+                errors.append(
+                    f"the {kind} template takes {n:,} tokens, more than the {bound:,} that `make plan` "
+                    f"assumed (oracle.template_tokens_per_byte {o.template_tokens_per_byte:g} x "
+                    f"{len(own.encode()):,} bytes): raise oracle.template_tokens_per_byte to "
+                    f"{n / len(own.encode()):.3f} or more"
+                )
     budgets, notes = request_budgets(params, templates, tokenizer.prompt_tokens if tokenizer else None)
-    how = "template tokens counted with the Oracle's tokenizer" if tokenizer else (
-        f"template text <= {o.template_tokens_per_byte:g} token(s) per UTF-8 byte (oracle.template_tokens_per_byte), "
-        "chat template <= oracle.chat_template_tokens")
-    lines = [f"Oracle requests in a {o.context_length:,}-token context (oracle.context_length), for a question of "
-             f"<= {r.max_question_tokens:,} and a (step-tagged) trace of <= {r.max_trace_tokens:,} tokens "
-             f"(rft.max_question_tokens, rft.max_trace_tokens); {how}; margin {o.context_margin}:"]
+    how = (
+        "template tokens counted with the Oracle's tokenizer"
+        if tokenizer
+        else (
+            f"template text <= {o.template_tokens_per_byte:g} token(s) per UTF-8 byte (oracle.template_tokens_per_byte), "
+            "chat template <= oracle.chat_template_tokens"
+        )
+    )
+    lines = [
+        f"Oracle requests in a {o.context_length:,}-token context (oracle.context_length), for a question of "
+        f"<= {r.max_question_tokens:,} and a (step-tagged) trace of <= {r.max_trace_tokens:,} tokens "
+        f"(rft.max_question_tokens, rft.max_trace_tokens); {how}; margin {o.context_margin}:"
+    ]
     for b in budgets:
-        lines.append(f"  {b.kind:<16} prompt <= {b.prompt:>5,} + completion {b.completion:>5,} + margin = "
-                     f"{b.total:>5,} {'fits' if b.fits else 'DOES NOT FIT'} (sent with at least {b.need:,} "
-                     "completion tokens left)")
+        lines.append(
+            f"  {b.kind:<16} prompt <= {b.prompt:>5,} + completion {b.completion:>5,} + margin = "
+            f"{b.total:>5,} {'fits' if b.fits else 'DOES NOT FIT'} (sent with at least {b.need:,} "
+            "completion tokens left)"
+        )
         if not b.fits:
-            errors.append(f"Oracle {b.kind} request: prompt <= {b.prompt:,} + completion {b.completion:,} + margin "
-                          f"{b.margin} = {b.total:,} tokens > oracle.context_length {b.context:,}; lower "
-                          f"rft.max_trace_tokens ({r.max_trace_tokens:,}) or rft.max_question_tokens "
-                          f"({r.max_question_tokens:,}), or oracle.answers.{b.kind}.max_tokens")
+            errors.append(
+                f"Oracle {b.kind} request: prompt <= {b.prompt:,} + completion {b.completion:,} + margin "
+                f"{b.margin} = {b.total:,} tokens > oracle.context_length {b.context:,}; lower "
+                f"rft.max_trace_tokens ({r.max_trace_tokens:,}) or rft.max_question_tokens "
+                f"({r.max_question_tokens:,}), or oracle.answers.{b.kind}.max_tokens"
+            )
         answer = getattr(o.answers, b.kind)
         floor = answer.min_tokens + math.ceil(answer.per_source_token * source_bound(params, b.kind))
         if o.max_tokens < floor:
-            errors.append(f"oracle.max_tokens ({o.max_tokens:,}) is below the {floor:,} tokens a {b.kind} answer needs "
-                          f"at the longest trace (oracle.answers.{b.kind}): raise oracle.max_tokens")
+            errors.append(
+                f"oracle.max_tokens ({o.max_tokens:,}) is below the {floor:,} tokens a {b.kind} answer needs "
+                f"at the longest trace (oracle.answers.{b.kind}): raise oracle.max_tokens"
+            )
     lines += [f"  note: {n}" for n in notes]
     return lines, errors

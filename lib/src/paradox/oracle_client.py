@@ -51,8 +51,9 @@ SKIPPED = "skipped"  # the finish reason of a request not sent (it did not fit) 
 # A 400 about the context: OpenAI's code, and the wording of vLLM's messages across versions ("This
 # model's maximum context length is ...", "... longer than the maximum model length of ...",
 # "max_tokens=... cannot be greater than max_model_len=...").
-TOO_LONG = re.compile(r"context_length_exceeded|maximum context length|maximum model length|max_model_len",
-                      re.IGNORECASE)
+TOO_LONG = re.compile(
+    r"context_length_exceeded|maximum context length|maximum model length|max_model_len", re.IGNORECASE
+)
 OTHER = "other"  # the kind of a request sent without one: oracle.max_tokens, no minimum
 
 
@@ -63,6 +64,7 @@ class OracleError(RuntimeError):
 @dataclass(frozen=True)
 class Answer:
     """The endpoint's answer to one prompt, or a skipped request (text "", finish_reason SKIPPED)."""
+
     text: str
     finish_reason: str | None
 
@@ -91,8 +93,10 @@ def thread_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str
     if not items:
         return []
     results: list[Any] = [None] * len(items)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            tqdm(total=len(items), desc=desc, unit="req", disable=desc is None) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+        tqdm(total=len(items), desc=desc, unit="req", disable=desc is None) as bar,
+    ):
         futures: dict[Future[R], int] = {pool.submit(fn, x): i for i, x in enumerate(items)}
         pending = set(futures)
         try:
@@ -115,15 +119,30 @@ class OracleClient:
     """`answer_many(prompts, kind=..., sources=...)` -> `Answer`s; `complete_many` / `complete` -> the
     answers' text, None for a skipped request (`complete` fits `retention.Completer`)."""
 
-    def __init__(self, *, base_url: str | Sequence[str] | Callable[[], Sequence[str]], model: str,
-                 cache_dir: Path | str,
-                 api_key_env: str = "OPENAI_API_KEY",
-                 temperature: float | None = 0.0, top_p: float | None = 1.0, max_tokens: int = 4096,
-                 seed: int | None = None, token_limit_field: str = "max_tokens", concurrency: int = 8, max_retries: int = 6, timeout_s: float = 600.0,
-                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0, context_length: int | None = None,
-                 tokenizer: str | OracleTokenizer | None = None, context_margin: int = 16,
-                 chat_template_tokens: int | None = None, answers: OracleAnswers | None = None,
-                 replicas: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str | Sequence[str] | Callable[[], Sequence[str]],
+        model: str,
+        cache_dir: Path | str,
+        api_key_env: str = "OPENAI_API_KEY",
+        temperature: float | None = 0.0,
+        top_p: float | None = 1.0,
+        max_tokens: int = 4096,
+        seed: int | None = None,
+        token_limit_field: str = "max_tokens",
+        concurrency: int = 8,
+        max_retries: int = 6,
+        timeout_s: float = 600.0,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        context_length: int | None = None,
+        tokenizer: str | OracleTokenizer | None = None,
+        context_margin: int = 16,
+        chat_template_tokens: int | None = None,
+        answers: OracleAnswers | None = None,
+        replicas: int = 1,
+    ) -> None:
         # A function returning the URLs: managed servers, started when the first request goes out.
         urls = base_url if callable(base_url) else [base_url] if isinstance(base_url, str) else list(base_url)
         self.model = model
@@ -131,39 +150,73 @@ class OracleClient:
         self.cache_dir = Path(cache_dir)
         # None values are not sent (see `Oracle.temperature`); the token limit goes under the field the API wants.
         self.max_tokens, self.token_limit_field = max_tokens, token_limit_field
-        self.sampling = {"temperature": temperature, "top_p": top_p, token_limit_field: max_tokens, "seed": seed}
+        self.sampling = {
+            "temperature": temperature,
+            "top_p": top_p,
+            token_limit_field: max_tokens,
+            "seed": seed,
+        }
         self.concurrency, self.max_retries, self.timeout_s = concurrency, max_retries, timeout_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self.context_length, self.context_margin = context_length, context_margin
         self.answers = answers or OracleAnswers()
         if context_length is not None and tokenizer is None:
-            raise ValueError("OracleClient: context_length needs a tokenizer to count prompts (oracle.tokenizer)")
-        self.tokenizer = (OracleTokenizer(tokenizer, chat_template_tokens) if isinstance(tokenizer, str)
-                          else tokenizer)
+            raise ValueError(
+                "OracleClient: context_length needs a tokenizer to count prompts (oracle.tokenizer)"
+            )
+        self.tokenizer = (
+            OracleTokenizer(tokenizer, chat_template_tokens) if isinstance(tokenizer, str) else tokenizer
+        )
         # Requests go through an endpoint pool: several servers (one per node) share the load, and
         # one that dies has its requests retried on the others. Its retries and backoff are ours.
-        self.pool = EndpointPool(urls, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
-                                 timeout_s=timeout_s, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
-                                 expected_endpoints=replicas)
+        self.pool = EndpointPool(
+            urls,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            timeout_s=timeout_s,
+            backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s,
+            expected_endpoints=replicas,
+        )
         self._lock = threading.Lock()
         self._stats: Counter[str] = Counter()
 
     @classmethod
-    def from_params(cls, oracle: Oracle, cache_dir: Path | str,
-                    base_urls: Sequence[str] | Callable[[], Sequence[str]] = ()) -> OracleClient:
+    def from_params(
+        cls,
+        oracle: Oracle,
+        cache_dir: Path | str,
+        base_urls: Sequence[str] | Callable[[], Sequence[str]] = (),
+    ) -> OracleClient:
         """The client `oracle` describes; `base_urls` (managed servers, or a function starting them)
         replace the params' URLs."""
         if oracle.backend != "openai" or not (base_urls or oracle.base_urls) or not oracle.model:
-            raise ValueError("OracleClient needs oracle.backend 'openai' with a model and its endpoints "
-                             "(oracle.base_url, or the URLs of managed servers)")
+            raise ValueError(
+                "OracleClient needs oracle.backend 'openai' with a model and its endpoints "
+                "(oracle.base_url, or the URLs of managed servers)"
+            )
         urls = base_urls if callable(base_urls) else list(base_urls or oracle.base_urls)
-        return cls(base_url=urls, model=oracle.model, replicas=oracle.serve.replicas if oracle.serve else 1, cache_dir=cache_dir, api_key_env=oracle.api_key_env,
-                   temperature=oracle.temperature, top_p=oracle.top_p, max_tokens=oracle.max_tokens,
-                   seed=oracle.seed, token_limit_field=oracle.token_limit_field, concurrency=oracle.concurrency, max_retries=oracle.max_retries,
-                   timeout_s=oracle.timeout_s, context_length=oracle.context_length,
-                   tokenizer=oracle.tokenizer_name if oracle.context_length is not None else None,
-                   context_margin=oracle.context_margin, chat_template_tokens=oracle.chat_template_tokens,
-                   answers=oracle.answers)
+        return cls(
+            base_url=urls,
+            model=oracle.model,
+            replicas=oracle.serve.replicas if oracle.serve else 1,
+            cache_dir=cache_dir,
+            api_key_env=oracle.api_key_env,
+            temperature=oracle.temperature,
+            top_p=oracle.top_p,
+            max_tokens=oracle.max_tokens,
+            seed=oracle.seed,
+            token_limit_field=oracle.token_limit_field,
+            concurrency=oracle.concurrency,
+            max_retries=oracle.max_retries,
+            timeout_s=oracle.timeout_s,
+            context_length=oracle.context_length,
+            tokenizer=oracle.tokenizer_name if oracle.context_length is not None else None,
+            context_margin=oracle.context_margin,
+            chat_template_tokens=oracle.chat_template_tokens,
+            answers=oracle.answers,
+        )
 
     # --- counters -------------------------------------------------------------------------
     def _count(self, what: str, n: int = 1) -> None:
@@ -191,8 +244,15 @@ class OracleClient:
     def cache_key(self, prompt: str, limit: int | None = None) -> str:
         """Hash of what determines the answer: model, messages, sampling params with the completion
         limit sent (default: max_tokens) - no URL, no key."""
-        return stable_hash({"v": CACHE_VERSION, "model": self.model, "messages": self._messages(prompt),
-                            **self._sampling(limit)}, n=32)
+        return stable_hash(
+            {
+                "v": CACHE_VERSION,
+                "model": self.model,
+                "messages": self._messages(prompt),
+                **self._sampling(limit),
+            },
+            n=32,
+        )
 
     def cache_path(self, prompt: str, limit: int | None = None) -> Path:
         key = self.cache_key(prompt, limit)
@@ -214,8 +274,13 @@ class OracleClient:
         return None if hit is None else hit.text
 
     def _store(self, prompt: str, limit: int | None, answer: Answer) -> None:
-        record = {"model": self.model, "messages": self._messages(prompt), "sampling": self._sampling(limit),
-                  "completion": answer.text, "finish_reason": answer.finish_reason}
+        record = {
+            "model": self.model,
+            "messages": self._messages(prompt),
+            "sampling": self._sampling(limit),
+            "completion": answer.text,
+            "finish_reason": answer.finish_reason,
+        }
         with atomic_path(self.cache_path(prompt, limit)) as tmp:
             tmp.write_text(json.dumps(record, ensure_ascii=False, sort_keys=True))
 
@@ -224,12 +289,15 @@ class OracleClient:
         if kind == OTHER:
             return AnswerTokens(max_tokens=self.max_tokens, min_tokens=1)
         if kind not in type(self.answers).model_fields:
-            raise ValueError(f"unknown kind of Oracle request {kind!r}; known: "
-                             f"{[*type(self.answers).model_fields, OTHER]}")
+            raise ValueError(
+                f"unknown kind of Oracle request {kind!r}; known: {[*type(self.answers).model_fields, OTHER]}"
+            )
         tokens: AnswerTokens = getattr(self.answers, kind)
         return tokens
 
-    def plan_request(self, prompt: str, kind: str = OTHER, source: str | None = None) -> tuple[int | None, int | None]:
+    def plan_request(
+        self, prompt: str, kind: str = OTHER, source: str | None = None
+    ) -> tuple[int | None, int | None]:
         """(completion limit to send or None to skip, prompt tokens or None when not counted)."""
         if self.context_length is None or self.tokenizer is None:
             return self.max_tokens, None
@@ -244,9 +312,11 @@ class OracleClient:
         requests overflow the context (a wrong oracle.tokenizer fails here, on its first answer)."""
         used = getattr(getattr(resp, "usage", None), "prompt_tokens", None)
         if counted is not None and isinstance(used, int) and used > counted + self.context_margin:
-            raise OracleError(f"Oracle endpoint {self.endpoint} (model {self.model}) counted {used} prompt tokens "
-                              f"where oracle.tokenizer {self.tokenizer.name if self.tokenizer else None!r} counted "
-                              f"{counted}: set oracle.tokenizer to the served model's tokenizer")
+            raise OracleError(
+                f"Oracle endpoint {self.endpoint} (model {self.model}) counted {used} prompt tokens "
+                f"where oracle.tokenizer {self.tokenizer.name if self.tokenizer else None!r} counted "
+                f"{counted}: set oracle.tokenizer to the served model's tokenizer"
+            )
 
     def _request(self, prompt: str, limit: int | None = None, counted: int | None = None) -> Answer:
         kwargs = {k: v for k, v in self._sampling(limit).items() if v is not None}
@@ -254,9 +324,13 @@ class OracleClient:
 
         def send(client: openai.OpenAI) -> Any:
             try:
-                return client.chat.completions.create(model=self.model, messages=self._messages(prompt), **kwargs)
+                return client.chat.completions.create(
+                    model=self.model, messages=self._messages(prompt), **kwargs
+                )
             except openai.OpenAIError as err:
-                if too_long(err):  # the server's own verdict: skipped and counted, never an abort of the batch
+                if too_long(
+                    err
+                ):  # the server's own verdict: skipped and counted, never an abort of the batch
                     refused.append(err)
                     return None
                 raise
@@ -266,8 +340,11 @@ class OracleClient:
         except EndpointError as err:
             raise OracleError(str(err)) from None
         if resp is None:
-            log.warning("oracle %s: the request does not fit the context; skipped: %s", self.endpoint,
-                        str(getattr(refused[-1], "message", ""))[:200])
+            log.warning(
+                "oracle %s: the request does not fit the context; skipped: %s",
+                self.endpoint,
+                str(getattr(refused[-1], "message", ""))[:200],
+            )
             self._count("refused_too_long")
             return Answer("", SKIPPED)
         self._check_usage(resp, counted)
@@ -283,8 +360,14 @@ class OracleClient:
                     self._count(what)
                     self._count(f"{what}_{kind}")
 
-    def answer_many(self, prompts: Iterable[str], *, kind: str = OTHER, sources: Sequence[str | None] | None = None,
-                    desc: str | None = "oracle") -> list[Answer]:
+    def answer_many(
+        self,
+        prompts: Iterable[str],
+        *,
+        kind: str = OTHER,
+        sources: Sequence[str | None] | None = None,
+        desc: str | None = "oracle",
+    ) -> list[Answer]:
         """Answers in input order. Each distinct prompt is fitted to the context (its completion
         limit from `kind` and from its `source`, the text the answer rewrites), then read from the
         cache or requested concurrently (once, even if repeated) and cached as it arrives. A
@@ -300,7 +383,9 @@ class OracleClient:
         counting = self.context_length is not None and len(unique) > 1 and desc is not None
         for p in tqdm(unique, desc=f"{desc}: fitting the context", unit="prompt", disable=not counting):
             planned[p] = self.plan_request(p, kind, source_of[p])
-        answers: dict[str, Answer] = {p: Answer("", SKIPPED) for p, (limit, _) in planned.items() if limit is None}
+        answers: dict[str, Answer] = {
+            p: Answer("", SKIPPED) for p, (limit, _) in planned.items() if limit is None
+        }
         for p in unique:
             if p not in answers and (hit := self._cached(p, planned[p][0])) is not None:
                 answers[p] = hit
@@ -320,16 +405,31 @@ class OracleClient:
         out = [answers[p] for p in prompts]
         self._tally(kind, out)
         after = self.stats()
-        log.info("oracle %s: %d prompts, %d from cache, %d requests, %d retries, %d skipped, %d truncated",
-                 desc or self.model, len(prompts), hits, after["requests"] - before["requests"],
-                 after["retries"] - before["retries"], sum(a.skipped for a in out), sum(a.truncated for a in out))
+        log.info(
+            "oracle %s: %d prompts, %d from cache, %d requests, %d retries, %d skipped, %d truncated",
+            desc or self.model,
+            len(prompts),
+            hits,
+            after["requests"] - before["requests"],
+            after["retries"] - before["retries"],
+            sum(a.skipped for a in out),
+            sum(a.truncated for a in out),
+        )
         return out
 
-    def complete_many(self, prompts: Iterable[str], desc: str | None = "oracle", *, kind: str = OTHER,
-                      sources: Sequence[str | None] | None = None) -> list[str | None]:
+    def complete_many(
+        self,
+        prompts: Iterable[str],
+        desc: str | None = "oracle",
+        *,
+        kind: str = OTHER,
+        sources: Sequence[str | None] | None = None,
+    ) -> list[str | None]:
         """The answers' text in input order; None for a request that was skipped (did not fit)."""
-        return [None if a.skipped else a.text
-                for a in self.answer_many(prompts, kind=kind, sources=sources, desc=desc)]
+        return [
+            None if a.skipped else a.text
+            for a in self.answer_many(prompts, kind=kind, sources=sources, desc=desc)
+        ]
 
     def complete(self, prompt: str, kind: str = OTHER, source: str | None = None) -> str | None:
         """The endpoint's answer to one user message (from the cache when it was asked before);

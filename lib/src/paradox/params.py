@@ -31,8 +31,6 @@ PARAMS_DIR = Path("params")  # relative to the project root (paradox.paths), whe
 BASE_FILE = "base.yaml"
 
 
-
-
 class ParamsError(ValueError):
     """A params file is missing, unparseable or fails the schema."""
 
@@ -102,8 +100,10 @@ class SLM(Strict):
         if v.count("{question}") != 1:
             raise ValueError("must contain {question} exactly once")
         if not info.data.get("use_chat_template") and not v.endswith("\n"):
-            raise ValueError("a raw prompt (use_chat_template false) must end with a newline: completions are "
-                             "stored without leading whitespace and appended to the prompt")
+            raise ValueError(
+                "a raw prompt (use_chat_template false) must end with a newline: completions are "
+                "stored without leading whitespace and appended to the prompt"
+            )
         return v
 
     @field_validator("stop_tokens", "stop_strings")
@@ -118,13 +118,16 @@ class SLM(Strict):
     def _end(cls, v: str, info: ValidationInfo) -> str:
         stops = info.data.get("stop_tokens", ())
         if v != "eos" and v not in stops:
-            raise ValueError(f"must be 'eos' or one of slm.stop_tokens {list(stops)}: a model fine-tuned to end "
-                             "its completions with it must stop there")
+            raise ValueError(
+                f"must be 'eos' or one of slm.stop_tokens {list(stops)}: a model fine-tuned to end "
+                "its completions with it must stop there"
+            )
         return v
 
 
 class VLLMEngine(Strict):
     """vLLM engine settings, used wherever a backend is `vllm` (sampling, evaluation, reward)."""
+
     tensor_parallel_size: int = Field(1, gt=0)
     data_parallel_size: int = Field(1, gt=0)  # engine replicas, each on tensor_parallel_size GPUs
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
@@ -139,6 +142,7 @@ class Serve(Strict):
     """A managed `vllm serve` (paradox.serving): the stage that needs the model starts it on
     127.0.0.1 at a free port, waits for it, logs to runs/<profile>/logs/, and stops it when the
     stage ends, fails or is interrupted."""
+
     replicas: int = Field(1, gt=0)  # servers on this machine, each at its own port (e.g. one per GPU group)
     tensor_parallel_size: int = Field(1, gt=0)
     data_parallel_size: int = Field(1, gt=0)  # vLLM's own data parallelism inside one server
@@ -155,6 +159,7 @@ class Serve(Strict):
 class Endpoint(Strict):
     """The SLM behind OpenAI-compatible completions endpoints (sampling/eval backend `openai`):
     the servers in `base_urls`, or the managed ones of `serve`."""
+
     base_urls: tuple[str, ...] = ()  # servers you run (one per node); unused when `serve` is set
     served_model_name: str | None = None  # the name those servers serve (default: slm.name_or_path)
     api_key_env: str = "SLM_API_KEY"  # the NAME of the variable holding the key
@@ -166,8 +171,10 @@ class Endpoint(Strict):
     @model_validator(mode="after")
     def _key_name(self) -> Endpoint:
         if not self.api_key_env.replace("_", "").isalnum() or self.api_key_env.startswith("sk-"):
-            raise ValueError("endpoint.api_key_env names an environment variable (e.g. SLM_API_KEY); "
-                             "never put the key itself in params")
+            raise ValueError(
+                "endpoint.api_key_env names an environment variable (e.g. SLM_API_KEY); "
+                "never put the key itself in params"
+            )
         return self
 
 
@@ -199,6 +206,7 @@ class RFT(Strict):
 
 class OraclePrompts(Strict):
     """Prompt files (paths from the repository root); each names its placeholders in braces."""
+
     refine: str = "params/prompts/oracle_refine.txt"
     synthesize: str = "params/prompts/oracle_synthesize.txt"
     locate: str = "params/prompts/oracle_locate_error.txt"
@@ -213,6 +221,7 @@ class AnswerTokens(Strict):
     `per_source_token x source tokens + max_tokens` (capped by oracle.max_tokens and by what the
     context leaves), and is not sent when less than `per_source_token x source tokens + min_tokens`
     is left. Applied only when oracle.context_length is set (requests are counted)."""
+
     max_tokens: int = Field(gt=0)
     min_tokens: int = Field(gt=0)
     per_source_token: float = Field(0.0, ge=0)
@@ -226,6 +235,7 @@ class AnswerTokens(Strict):
 
 class OracleAnswers(Strict):
     """Per kind of request (docs/budgets.md): a retention judgement is a line, a refine a trace."""
+
     refine: AnswerTokens = AnswerTokens(max_tokens=256, min_tokens=32, per_source_token=1.0)
     synthesize: AnswerTokens = AnswerTokens(max_tokens=1536, min_tokens=256)
     locate: AnswerTokens = AnswerTokens(max_tokens=1536, min_tokens=256)  # a critique, then \boxed{index}
@@ -255,13 +265,13 @@ class Oracle(Strict):
     # The request field carrying max_tokens: OpenAI's reasoning models take max_completion_tokens.
     token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     seed: int | None = None
-    concurrency: int = Field(8, gt=0)   # requests in flight
-    max_retries: int = Field(6, ge=0)   # on 429, 5xx, timeouts and dropped connections, with backoff
+    concurrency: int = Field(8, gt=0)  # requests in flight
+    max_retries: int = Field(6, ge=0)  # on 429, 5xx, timeouts and dropped connections, with backoff
     timeout_s: float = Field(600.0, gt=0)
     prompts: OraclePrompts = OraclePrompts()
     # Style-Aligned Refinement's error locator: the Oracle with the `locate` prompt, or a PRM.
     locator: Literal["oracle", "prm"] = "oracle"
-    prm: str | None = None              # e.g. Qwen/Qwen2.5-Math-PRM-7B (locator: prm)
+    prm: str | None = None  # e.g. Qwen/Qwen2.5-Math-PRM-7B (locator: prm)
     prm_threshold: float = Field(0.5, gt=0, lt=1)  # first step whose PRM score is below this is wrong
     # Fitting every request into the Oracle's context (docs/budgets.md). context_length: the served
     # model's context (vLLM's max_model_len); None: requests are not counted (a hosted API with a
@@ -269,7 +279,7 @@ class Oracle(Strict):
     # (None: oracle.model), loaded on the first request to count prompts as the server will.
     context_length: int | None = Field(None, gt=0)
     tokenizer: str | None = None
-    context_margin: int = Field(16, ge=0)        # tokens of the context never planned for
+    context_margin: int = Field(16, ge=0)  # tokens of the context never planned for
     # A bound on the tokens the chat template adds around a prompt: `make plan` uses it (nothing is
     # loaded there) and the client checks it against the real template when it loads the tokenizer.
     chat_template_tokens: int = Field(64, ge=0)
@@ -292,12 +302,16 @@ class Oracle(Strict):
     @model_validator(mode="after")
     def _endpoint(self) -> Oracle:
         if self.backend == "openai" and not ((self.base_urls or self.serve) and self.model):
-            raise ValueError("oracle.backend 'openai' needs oracle.model and oracle.base_url (or oracle.serve)")
+            raise ValueError(
+                "oracle.backend 'openai' needs oracle.model and oracle.base_url (or oracle.serve)"
+            )
         if self.locator == "prm" and not self.prm:
             raise ValueError("oracle.locator 'prm' needs oracle.prm (a process reward model)")
         if not self.api_key_env.replace("_", "").isalnum() or self.api_key_env.startswith("sk-"):
-            raise ValueError("oracle.api_key_env names an environment variable (e.g. OPENAI_API_KEY); "
-                             "never put the key itself in params")
+            raise ValueError(
+                "oracle.api_key_env names an environment variable (e.g. OPENAI_API_KEY); "
+                "never put the key itself in params"
+            )
         return self
 
 
@@ -314,9 +328,9 @@ class RewardModel(Strict):
     # implementation.
     head: Literal["seq_cls", "remote_code"] = "seq_cls"
     trust_remote_code: bool = False
-    system_prompt: str | None = None    # chat: system (optional), user = question, assistant = trace
+    system_prompt: str | None = None  # chat: system (optional), user = question, assistant = trace
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    batch_size: int = Field(8, gt=0)    # chats per forward pass (hf), per request (vllm_server)
+    batch_size: int = Field(8, gt=0)  # chats per forward pass (hf), per request (vllm_server)
     max_length: int = Field(4096, gt=0)
     # backend vllm_server only: the servers you run (one per node), "http://host:port" with or without
     # "/v1", one URL or a list (requests are spread over them and fail over), or `serve`: servers the
@@ -324,9 +338,9 @@ class RewardModel(Strict):
     base_url: str | tuple[str, ...] | None = None
     serve: Serve | None = None
     served_model_name: str | None = None  # the name the servers serve (default: name_or_path)
-    api_key_env: str = "REWARD_API_KEY"   # the NAME of the variable holding the servers' key, if any
-    concurrency: int = Field(8, gt=0)     # requests in flight per server (each of batch_size chats)
-    max_retries: int = Field(6, ge=0)     # on 5xx, timeouts and dropped connections, with backoff
+    api_key_env: str = "REWARD_API_KEY"  # the NAME of the variable holding the servers' key, if any
+    concurrency: int = Field(8, gt=0)  # requests in flight per server (each of batch_size chats)
+    max_retries: int = Field(6, ge=0)  # on 5xx, timeouts and dropped connections, with backoff
     timeout_s: float = Field(600.0, gt=0)
 
     @property
@@ -341,8 +355,10 @@ class RewardModel(Strict):
     def _served_only(cls, v: Any, info: ValidationInfo) -> Any:
         backend = info.data.get("backend")
         if v is not None and backend != "vllm_server":
-            raise ValueError(f"is for backend 'vllm_server' (vLLM pooling servers); backend '{backend}' scores "
-                             "in this process")
+            raise ValueError(
+                f"is for backend 'vllm_server' (vLLM pooling servers); backend '{backend}' scores "
+                "in this process"
+            )
         if info.field_name == "base_url" and v is not None:
             urls = (v,) if isinstance(v, str) else v
             if not urls or any(not u.startswith(("http://", "https://")) for u in urls):
@@ -353,7 +369,9 @@ class RewardModel(Strict):
     @classmethod
     def _key_name(cls, v: str) -> str:
         if not v.replace("_", "").isalnum() or v.startswith("sk-"):
-            raise ValueError("names an environment variable (e.g. REWARD_API_KEY); never put the key itself in params")
+            raise ValueError(
+                "names an environment variable (e.g. REWARD_API_KEY); never put the key itself in params"
+            )
         return v
 
     @model_validator(mode="after")
@@ -362,12 +380,16 @@ class RewardModel(Strict):
             raise ValueError(f"reward backend '{self.backend}' needs name_or_path")
         if self.backend == "hf" and self.head == "remote_code" and not self.trust_remote_code:
             # Without it AutoModel falls back to the bare base model, whose first output is hidden states.
-            raise ValueError(f"reward model {self.name_or_path}: head 'remote_code' with backend 'hf' runs the "
-                             "checkpoint's own code; set trust_remote_code: true for it")
+            raise ValueError(
+                f"reward model {self.name_or_path}: head 'remote_code' with backend 'hf' runs the "
+                "checkpoint's own code; set trust_remote_code: true for it"
+            )
         if self.backend == "vllm_server" and (self.serve is None) == (not self.base_urls):
-            raise ValueError(f"reward model {self.name_or_path}: backend 'vllm_server' needs exactly one of serve "
-                             "(servers the stage starts) and base_url (servers you run)"
-                             + ("; both are set" if self.serve is not None else ""))
+            raise ValueError(
+                f"reward model {self.name_or_path}: backend 'vllm_server' needs exactly one of serve "
+                "(servers the stage starts) and base_url (servers you run)"
+                + ("; both are set" if self.serve is not None else "")
+            )
         return self
 
 
@@ -425,8 +447,10 @@ class Train(Strict):
         per_device = self.per_device_batch_size or batch_size // self.num_processes
         accum, rest = divmod(batch_size, per_device * self.num_processes)
         if rest or accum == 0:
-            raise ValueError(f"batch size {batch_size} is not a multiple of per_device_batch_size "
-                             f"{per_device} x num_processes {self.num_processes}")
+            raise ValueError(
+                f"batch size {batch_size} is not a multiple of per_device_batch_size "
+                f"{per_device} x num_processes {self.num_processes}"
+            )
         return per_device, accum
 
 
@@ -479,6 +503,7 @@ class Grid(Strict):
 
 class DatasetSpec(Strict):
     """One Hugging Face dataset mapped to the Problem record (see `paradox.hf_sources`)."""
+
     hub_id: str
     config: str | None = None
     split: str
@@ -503,39 +528,45 @@ class DatasetSpec(Strict):
 class ModelShape(Strict):
     """A transformer's published config (its config.json), as the memory estimates of `make plan`
     need it (paradox.gpu_memory; the paper's models are in its table, with their sources)."""
-    layers: int = Field(gt=0)                 # num_hidden_layers
-    hidden: int = Field(gt=0)                 # hidden_size
-    heads: int = Field(gt=0)                  # num_attention_heads
-    kv_heads: int = Field(gt=0)               # num_key_value_heads
+
+    layers: int = Field(gt=0)  # num_hidden_layers
+    hidden: int = Field(gt=0)  # hidden_size
+    heads: int = Field(gt=0)  # num_attention_heads
+    kv_heads: int = Field(gt=0)  # num_key_value_heads
     head_dim: int | None = Field(None, gt=0)  # None: hidden / heads
-    intermediate: int = Field(gt=0)           # intermediate_size (a gated MLP: gate, up, down)
-    vocab: int = Field(gt=0)                  # vocab_size
-    max_position: int = Field(gt=0)           # max_position_embeddings
-    tied_embeddings: bool = False             # tie_word_embeddings
-    lm_head: bool = True                      # False: a reward model (a scalar head, no vocabulary)
-    qkv_bias: bool = False                    # Qwen2: biases on the q, k and v projections
-    source: str = ""                          # where the numbers come from
+    intermediate: int = Field(gt=0)  # intermediate_size (a gated MLP: gate, up, down)
+    vocab: int = Field(gt=0)  # vocab_size
+    max_position: int = Field(gt=0)  # max_position_embeddings
+    tied_embeddings: bool = False  # tie_word_embeddings
+    lm_head: bool = True  # False: a reward model (a scalar head, no vocabulary)
+    qkv_bias: bool = False  # Qwen2: biases on the q, k and v projections
+    source: str = ""  # where the numbers come from
 
 
 class GPUHours(Strict):
     """What `make plan`'s GPU-hour estimates assume (paradox.gpu_hours, docs/budgets.md): stated
     guesses, none of them measured. Throughputs per GPU come from the table paradox.gpu_hours.GPUS
     for `hardware.gpu` (model size x GPU kind) unless set here."""
+
     # Generated tokens/s per GPU of one model in vLLM with hundreds of sequences in flight (hub id or
     # path -> rate); overrides the table's rate for that model's size. Set it from your own run.
     decode_tokens_per_s: dict[str, float] = Field(default_factory=dict)
-    peak_tflops: float | None = Field(None, gt=0)  # dense bf16 TFLOP/s per GPU; None: the GPU's datasheet figure
+    peak_tflops: float | None = Field(
+        None, gt=0
+    )  # dense bf16 TFLOP/s per GPU; None: the GPU's datasheet figure
     # Model FLOPs utilisation: training counts 6 x params x tokens (gradient checkpointing's recompute
     # and padding are inside it); forward passes (prefill, rewards, perplexity) 2 x params x tokens.
     train_mfu: float = Field(0.35, gt=0, le=1)
     forward_mfu: float = Field(0.3, gt=0, le=1)
-    mean_question_tokens: int = Field(150, gt=0)   # a problem statement (with the chat template)
-    mean_trace_tokens: int = Field(600, gt=0)      # a sampled trace, and a trace in every stream
-    mean_eval_tokens: int = Field(800, gt=0)       # an answer to a benchmark problem (harder: longer)
-    kept_share: float = Field(0.34, gt=0, le=1)    # problems kept by rejection sampling (paper: ~34K of 100K)
-    load_gib_per_s: float = Field(2.0, gt=0)       # reading (or writing) weights on local disk
-    engine_start_s: float = Field(90.0, ge=0)      # a vLLM engine's start beyond its weights (CUDA graphs, compile)
-    train_run_s: float = Field(60.0, ge=0)         # a training run's launch beyond loading and saving weights
+    mean_question_tokens: int = Field(150, gt=0)  # a problem statement (with the chat template)
+    mean_trace_tokens: int = Field(600, gt=0)  # a sampled trace, and a trace in every stream
+    mean_eval_tokens: int = Field(800, gt=0)  # an answer to a benchmark problem (harder: longer)
+    kept_share: float = Field(0.34, gt=0, le=1)  # problems kept by rejection sampling (paper: ~34K of 100K)
+    load_gib_per_s: float = Field(2.0, gt=0)  # reading (or writing) weights on local disk
+    engine_start_s: float = Field(
+        90.0, ge=0
+    )  # a vLLM engine's start beyond its weights (CUDA graphs, compile)
+    train_run_s: float = Field(60.0, ge=0)  # a training run's launch beyond loading and saving weights
     # GPUs of an Oracle that runs elsewhere (oracle.base_url): its wall time; None: its GPU hours only.
     oracle_gpus: int | None = Field(None, gt=0)
 
@@ -543,6 +574,7 @@ class GPUHours(Strict):
 class Hardware(Strict):
     """The GPUs a profile runs on: `make plan` checks each stage's estimated peak memory against them
     and estimates each stage's GPU hours on them."""
+
     gpu_memory_gib: float | None = Field(None, gt=0)  # per GPU, as CUDA reports it; None: no estimate
     gpus_per_node: int = Field(1, gt=0)
     # The kind of GPU (a row of paradox.gpu_hours.GPUS: peak FLOP/s, decode throughputs); None: GPU
@@ -586,8 +618,11 @@ class Params(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Params:
         if self.rft.clean is True:  # the world's own cleaning (see RFT.clean)
-            object.__setattr__(self, "rft", self.rft.model_copy(
-                update={"clean": "lines" if self.world == "toy" else "layout"}))
+            object.__setattr__(
+                self,
+                "rft",
+                self.rft.model_copy(update={"clean": "lines" if self.world == "toy" else "layout"}),
+            )
         if self.world == "toy" and self.toy is None:
             raise ValueError("world is 'toy' but the 'toy' section is missing")
         if self.world == "real":
@@ -595,9 +630,12 @@ class Params(Strict):
             missing = [s for s in needed if s not in self.datasets]
             if missing:
                 raise ValueError(f"world is 'real' but datasets has no entry for split(s) {missing}")
-        for key, names in (("train.streams", self.train.streams), ("grid.streams", self.grid.streams),
-                           ("selection.candidates", self.selection.candidates),
-                           ("learning_curve.streams", self.learning_curve.streams)):
+        for key, names in (
+            ("train.streams", self.train.streams),
+            ("grid.streams", self.grid.streams),
+            ("selection.candidates", self.selection.candidates),
+            ("learning_curve.streams", self.learning_curve.streams),
+        ):
             unknown = [s for s in names if s not in STREAMS]
             if unknown:
                 raise ValueError(f"{key}: unknown stream(s) {unknown}; known: {list(STREAMS)}")
@@ -608,31 +646,51 @@ class Params(Strict):
         for bs in (self.train.batch_size, *self.grid.batch_sizes):
             self.train.split_batch(bs)
         if self.train.launcher == "accelerate" and not self.train.accelerate_config:
-            raise ValueError("train.launcher 'accelerate' needs train.accelerate_config (a file under params/accelerate/)")
+            raise ValueError(
+                "train.launcher 'accelerate' needs train.accelerate_config (a file under params/accelerate/)"
+            )
         uses_endpoint = "openai" in (self.sampling.backend, self.eval_backend)
         if uses_endpoint and not (self.endpoint.base_urls or self.endpoint.serve):
-            raise ValueError("backend 'openai' needs endpoint.base_urls (servers you run) or endpoint.serve "
-                             "(servers each stage starts)")
+            raise ValueError(
+                "backend 'openai' needs endpoint.base_urls (servers you run) or endpoint.serve "
+                "(servers each stage starts)"
+            )
         if self.eval_backend == "openai" and not self.endpoint.serve:
-            raise ValueError("eval.backend 'openai' needs endpoint.serve: every fine-tuned model is served in turn")
+            raise ValueError(
+                "eval.backend 'openai' needs endpoint.serve: every fine-tuned model is served in turn"
+            )
         if self.train.num_machines > 1 and self.train.launcher != "accelerate":
             raise ValueError("train.num_machines > 1 needs train.launcher 'accelerate'")
         if self.train.num_processes % self.train.num_machines:
-            raise ValueError(f"train.num_processes {self.train.num_processes} is not a multiple of "
-                             f"train.num_machines {self.train.num_machines}")
+            raise ValueError(
+                f"train.num_processes {self.train.num_processes} is not a multiple of "
+                f"train.num_machines {self.train.num_machines}"
+            )
         o, r = self.oracle, self.rft
         counted = o.backend == "openai" and o.context_length is not None
-        unset = [k for k, v in (("rft.max_question_tokens", r.max_question_tokens),
-                                ("rft.max_trace_tokens", r.max_trace_tokens)) if v is None]
+        unset = [
+            k
+            for k, v in (
+                ("rft.max_question_tokens", r.max_question_tokens),
+                ("rft.max_trace_tokens", r.max_trace_tokens),
+            )
+            if v is None
+        ]
         if counted and unset:
-            raise ValueError(f"oracle.context_length is set but {unset} not: they bound the question and the trace "
-                             "every Oracle prompt carries, so that `make plan` can check the budgets (docs/budgets.md)")
+            raise ValueError(
+                f"oracle.context_length is set but {unset} not: they bound the question and the trace "
+                "every Oracle prompt carries, so that `make plan` can check the budgets (docs/budgets.md)"
+            )
         if not counted and len(unset) < 2:
-            raise ValueError("rft.max_question_tokens and rft.max_trace_tokens count the Oracle's tokens: they need "
-                             "oracle.backend 'openai' with oracle.context_length (and oracle.tokenizer)")
+            raise ValueError(
+                "rft.max_question_tokens and rft.max_trace_tokens count the Oracle's tokens: they need "
+                "oracle.backend 'openai' with oracle.context_length (and oracle.tokenizer)"
+            )
         missing_splits = [s for s in self.learning_curve.splits if s not in self.eval.splits]
         if self.learning_curve.checkpoints and missing_splits:
-            raise ValueError(f"learning_curve.splits {missing_splits} are not evaluation splits (eval.splits)")
+            raise ValueError(
+                f"learning_curve.splits {missing_splits} are not evaluation splits (eval.splits)"
+            )
         return self
 
     @property
@@ -660,8 +718,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any], origin: _Origin, src: str,
-           prefix: tuple[object, ...] = ()) -> dict[str, Any]:
+def _merge(
+    base: dict[str, Any], over: dict[str, Any], origin: _Origin, src: str, prefix: tuple[object, ...] = ()
+) -> dict[str, Any]:
     """Deep-merge `over` into `base`, recording which file set each key."""
     out = dict(base)
     for key, value in over.items():
@@ -716,11 +775,15 @@ def _profile_chain(params_dir: Path, profile: str) -> list[tuple[Path, dict[str,
     while name is not None:
         path = params_dir / f"{name}.yaml"
         if any(path == p for p, _ in chain):
-            raise ParamsError(f"{display(chain[-1][0])}: key 'extends': profiles extend each other in a cycle ({name})")
+            raise ParamsError(
+                f"{display(chain[-1][0])}: key 'extends': profiles extend each other in a cycle ({name})"
+            )
         data = _read_yaml(path)
         parent = data.pop("extends", None)
         if parent is not None and (not isinstance(parent, str) or parent == BASE_FILE.removesuffix(".yaml")):
-            raise ParamsError(f"{display(path)}: key 'extends' must name another profile (base.yaml is always first)")
+            raise ParamsError(
+                f"{display(path)}: key 'extends' must name another profile (base.yaml is always first)"
+            )
         chain.append((path, data))
         name = parent
     return chain[::-1]
@@ -748,13 +811,16 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
     # Files named by params are resolved from the repository root (the parent of params/).
     files: dict[tuple[str, ...], str | None] = {
         ("analysis", "retention_prompt"): params.analysis.retention_prompt,
-        ("train", "accelerate_config"): params.train.accelerate_config}
+        ("train", "accelerate_config"): params.train.accelerate_config,
+    }
     if params.oracle.backend == "openai":
         files |= {("oracle", "prompts", k): v for k, v in params.oracle.prompts.model_dump().items()}
     for key, rel in files.items():
         if rel is not None and not (params_dir.parent / rel).is_file():
             src = origin.get(key, origin.get(key[:2], display(base_path)))
-            raise ParamsError(f"{src}: key '{'.'.join(key)}': file not found: {display(params_dir.parent / rel)}")
+            raise ParamsError(
+                f"{src}: key '{'.'.join(key)}': file not found: {display(params_dir.parent / rel)}"
+            )
     return params
 
 

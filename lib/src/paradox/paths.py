@@ -35,8 +35,10 @@ def project_root() -> Path:
     cwd = Path.cwd().resolve()
     found = _find_root(cwd) or _find_root(Path(__file__).resolve().parent)
     if found is None:
-        raise FileNotFoundError(f"cannot find the project root (a directory with {MARKER}) above {cwd}; "
-                                f"start from inside the project or set ${ROOT_ENV}")
+        raise FileNotFoundError(
+            f"cannot find the project root (a directory with {MARKER}) above {cwd}; "
+            f"start from inside the project or set ${ROOT_ENV}"
+        )
     return found
 
 

@@ -35,7 +35,11 @@ def _dataset(params: Params, split: str) -> str:
     if params.world == "toy":
         return f"toy '{split}' split (runs/{params.profile}/world/{split}.jsonl)"
     d = params.datasets[split]
-    where = f"local {d.local_path}" if d.local_path else f"hub {d.hub_id}" + (f"@{d.revision}" if d.revision else "")
+    where = (
+        f"local {d.local_path}"
+        if d.local_path
+        else f"hub {d.hub_id}" + (f"@{d.revision}" if d.revision else "")
+    )
     cfg = f", config {d.config}" if d.config else ""
     limit = f", sample of {d.limit:,}" if d.limit else ""
     return f"{split}: {where} (split {d.split}{cfg}{limit})"
@@ -54,12 +58,17 @@ def _reward(r: RewardModel) -> str:
         return "toy rubric reward (paradox.toy.reward)"
     if r.backend == "vllm_server":
         sv = r.serve
-        where = (f"managed `vllm serve --runner pooling` ({sv.replicas} server(s) x data parallel "
-                 f"{sv.data_parallel_size} x tensor parallel {sv.tensor_parallel_size}, max_model_len "
-                 f"{sv.max_model_len or r.max_length:,})" if sv is not None
-                 else f"vLLM pooling servers at {', '.join(r.base_urls)}")
-        return (f"{r.name_or_path} via {where} ({r.head}, {r.dtype}, {r.batch_size} chats per request, "
-                f"{r.concurrency} requests in flight per server)")
+        where = (
+            f"managed `vllm serve --runner pooling` ({sv.replicas} server(s) x data parallel "
+            f"{sv.data_parallel_size} x tensor parallel {sv.tensor_parallel_size}, max_model_len "
+            f"{sv.max_model_len or r.max_length:,})"
+            if sv is not None
+            else f"vLLM pooling servers at {', '.join(r.base_urls)}"
+        )
+        return (
+            f"{r.name_or_path} via {where} ({r.head}, {r.dtype}, {r.batch_size} chats per request, "
+            f"{r.concurrency} requests in flight per server)"
+        )
     return f"{r.name_or_path} via {r.backend} ({r.head}, {r.dtype}, batch {r.batch_size})"
 
 
@@ -78,8 +87,10 @@ def _engine(params: Params, backend: str) -> str:
         if e.serve is None:
             return f"your OpenAI-compatible servers at {', '.join(e.base_urls)}"
         sv = e.serve
-        return (f"managed vllm serve ({sv.replicas} server(s) x data parallel {sv.data_parallel_size} x tensor "
-                f"parallel {sv.tensor_parallel_size})")
+        return (
+            f"managed vllm serve ({sv.replicas} server(s) x data parallel {sv.data_parallel_size} x tensor "
+            f"parallel {sv.tensor_parallel_size})"
+        )
     v = params.vllm
     return f"vLLM (tensor parallel {v.tensor_parallel_size}, data parallel {v.data_parallel_size})"
 
@@ -96,13 +107,17 @@ def _gpus(params: Params, backend: str) -> str:
         engines, tp = sv.replicas * sv.data_parallel_size, sv.tensor_parallel_size
     else:
         engines, tp = 1, params.vllm.tensor_parallel_size
-    return (f"GPUs: {engines * tp} of the node's {params.hardware.gpus_per_node} ({engines} engine(s) of {tp} GPU(s) "
-            "each; memory per GPU below)")
+    return (
+        f"GPUs: {engines * tp} of the node's {params.hardware.gpus_per_node} ({engines} engine(s) of {tp} GPU(s) "
+        "each; memory per GPU below)"
+    )
 
 
 def _on_gpus(params: Params) -> bool:
     """A real-world profile that declares its GPUs (`hardware`): the plan says which GPUs each stage uses."""
-    return params.world == "real" and (params.hardware.gpu_memory_gib is not None or params.hardware.gpu is not None)
+    return params.world == "real" and (
+        params.hardware.gpu_memory_gib is not None or params.hardware.gpu is not None
+    )
 
 
 def _oracle_gpus(params: Params) -> list[str]:
@@ -111,21 +126,32 @@ def _oracle_gpus(params: Params) -> list[str]:
         return []
     if o.serve is not None:
         n, _ = gpu_hours.oracle_gpus(params)
-        return [f"Oracle GPUs: {n} of this node's {params.hardware.gpus_per_node}, served by this stage and stopped when "
-                "it is done (the GPU lock keeps the SLM's servers off them meanwhile)"]
+        return [
+            f"Oracle GPUs: {n} of this node's {params.hardware.gpus_per_node}, served by this stage and stopped when "
+            "it is done (the GPU lock keeps the SLM's servers off them meanwhile)"
+        ]
     n = params.hardware.gpu_hours.oracle_gpus
-    return [f"Oracle GPUs: the Oracle's own ({n} GPUs, hardware.gpu_hours.oracle_gpus)" if n
-            else "Oracle GPUs: the Oracle's own, elsewhere"]
+    return [
+        f"Oracle GPUs: the Oracle's own ({n} GPUs, hardware.gpu_hours.oracle_gpus)"
+        if n
+        else "Oracle GPUs: the Oracle's own, elsewhere"
+    ]
 
 
 def _oracle(params: Params) -> str:
     o = params.oracle
     if o.backend == "toy":
         return "toy rule Oracle (paradox.toy.oracle)"
-    where = (f"managed vllm serve (data parallel {o.serve.data_parallel_size}, tensor parallel "
-             f"{o.serve.tensor_parallel_size})" if o.serve else ", ".join(o.base_urls))
-    return (f"{o.model} at {where} (OpenAI-compatible; key from ${o.api_key_env}; "
-            f"{o.concurrency} requests in flight; cached under runs/{params.profile}/cache/oracle)")
+    where = (
+        f"managed vllm serve (data parallel {o.serve.data_parallel_size}, tensor parallel "
+        f"{o.serve.tensor_parallel_size})"
+        if o.serve
+        else ", ".join(o.base_urls)
+    )
+    return (
+        f"{o.model} at {where} (OpenAI-compatible; key from ${o.api_key_env}; "
+        f"{o.concurrency} requests in flight; cached under runs/{params.profile}/cache/oracle)"
+    )
 
 
 def stages(params: Params) -> list[Stage]:
@@ -141,81 +167,176 @@ def stages(params: Params) -> list[Stage]:
     if p.world == "toy":
         assert p.toy is not None
         tp, ts = p.toy.problems, p.toy.slm
-        out.append(Stage("00_toy_world", "build the toy world and pretrain its SLM on native-style solutions",
-                         models=[f"toy Llama: hidden {ts.hidden_size}, {ts.n_layers} layers, vocab {ts.vocab_size}"],
-                         sizes=[f"problems: train {tp.n_train}, test {tp.n_test}, hard {tp.n_hard}",
-                                f"pretraining: {ts.pretrain_problems:,} solutions x {ts.pretrain_epochs:g} epochs"],
-                         outputs=[f"{paths.world}/", f"{paths.slm_cache}/<key>/"]))
+        out.append(
+            Stage(
+                "00_toy_world",
+                "build the toy world and pretrain its SLM on native-style solutions",
+                models=[f"toy Llama: hidden {ts.hidden_size}, {ts.n_layers} layers, vocab {ts.vocab_size}"],
+                sizes=[
+                    f"problems: train {tp.n_train}, test {tp.n_test}, hard {tp.n_hard}",
+                    f"pretraining: {ts.pretrain_problems:,} solutions x {ts.pretrain_epochs:g} epochs",
+                ],
+                outputs=[f"{paths.world}/", f"{paths.slm_cache}/<key>/"],
+            )
+        )
     k = p.sampling
-    out.append(Stage("01_data", "rejection sampling: k samples per training problem, keep one correct trace",
-                     models=[f"{_slm(p)} on {_engine(p, k.backend)}"], data=[_dataset(p, "train")],
-                     sizes=[f"problems: {n_txt}", *([_gpus(p, k.backend)] if _on_gpus(p) else []),
-                            f"generations: {k.k} per problem"
-                            + (f" = {n * k.k:,}" if n else "") + f", at most {k.max_new_tokens:,} new tokens each",
-                            "kept problems: those with a correct sample (known only after sampling"
-                            + ("; the paper kept ~34K of 100K)" if p.world == "real" else ")")],
-                     outputs=[f"{paths.data}/samples/", f"{paths.data}/kept_problems.jsonl",
-                              f"{paths.streams}/slm_rft.jsonl", f"{paths.streams}/ground_truth.jsonl"]))
-    out.append(Stage("02_oracle_refine", "Oracle-Refined and Oracle-Synthesized streams; reward of every stream",
-                     models=[f"Oracle: {_oracle(p)}", f"reward: {_reward(p.reward)}",
-                             *[f"reward cross-check: {_reward(r)}" for r in p.reward.cross_check]],
-                     sizes=[("Oracle requests: 2 per kept problem (refine, synthesize), "
-                             + (f"at most {p.oracle.max_tokens:,} tokens each" if p.oracle.context_length is None
-                                else "each fitted to the Oracle's context (budgets below)"))
-                            if p.oracle.backend == "openai" else "Oracle: 2 rule calls per kept problem",
-                            *_oracle_gpus(p),
-                            f"reward scores: 4 streams x kept problems x {1 + len(p.reward.cross_check)} model(s)"],
-                     outputs=[f"{paths.streams}/oracle_refined.jsonl", f"{paths.streams}/oracle_synthesized.jsonl",
-                              f"{paths.rewards}/<stream>.jsonl"]))
+    out.append(
+        Stage(
+            "01_data",
+            "rejection sampling: k samples per training problem, keep one correct trace",
+            models=[f"{_slm(p)} on {_engine(p, k.backend)}"],
+            data=[_dataset(p, "train")],
+            sizes=[
+                f"problems: {n_txt}",
+                *([_gpus(p, k.backend)] if _on_gpus(p) else []),
+                f"generations: {k.k} per problem"
+                + (f" = {n * k.k:,}" if n else "")
+                + f", at most {k.max_new_tokens:,} new tokens each",
+                "kept problems: those with a correct sample (known only after sampling"
+                + ("; the paper kept ~34K of 100K)" if p.world == "real" else ")"),
+            ],
+            outputs=[
+                f"{paths.data}/samples/",
+                f"{paths.data}/kept_problems.jsonl",
+                f"{paths.streams}/slm_rft.jsonl",
+                f"{paths.streams}/ground_truth.jsonl",
+            ],
+        )
+    )
+    out.append(
+        Stage(
+            "02_oracle_refine",
+            "Oracle-Refined and Oracle-Synthesized streams; reward of every stream",
+            models=[
+                f"Oracle: {_oracle(p)}",
+                f"reward: {_reward(p.reward)}",
+                *[f"reward cross-check: {_reward(r)}" for r in p.reward.cross_check],
+            ],
+            sizes=[
+                (
+                    "Oracle requests: 2 per kept problem (refine, synthesize), "
+                    + (
+                        f"at most {p.oracle.max_tokens:,} tokens each"
+                        if p.oracle.context_length is None
+                        else "each fitted to the Oracle's context (budgets below)"
+                    )
+                )
+                if p.oracle.backend == "openai"
+                else "Oracle: 2 rule calls per kept problem",
+                *_oracle_gpus(p),
+                f"reward scores: 4 streams x kept problems x {1 + len(p.reward.cross_check)} model(s)",
+            ],
+            outputs=[
+                f"{paths.streams}/oracle_refined.jsonl",
+                f"{paths.streams}/oracle_synthesized.jsonl",
+                f"{paths.rewards}/<stream>.jsonl",
+            ],
+        )
+    )
     sa = p.style_align
-    out.append(Stage("03_style_align", "Style-Aligned Refinement (locate the wrong step, fix it in the SLM's wording, "
-                     "style check); drift dial; compatibility-aware selection",
-                     models=[f"Oracle: {_oracle(p)}", f"locator: {p.oracle.locator}"
-                             + (f" ({p.oracle.prm})" if p.oracle.locator == "prm" else ""),
-                             f"perplexity: {_slm(p)}"],
-                     sizes=[*_oracle_gpus(p), f"style check: PPL ratio <= {sa.max_ppl_ratio}, edit ratio <= "
-                            f"{sa.max_edit_ratio}",
-                            f"drift dial fractions: {list(p.drift.fractions) or 'none'}",
-                            f"selection: {'on, lambda ' + str(p.selection.lam) if p.selection.enabled else 'off'}"],
-                     outputs=[f"{paths.streams}/style_aligned.jsonl", f"{paths.data}/style_align_decisions.jsonl",
-                              *([f"{paths.streams}/compat_selected.jsonl"] if p.selection.enabled else []),
-                              *[f"{paths.streams}/{drift_stream(f)}.jsonl" for f in p.drift.fractions]]))
-    launcher = ("inline TRL SFTTrainer" if t.launcher == "inline"
-                else f"accelerate launch ({t.accelerate_config}, {t.num_processes} processes)")
+    out.append(
+        Stage(
+            "03_style_align",
+            "Style-Aligned Refinement (locate the wrong step, fix it in the SLM's wording, "
+            "style check); drift dial; compatibility-aware selection",
+            models=[
+                f"Oracle: {_oracle(p)}",
+                f"locator: {p.oracle.locator}" + (f" ({p.oracle.prm})" if p.oracle.locator == "prm" else ""),
+                f"perplexity: {_slm(p)}",
+            ],
+            sizes=[
+                *_oracle_gpus(p),
+                f"style check: PPL ratio <= {sa.max_ppl_ratio}, edit ratio <= {sa.max_edit_ratio}",
+                f"drift dial fractions: {list(p.drift.fractions) or 'none'}",
+                f"selection: {'on, lambda ' + str(p.selection.lam) if p.selection.enabled else 'off'}",
+            ],
+            outputs=[
+                f"{paths.streams}/style_aligned.jsonl",
+                f"{paths.data}/style_align_decisions.jsonl",
+                *([f"{paths.streams}/compat_selected.jsonl"] if p.selection.enabled else []),
+                *[f"{paths.streams}/{drift_stream(f)}.jsonl" for f in p.drift.fractions],
+            ],
+        )
+    )
+    launcher = (
+        "inline TRL SFTTrainer"
+        if t.launcher == "inline"
+        else f"accelerate launch ({t.accelerate_config}, {t.num_processes} processes)"
+    )
     n_main = sum(r.purpose == "main" for r in runs)
-    out.append(Stage("04_train", "fine-tune the SLM on every stream with SFT (nll) and DFT",
-                     models=[f"base: {_slm(p)}", f"trainer: {launcher}; "
-                             + (f"LoRA r={t.lora.r}" if t.lora.enabled else "full fine-tuning")
-                             + (", bf16" if t.bf16 else "")],
-                     sizes=[*([f"GPUs: {t.num_processes} ({t.num_processes // t.num_machines} per node x {t.num_machines} "
-                               "node(s), one process each)"] if t.launcher == "accelerate" and _on_gpus(p) else []),
-                            f"runs: {len(runs)} ({n_main} main = {len(streams)} streams x losses x "
-                            f"{len(t.seeds)} seed(s); {len(runs) - n_main} grid)",
-                            f"batch {t.batch_size} = {per_device} per device x {t.num_processes} process(es) x "
-                            f"{accum} accumulation; lr {t.learning_rate:g}; {t.epochs:g} epoch(s); max length "
-                            f"{t.max_length:,}",
-                            "steps per run: ceil(epochs x kept problems / batch)"
-                            + (f" <= {-(-int(t.epochs * n) // t.batch_size):,}" if n else "")],
-                     outputs=[f"{paths.models}/<stream>-<loss>-s<seed>/", f"{paths.models}/runs.csv"]))
+    out.append(
+        Stage(
+            "04_train",
+            "fine-tune the SLM on every stream with SFT (nll) and DFT",
+            models=[
+                f"base: {_slm(p)}",
+                f"trainer: {launcher}; "
+                + (f"LoRA r={t.lora.r}" if t.lora.enabled else "full fine-tuning")
+                + (", bf16" if t.bf16 else ""),
+            ],
+            sizes=[
+                *(
+                    [
+                        f"GPUs: {t.num_processes} ({t.num_processes // t.num_machines} per node x {t.num_machines} "
+                        "node(s), one process each)"
+                    ]
+                    if t.launcher == "accelerate" and _on_gpus(p)
+                    else []
+                ),
+                f"runs: {len(runs)} ({n_main} main = {len(streams)} streams x losses x "
+                f"{len(t.seeds)} seed(s); {len(runs) - n_main} grid)",
+                f"batch {t.batch_size} = {per_device} per device x {t.num_processes} process(es) x "
+                f"{accum} accumulation; lr {t.learning_rate:g}; {t.epochs:g} epoch(s); max length "
+                f"{t.max_length:,}",
+                "steps per run: ceil(epochs x kept problems / batch)"
+                + (f" <= {-(-int(t.epochs * n) // t.batch_size):,}" if n else ""),
+            ],
+            outputs=[f"{paths.models}/<stream>-<loss>-s<seed>/", f"{paths.models}/runs.csv"],
+        )
+    )
     n_eval_models = len(runs) + 1  # + the base SLM
-    out.append(Stage("05_eval", "Avg@k of every fine-tuned model (and the base SLM); perplexity of every stream",
-                     models=[f"{n_eval_models} models on {_engine(p, p.eval_backend)}"],
-                     data=[_dataset(p, s) for s in e.splits],
-                     sizes=[*([_gpus(p, p.eval_backend)] if _on_gpus(p) else []),
-                            f"k = {e.k} samples per problem at temperature {e.temperature:g}, at most "
-                            f"{e.max_new_tokens:,} new tokens",
-                            f"learning-curve checkpoints: {p.learning_curve.checkpoints} per run of "
-                            f"{list(p.learning_curve.streams)} ({list(p.learning_curve.losses)})"],
-                     outputs=[f"{paths.eval}/accuracy.csv", f"{paths.eval}/perplexity.csv",
-                              f"{paths.eval}/learning_curves.csv", f"{paths.eval}/graded/"]))
-    out.append(Stage("06_figures", "Table 1, accuracy by split, loss curves (each with a sidecar)",
-                     outputs=[f"{paths.figures}/table1.*", f"{paths.figures}/*.png + *.json sidecars"]))
-    out.append(Stage("07_mechanism", "segmented perplexity, token attribution, retention, learning curves, "
-                     "drift dial, selection, correlations, REPORT.md",
-                     models=[f"perplexity: {_slm(p)}",
-                             "retention: exact toy atoms" if p.world == "toy"
-                             else f"retention judge: {_oracle(p)} with {p.analysis.retention_prompt}"],
-                     outputs=[f"{paths.figures}/mechanism_table.*", f"{root}/REPORT.md"]))
+    out.append(
+        Stage(
+            "05_eval",
+            "Avg@k of every fine-tuned model (and the base SLM); perplexity of every stream",
+            models=[f"{n_eval_models} models on {_engine(p, p.eval_backend)}"],
+            data=[_dataset(p, s) for s in e.splits],
+            sizes=[
+                *([_gpus(p, p.eval_backend)] if _on_gpus(p) else []),
+                f"k = {e.k} samples per problem at temperature {e.temperature:g}, at most "
+                f"{e.max_new_tokens:,} new tokens",
+                f"learning-curve checkpoints: {p.learning_curve.checkpoints} per run of "
+                f"{list(p.learning_curve.streams)} ({list(p.learning_curve.losses)})",
+            ],
+            outputs=[
+                f"{paths.eval}/accuracy.csv",
+                f"{paths.eval}/perplexity.csv",
+                f"{paths.eval}/learning_curves.csv",
+                f"{paths.eval}/graded/",
+            ],
+        )
+    )
+    out.append(
+        Stage(
+            "06_figures",
+            "Table 1, accuracy by split, loss curves (each with a sidecar)",
+            outputs=[f"{paths.figures}/table1.*", f"{paths.figures}/*.png + *.json sidecars"],
+        )
+    )
+    out.append(
+        Stage(
+            "07_mechanism",
+            "segmented perplexity, token attribution, retention, learning curves, "
+            "drift dial, selection, correlations, REPORT.md",
+            models=[
+                f"perplexity: {_slm(p)}",
+                "retention: exact toy atoms"
+                if p.world == "toy"
+                else f"retention judge: {_oracle(p)} with {p.analysis.retention_prompt}",
+            ],
+            outputs=[f"{paths.figures}/mechanism_table.*", f"{root}/REPORT.md"],
+        )
+    )
     return out
 
 
@@ -226,10 +347,12 @@ def precision_errors(params: Params) -> list[str]:
     t, dtype = params.train, params.slm.dtype
     if params.world != "real" or t.launcher != "inline" or t.lora.enabled or dtype == "float32":
         return []
-    return [f"train.launcher 'inline' would fine-tune the {dtype} weights as loaded (slm.dtype): AdamW's steps at "
-            f"lr {t.learning_rate:g} fall below {dtype}'s resolution and are lost; use train.launcher 'accelerate' "
-            "(FSDP with mixed precision keeps float32 master weights, also on one GPU), slm.dtype float32, or "
-            "train.lora"]
+    return [
+        f"train.launcher 'inline' would fine-tune the {dtype} weights as loaded (slm.dtype): AdamW's steps at "
+        f"lr {t.learning_rate:g} fall below {dtype}'s resolution and are lost; use train.launcher 'accelerate' "
+        "(FSDP with mixed precision keeps float32 master weights, also on one GPU), slm.dtype float32, or "
+        "train.lora"
+    ]
 
 
 def checks(params: Params) -> tuple[list[str], list[str]]:
@@ -241,8 +364,11 @@ def checks(params: Params) -> tuple[list[str], list[str]]:
 
 def render(params: Params) -> str:
     root = f"{project_root()}/"
-    lines = [f"profile {params.profile}: {params.description}", f"params hash {params.hash()}; world {params.world}; "
-             f"seed {params.seed}", ""]
+    lines = [
+        f"profile {params.profile}: {params.description}",
+        f"params hash {params.hash()}; world {params.world}; seed {params.seed}",
+        "",
+    ]
     for s in stages(params):
         lines.append(f"{s.notebook}: {s.does}")
         for label, items in (("model", s.models), ("data", s.data), ("size", s.sizes), ("writes", s.outputs)):
@@ -250,8 +376,11 @@ def render(params: Params) -> str:
         lines.append("")
     check_lines, errors = checks(params)
     lines += [*check_lines, "", *gpu_hours.check(params), ""]
-    lines.append(f"Nothing was run. `make paper PROFILE={params.profile}` runs these stages in order."
-                 if not errors else f"Nothing was run. {len(errors)} check(s) failed: this profile cannot run as set.")
+    lines.append(
+        f"Nothing was run. `make paper PROFILE={params.profile}` runs these stages in order."
+        if not errors
+        else f"Nothing was run. {len(errors)} check(s) failed: this profile cannot run as set."
+    )
     return "\n".join(lines)
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 KEYS = ("world", "extends")
 WORLDS = ("toy", "real")
 # `key: value`, `key: "value"` or `key: 'value'`, then an optional comment; at column 0 (top level).
-LINE = re.compile(r"""^(?P<key>[A-Za-z_][\w.-]*)\s*:(?:\s+(?P<value>"[^"]*"|'[^']*'|[^\s#'"][^#]*?))?\s*(?:#.*)?$""")
+LINE = re.compile(
+    r"""^(?P<key>[A-Za-z_][\w.-]*)\s*:(?:\s+(?P<value>"[^"]*"|'[^']*'|[^\s#'"][^#]*?))?\s*(?:#.*)?$"""
+)
 
 
 class ProfileError(ValueError):

@@ -58,13 +58,21 @@ STATED_INT = re.compile(r"\b(?:index|answer)\s*(?:is|:|=)\s*[*`$]*\s*(-?\d+)", r
 class BatchCompleter(Protocol):
     """`paradox.oracle_client.OracleClient`: answers with their finish reason, skipped when a
     request does not fit the context."""
-    def answer_many(self, prompts: list[str], *, kind: str = ..., sources: Sequence[str | None] | None = ...,
-                    desc: str | None = ...) -> list[Answer]: ...
+
+    def answer_many(
+        self,
+        prompts: list[str],
+        *,
+        kind: str = ...,
+        sources: Sequence[str | None] | None = ...,
+        desc: str | None = ...,
+    ) -> list[Answer]: ...
 
 
 @dataclass(frozen=True)
 class Steps:
     """A trace cut into steps; `spans` are (start, end) of each step's text in `text`."""
+
     text: str
     spans: list[tuple[int, int]]
     mode: str  # "paragraph" | "line"
@@ -82,11 +90,11 @@ class Steps:
 
     def head(self, i: int) -> str:
         """The text before step i, verbatim (separator included); the whole text for i = len."""
-        return self.text if i >= len(self) else self.text[:self.spans[i][0]]
+        return self.text if i >= len(self) else self.text[: self.spans[i][0]]
 
     def tail(self, i: int) -> str:
         """The text from step i on, verbatim."""
-        return "" if i >= len(self) else self.text[self.spans[i][0]:]
+        return "" if i >= len(self) else self.text[self.spans[i][0] :]
 
 
 def split_steps(trace: str, mode: str | None = None) -> Steps:
@@ -145,7 +153,7 @@ def extract(answer: str | None, tag: str) -> str:
     text = strip_think(answer)
     opened = text.rfind(f"<{tag}>")
     if opened >= 0:
-        text = text[opened + len(tag) + 2:]
+        text = text[opened + len(tag) + 2 :]
         closed = text.find(f"</{tag}>")
         text = text if closed < 0 else text[:closed]
     return text.strip("\n").rstrip()
@@ -166,8 +174,13 @@ def load_prompts(paths: dict[str, str], root: Path | str = ".") -> dict[str, str
 class PromptOracle:
     """The Oracle behind an OpenAI-compatible endpoint, with the prompts of `params.oracle.prompts`."""
 
-    def __init__(self, client: BatchCompleter, prompts: dict[str, str], name: str = "oracle",
-                 servers: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        client: BatchCompleter,
+        prompts: dict[str, str],
+        name: str = "oracle",
+        servers: Sequence[Any] = (),
+    ) -> None:
         """`servers`: managed servers behind the client (`paradox.serving`), stopped by `close()`."""
         missing = set(REQUIRED) - set(prompts)
         if missing:
@@ -187,7 +200,9 @@ class PromptOracle:
         client_stats = getattr(self.client, "stats", None)
         return {**dict(self._stats), **(client_stats() if callable(client_stats) else {})}
 
-    def _ask(self, prompts: list[str], kind: str, desc: str, sources: list[str] | None = None) -> list[str | None]:
+    def _ask(
+        self, prompts: list[str], kind: str, desc: str, sources: list[str] | None = None
+    ) -> list[str | None]:
         """The answers' text; None for a request skipped (did not fit) or cut at its limit, counted
         as `<kind>_skipped` / `<kind>_truncated` (the caller keeps its fallback)."""
         if not prompts:
@@ -202,8 +217,15 @@ class PromptOracle:
     # --- Oracle-Refined and Oracle-Synthesized ------------------------------------------------
     def refine_many(self, problems: list[Problem], traces: list[str]) -> list[str]:
         """Minimal repair of each trace, in whatever notation the Oracle writes."""
-        answers = self._ask([fill(self.prompts["refine"], question=p.question, trace=t)
-                             for p, t in zip(problems, traces, strict=True)], "refine", "oracle refine", list(traces))
+        answers = self._ask(
+            [
+                fill(self.prompts["refine"], question=p.question, trace=t)
+                for p, t in zip(problems, traces, strict=True)
+            ],
+            "refine",
+            "oracle refine",
+            list(traces),
+        )
         out = []
         for trace, ans in zip(traces, answers, strict=True):
             text = "" if ans is None else extract(ans, "solution")
@@ -215,19 +237,29 @@ class PromptOracle:
     def synthesize_many(self, problems: list[Problem]) -> list[str]:
         """The Oracle's own solution from scratch; an empty answer stays empty (there is no
         original to fall back to) and is counted."""
-        answers = self._ask([fill(self.prompts["synthesize"], question=p.question) for p in problems],
-                            "synthesize", "oracle synthesize")
+        answers = self._ask(
+            [fill(self.prompts["synthesize"], question=p.question) for p in problems],
+            "synthesize",
+            "oracle synthesize",
+        )
         out = ["" if a is None else extract(a, "solution") for a in answers]
-        self._stats["synthesize_empty"] += sum(a is not None and not t.strip() for a, t in zip(answers, out, strict=True))
+        self._stats["synthesize_empty"] += sum(
+            a is not None and not t.strip() for a, t in zip(answers, out, strict=True)
+        )
         return out
 
     # --- Style-Aligned Refinement -------------------------------------------------------------
     def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
         """Earliest wrong step (index into `split_steps(trace)`), or None: none, or not located."""
         steps = [split_steps(t) for t in traces]
-        answers = self._ask([fill(self.prompts["locate"], question=p.question, steps=tag_steps(s.items),
-                                  n_steps=len(s)) for p, s in zip(problems, steps, strict=True)],
-                            "locate", "oracle locate")
+        answers = self._ask(
+            [
+                fill(self.prompts["locate"], question=p.question, steps=tag_steps(s.items), n_steps=len(s))
+                for p, s in zip(problems, steps, strict=True)
+            ],
+            "locate",
+            "oracle locate",
+        )
         out: list[int | None] = []
         for s, ans in zip(steps, answers, strict=True):
             if ans is None:  # skipped or cut off before its final index: not located (counted in _ask)
@@ -239,8 +271,9 @@ class PromptOracle:
             out.append(index)
         return out
 
-    def rewrite_in_style_many(self, problems: list[Problem], traces: list[str],
-                              first_wrong: list[int | None]) -> list[tuple[str, list[int]]]:
+    def rewrite_in_style_many(
+        self, problems: list[Problem], traces: list[str], first_wrong: list[int | None]
+    ) -> list[tuple[str, list[int]]]:
         """Rewrite the steps from the first wrong one on, in the trace's own wording.
 
         Returns (trace, changed step indices); the steps before the wrong one are copied verbatim.
@@ -248,10 +281,22 @@ class PromptOracle:
         """
         steps = [split_steps(t) for t in traces]
         todo = [i for i, k in enumerate(first_wrong) if k is not None and k < len(steps[i])]
-        answers = self._ask([fill(self.prompts["style_align"], question=problems[i].question, trace=traces[i],
-                                  steps=tag_steps(steps[i].items), index=first_wrong[i], n_steps=len(steps[i]))
-                             for i in todo], "style_align", "oracle style-align",
-                            [steps[i].tail(first_wrong[i]) for i in todo])  # type: ignore[arg-type]  # todo: located steps only (int)
+        answers = self._ask(
+            [
+                fill(
+                    self.prompts["style_align"],
+                    question=problems[i].question,
+                    trace=traces[i],
+                    steps=tag_steps(steps[i].items),
+                    index=first_wrong[i],
+                    n_steps=len(steps[i]),
+                )
+                for i in todo
+            ],
+            "style_align",
+            "oracle style-align",
+            [steps[i].tail(first_wrong[i]) for i in todo],
+        )  # type: ignore[arg-type]  # todo: located steps only (int)
         out: list[tuple[str, list[int]]] = [(t, []) for t in traces]
         for i, ans in zip(todo, answers, strict=True):
             k, orig = first_wrong[i], steps[i]
@@ -262,14 +307,19 @@ class PromptOracle:
             if not new_tail.strip():
                 self._stats["style_empty"] += 1
                 continue
-            trailing = orig.text[len(orig.text.rstrip()):]  # keep the original's final newline(s)
+            trailing = orig.text[len(orig.text.rstrip()) :]  # keep the original's final newline(s)
             rewrite = orig.head(k) + new_tail.lstrip() + trailing
             if grade(orig.text, problems[i].answer) and not grade(rewrite, problems[i].answer):
-                self._stats["style_answer_lost"] += 1  # the "repair" broke a correct answer: keep the original
+                self._stats["style_answer_lost"] += (
+                    1  # the "repair" broke a correct answer: keep the original
+                )
                 continue
             new = split_steps(rewrite, orig.mode)
-            changed = [j for j in range(k, max(len(new), len(orig)))
-                       if j >= len(new) or j >= len(orig) or new[j] != orig[j]]
+            changed = [
+                j
+                for j in range(k, max(len(new), len(orig)))
+                if j >= len(new) or j >= len(orig) or new[j] != orig[j]
+            ]
             out[i] = (rewrite, changed)
         return out
 
@@ -289,9 +339,22 @@ class PromptOracle:
         todo = [i for i, n in enumerate(m) if n > 0]
         # Every step is shown once, tagged (the context), and the first m are asked for: the trace is
         # in the prompt once, not twice, so the request fits the context as a refine does.
-        answers = self._ask([fill(self.prompts["drift"], question=problems[i].question, steps=tag_steps(steps[i].items),
-                                  n_steps=m[i], last=m[i] - 1, n_total=len(steps[i])) for i in todo],
-                            "drift", f"oracle drift {fraction:g}", [steps[i].head(m[i]) for i in todo])
+        answers = self._ask(
+            [
+                fill(
+                    self.prompts["drift"],
+                    question=problems[i].question,
+                    steps=tag_steps(steps[i].items),
+                    n_steps=m[i],
+                    last=m[i] - 1,
+                    n_total=len(steps[i]),
+                )
+                for i in todo
+            ],
+            "drift",
+            f"oracle drift {fraction:g}",
+            [steps[i].head(m[i]) for i in todo],
+        )
         out = list(repaired)
         for i, ans in zip(todo, answers, strict=True):
             if ans is None:  # skipped or cut off: the repaired trace (counted in _ask)
@@ -301,7 +364,7 @@ class PromptOracle:
                 self._stats["drift_empty"] += 1  # keep the repaired trace
                 continue
             s, n = steps[i], m[i]
-            sep = s.text[s.spans[n - 1][1]:s.spans[n][0]] if n < len(s) else s.text[s.spans[-1][1]:]
+            sep = s.text[s.spans[n - 1][1] : s.spans[n][0]] if n < len(s) else s.text[s.spans[-1][1] :]
             out[i] = head + sep + s.tail(n)
         return out
 

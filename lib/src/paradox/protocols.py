@@ -37,6 +37,7 @@ class Generator(Protocol):
 class Oracle(Protocol):
     """Refines, synthesizes, locates the first wrong step, rewrites in the SLM's style, drifts; every
     method takes a batch (a real Oracle sends the batch's requests concurrently)."""
+
     name: str
 
     def refine_many(self, problems: list[Problem], traces: list[str]) -> list[str]: ...
@@ -45,10 +46,13 @@ class Oracle(Protocol):
 
     def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]: ...
 
-    def rewrite_in_style_many(self, problems: list[Problem], traces: list[str],
-                              first_wrong: list[int | None]) -> list[tuple[str, list[int]]]: ...
+    def rewrite_in_style_many(
+        self, problems: list[Problem], traces: list[str], first_wrong: list[int | None]
+    ) -> list[tuple[str, list[int]]]: ...
 
-    def rewrite_fraction_many(self, problems: list[Problem], traces: list[str], fraction: float) -> list[str]: ...
+    def rewrite_fraction_many(
+        self, problems: list[Problem], traces: list[str], fraction: float
+    ) -> list[str]: ...
 
     def stats(self) -> dict[str, int]: ...  # fallbacks and requests so far (shown by the notebooks)
 
@@ -57,6 +61,7 @@ class Oracle(Protocol):
 
 class RewardScorer(Protocol):
     """Perceived quality: one score per (problem, trace)."""
+
     name: str
 
     def score_many(self, problems: Sequence[Problem], traces: Sequence[str]) -> list[float]: ...
@@ -64,6 +69,7 @@ class RewardScorer(Protocol):
 
 class RetentionScorer(Protocol):
     """Semantic retention on the judge's 1-5 scale, per (original, rewrite) pair; None = no score."""
+
     name: str
 
     def score_many(self, pairs: Sequence[tuple[str, str]], desc: str | None = ...) -> list[float | None]: ...

@@ -43,21 +43,83 @@ from paradox.time_limit import TimeLimitExceeded, time_limit
 
 MINERVA_FINAL = re.compile(r"final answer is \$(.+?)\$\. I hope", re.DOTALL)
 LAST_NUMBER = re.compile(r"-?\d*\.?\d+")
-NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-                "sixteen seventeen eighteen nineteen twenty")
+NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty"
+)
 SMALL_NUMBER_WORDS = {w: str(i) for i, w in enumerate(NUMBER_WORDS.split())}
 # Unit words a final answer may carry (own list; the toolkit's is longer and from MathQA).
-UNIT_WORDS = sorted({
-    "cm", "mm", "km", "m", "meter", "meters", "metre", "metres", "inch", "inches", "foot", "feet", "ft",
-    "yard", "yards", "mile", "miles", "mph", "kg", "g", "gram", "grams", "pound", "pounds", "lb", "lbs",
-    "second", "seconds", "sec", "minute", "minutes", "min", "hour", "hours", "hr", "day", "days", "week",
-    "weeks", "month", "months", "year", "years", "degree", "degrees", "dollar", "dollars", "cent", "cents",
-    "unit", "units", "square", "sq", "cubic", "liter", "liters", "litre", "gallon", "gallons", "percent",
-}, key=len, reverse=True)
+UNIT_WORDS = sorted(
+    {
+        "cm",
+        "mm",
+        "km",
+        "m",
+        "meter",
+        "meters",
+        "metre",
+        "metres",
+        "inch",
+        "inches",
+        "foot",
+        "feet",
+        "ft",
+        "yard",
+        "yards",
+        "mile",
+        "miles",
+        "mph",
+        "kg",
+        "g",
+        "gram",
+        "grams",
+        "pound",
+        "pounds",
+        "lb",
+        "lbs",
+        "second",
+        "seconds",
+        "sec",
+        "minute",
+        "minutes",
+        "min",
+        "hour",
+        "hours",
+        "hr",
+        "day",
+        "days",
+        "week",
+        "weeks",
+        "month",
+        "months",
+        "year",
+        "years",
+        "degree",
+        "degrees",
+        "dollar",
+        "dollars",
+        "cent",
+        "cents",
+        "unit",
+        "units",
+        "square",
+        "sq",
+        "cubic",
+        "liter",
+        "liters",
+        "litre",
+        "gallon",
+        "gallons",
+        "percent",
+    },
+    key=len,
+    reverse=True,
+)
 UNIT_WORD = re.compile(r"(^|\W)(?:" + "|".join(map(re.escape, UNIT_WORDS)) + r")(?=$|\W)")
 
 
 # --- 1. extraction ------------------------------------------------------------------------------
+
 
 def extract_answer(text: str) -> str:
     """The answer string a model's output states, by the toolkit's order of rules."""
@@ -93,6 +155,7 @@ def _after_last_boxed(text: str) -> str:
 
 
 # --- 2. normalisation ---------------------------------------------------------------------------
+
 
 def normalize(answer: Any, skip_unit: bool = False) -> str:
     """The answer string in the practice's normal form (see the module docstring)."""
@@ -158,6 +221,7 @@ def _slash_to_frac(s: str) -> str:
 
 # --- 3. equality --------------------------------------------------------------------------------
 
+
 def _as_number(s: str) -> float | None:
     s = s.replace(",", "")
     try:
@@ -203,8 +267,9 @@ def math_equal(pred: str | None, ref: str | None) -> bool:
     if not pred:
         return False
     p, r = pred, ref
-    if (p.startswith("[") and p.endswith("]") and not (r.startswith("(") and r.endswith(")"))) or \
-            (p.startswith("(") and p.endswith(")") and not (r.startswith("[") and r.endswith("]"))):
+    if (p.startswith("[") and p.endswith("]") and not (r.startswith("(") and r.endswith(")"))) or (
+        p.startswith("(") and p.endswith(")") and not (r.startswith("[") and r.endswith("]"))
+    ):
         p, r = p.strip("[]()"), r.strip("[]()")
     p, r = re.sub(r"[{}()]", "", p), re.sub(r"[{}()]", "", r)
     if p.lower() == r.lower():
@@ -226,11 +291,14 @@ def math_equal(pred: str | None, ref: str | None) -> bool:
 
 def _matrices_equal(pred: str, ref: str) -> bool:
     def rows(m: str) -> list[list[str]]:
-        body = m[len("\\begin{pmatrix}"):-len("\\end{pmatrix}")]
+        body = m[len("\\begin{pmatrix}") : -len("\\end{pmatrix}")]
         return [line.strip().split("&") for line in body.split("\\\\") if line.strip()]
+
     a, b = rows(pred), rows(ref)
     return len(a) == len(b) and all(
-        len(x) == len(y) and all(math_equal(u, v) for u, v in zip(x, y, strict=True)) for x, y in zip(a, b, strict=True))
+        len(x) == len(y) and all(math_equal(u, v) for u, v in zip(x, y, strict=True))
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 def _difference(equation: str) -> str:
@@ -263,7 +331,10 @@ def _symbolic_equal(a: str, b: str) -> bool:
         lambda: x.equals(y) or simplify(x - y) == 0,
         lambda: abs(x.lhs - x.rhs).equals(abs(y.lhs - y.rhs)),
         lambda: math.isclose(float(N(x)), float(N(y)), rel_tol=1e-4),
-        lambda: x.shape == y.shape and x.applyfunc(lambda v: round(v, 3)).equals(y.applyfunc(lambda v: round(v, 3))),
+        lambda: (
+            x.shape == y.shape
+            and x.applyfunc(lambda v: round(v, 3)).equals(y.applyfunc(lambda v: round(v, 3)))
+        ),
     )
     for check in checks:
         try:
@@ -276,8 +347,15 @@ def _symbolic_equal(a: str, b: str) -> bool:
 
 # --- the whole grader ---------------------------------------------------------------------------
 
-def reference_grade(completion: Any, gold: Any, *, benchmark: str | None = None, truncated: bool = False,
-                    timeout_s: float = 5.0) -> bool:
+
+def reference_grade(
+    completion: Any,
+    gold: Any,
+    *,
+    benchmark: str | None = None,
+    truncated: bool = False,
+    timeout_s: float = 5.0,
+) -> bool:
     """The practice's verdict on one output. `benchmark` "minerva" keeps units and the gold's
     form, as the toolkit does for Minerva Math. Never raises; wrong after `timeout_s` seconds."""
     if truncated or not isinstance(completion, str) or not completion.strip():
@@ -313,8 +391,12 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m paradox.reference_grader", description=__doc__.split("\n\n")[0])
-    ap.add_argument("samples", type=Path, help="JSONL rows: the output, the gold (or a problem id), a verdict")
+    ap = argparse.ArgumentParser(
+        prog="python -m paradox.reference_grader", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "samples", type=Path, help="JSONL rows: the output, the gold (or a problem id), a verdict"
+    )
     ap.add_argument("--text-field", default="text", help="field holding the model's output (default: text)")
     ap.add_argument("--gold-field", default="gold", help="field holding the gold answer (default: gold)")
     ap.add_argument("--gold-from", type=Path, help="JSONL of problems (id, answer): golds looked up by id")
@@ -332,9 +414,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{where}: no field '{args.text_field}' (fields: {sorted(row)})")
         gold = golds.get(str(row.get("id"))) if golds else row.get(args.gold_field)
         if gold is None:
-            raise SystemExit(f"{where}: no gold (field '{args.gold_field}', or id {row.get('id')!r} in --gold-from)")
-        verdict = reference_grade(row[args.text_field], gold, benchmark=args.benchmark,
-                                  truncated=bool(row.get("truncated", False)))
+            raise SystemExit(
+                f"{where}: no gold (field '{args.gold_field}', or id {row.get('id')!r} in --gold-from)"
+            )
+        verdict = reference_grade(
+            row[args.text_field], gold, benchmark=args.benchmark, truncated=bool(row.get("truncated", False))
+        )
         n_correct += verdict
         if args.verdict_field in row:
             n_compared += 1
@@ -342,9 +427,13 @@ def main(argv: list[str] | None = None) -> int:
                 n_agree += 1
             else:
                 differ.append({**row, "gold": gold, "reference_verdict": verdict})
-    print(f"{len(rows)} samples, {n_correct} correct by the reference ({100 * n_correct / max(1, len(rows)):.1f}%)")
+    print(
+        f"{len(rows)} samples, {n_correct} correct by the reference ({100 * n_correct / max(1, len(rows)):.1f}%)"
+    )
     if n_compared:
-        print(f"agreement with '{args.verdict_field}': {n_agree}/{n_compared} ({100 * n_agree / n_compared:.1f}%)")
+        print(
+            f"agreement with '{args.verdict_field}': {n_agree}/{n_compared} ({100 * n_agree / n_compared:.1f}%)"
+        )
     if args.disagreements:
         args.disagreements.write_text("".join(json.dumps(r) + "\n" for r in differ))
         print(f"{len(differ)} disagreements written to {args.disagreements}")

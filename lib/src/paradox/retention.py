@@ -29,7 +29,9 @@ class Completer(Protocol):
 
 
 class BatchJudge(Protocol):
-    def complete_many(self, prompts: list[str], desc: str | None = ..., *, kind: str = ...) -> list[str | None]: ...
+    def complete_many(
+        self, prompts: list[str], desc: str | None = ..., *, kind: str = ...
+    ) -> list[str | None]: ...
 
 
 def load_prompt(path: Path | str) -> str:
@@ -56,11 +58,14 @@ def judge_retention(client: Completer, prompt_template: str, original: str, rewr
     return parse_score(client.complete(judge_prompt(prompt_template, original, rewrite)))
 
 
-def judge_retention_many(client: BatchJudge, prompt_template: str, pairs: Sequence[tuple[str, str]],
-                         desc: str | None = "retention") -> list[float | None]:
+def judge_retention_many(
+    client: BatchJudge, prompt_template: str, pairs: Sequence[tuple[str, str]], desc: str | None = "retention"
+) -> list[float | None]:
     """Scores of (original, rewrite) pairs, asked concurrently as `retention_judge` requests; None for
     an answer without a score and for a pair that did not fit the judge's context."""
-    answers = client.complete_many([judge_prompt(prompt_template, o, r) for o, r in pairs], desc, kind=JUDGE_KIND)
+    answers = client.complete_many(
+        [judge_prompt(prompt_template, o, r) for o, r in pairs], desc, kind=JUDGE_KIND
+    )
     return [parse_score(a) for a in answers]
 
 
@@ -71,7 +76,9 @@ class JudgeRetention:
     def __init__(self, oracle: Any, prompt_path: Path | str, name: str) -> None:
         self.oracle, self.prompt, self.name = oracle, load_prompt(prompt_path), name
 
-    def score_many(self, pairs: Sequence[tuple[str, str]], desc: str | None = "retention") -> list[float | None]:
+    def score_many(
+        self, pairs: Sequence[tuple[str, str]], desc: str | None = "retention"
+    ) -> list[float | None]:
         return judge_retention_many(self.oracle.client, self.prompt, pairs, desc=desc)
 
     def stats(self) -> dict[str, int]:

@@ -70,16 +70,19 @@ def format_chat(tokenizer: Any, question: str, trace: str, system_prompt: str | 
     """The text a reward model scores: system (optional), user = question, assistant = trace,
     rendered with the tokenizer's chat template, no generation prompt."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"tokenizer of {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
-                         "a reward model scores a chat (set tokenizer.chat_template)")
+        raise ValueError(
+            f"tokenizer of {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
+            "a reward model scores a chat (set tokenizer.chat_template)"
+        )
     chat = [{"role": "system", "content": system_prompt}] if system_prompt else []
     chat += [{"role": "user", "content": question}, {"role": "assistant", "content": trace}]
     text: str = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
     return text
 
 
-def encode_chat(tokenizer: Any, question: str, trace: str, system_prompt: str | None,
-                limit: int) -> tuple[list[int], bool]:
+def encode_chat(
+    tokenizer: Any, question: str, trace: str, system_prompt: str | None, limit: int
+) -> tuple[list[int], bool]:
     """(token ids of the chat, whether it was cut), cut to `limit` tokens as the module docstring says."""
     text = format_chat(tokenizer, question, trace, system_prompt)
     if not getattr(tokenizer, "is_fast", False):  # no offsets to find the response by: cut from the left
@@ -103,7 +106,9 @@ def encode_chat(tokenizer: Any, question: str, trace: str, system_prompt: str | 
     return ids[:n_prompt] + ids[-keep_tail:], True
 
 
-def last_token_scores(out: torch.Tensor, lengths: Sequence[int], name: str, per_token_ok: bool) -> list[float]:
+def last_token_scores(
+    out: torch.Tensor, lengths: Sequence[int], name: str, per_token_ok: bool
+) -> list[float]:
     """One score per sequence from a reward model's output for a right-padded batch: a pooled output
     (batch,) or (batch, 1) as it is; with `per_token_ok`, a reward per token, (batch, seq) or
     (batch, seq, 1), read at each sequence's last token (position length - 1)."""
@@ -116,10 +121,16 @@ def last_token_scores(out: torch.Tensor, lengths: Sequence[int], name: str, per_
     elif per_token_ok and s.dim() == 2 and s.shape == (n, width):
         s = s[torch.arange(n), torch.tensor(lengths) - 1]
     if s.dim() != 1 or s.shape[0] != n:
-        want = "(batch, 1), or a reward per token (batch, seq[, 1])" if per_token_ok else "(batch, 1) (num_labels = 1)"
-        raise ValueError(f"{name}: expected one reward per sequence, {want}; got output of shape "
-                         f"{tuple(out.shape)} for {n} sequences of up to {width} tokens "
-                         "(is this a reward model with this head?)")
+        want = (
+            "(batch, 1), or a reward per token (batch, seq[, 1])"
+            if per_token_ok
+            else "(batch, 1) (num_labels = 1)"
+        )
+        raise ValueError(
+            f"{name}: expected one reward per sequence, {want}; got output of shape "
+            f"{tuple(out.shape)} for {n} sequences of up to {width} tokens "
+            "(is this a reward model with this head?)"
+        )
     return s.cpu().tolist()
 
 
@@ -138,7 +149,11 @@ def rebuild_init_buffers(model: torch.nn.Module) -> list[str]:
     rebuilt = []
     for name, module in model.named_modules():
         buffers = [b for b in module._non_persistent_buffers_set if module._buffers.get(b) is not None]
-        if not buffers or next(module.parameters(recurse=False), None) is not None or next(module.children(), None):
+        if (
+            not buffers
+            or next(module.parameters(recurse=False), None) is not None
+            or next(module.children(), None)
+        ):
             continue
         kwargs: dict[str, Any] = {}
         for p in list(inspect.signature(type(module).__init__).parameters.values())[1:]:
@@ -151,8 +166,10 @@ def rebuild_init_buffers(model: torch.nn.Module) -> list[str]:
             elif hasattr(module, p.name):
                 kwargs[p.name] = getattr(module, p.name)
             elif p.default is p.empty:
-                raise ValueError(f"{type(model).__name__}: cannot recompute the buffers {buffers} of {name} "
-                                 f"({type(module).__name__}): its constructor needs '{p.name}', which it does not keep")
+                raise ValueError(
+                    f"{type(model).__name__}: cannot recompute the buffers {buffers} of {name} "
+                    f"({type(module).__name__}): its constructor needs '{p.name}', which it does not keep"
+                )
         fresh = type(module)(**kwargs)
         for b in buffers:
             old = module._buffers[b]
@@ -182,8 +199,13 @@ def encode_batch(scorer: Any, problems: Sequence[Problem], traces: Sequence[str]
     before = scorer.n_truncated
     chats = [scorer.encode(p.question, t) for p, t in zip(problems, traces, strict=True)]
     if scorer.n_truncated > before:
-        log.warning("%s: %d of %d chats were longer than max_length %d and lost the start of their response",
-                    scorer.name, scorer.n_truncated - before, len(chats), max_length)
+        log.warning(
+            "%s: %d of %d chats were longer than max_length %d and lost the start of their response",
+            scorer.name,
+            scorer.n_truncated - before,
+            len(chats),
+            max_length,
+        )
     return chats
 
 
@@ -200,8 +222,10 @@ class HFReward:
         if spec.head == "remote_code" and not spec.trust_remote_code:
             # Without it AutoModel silently falls back to the bare base model, whose first output
             # is the hidden states, not a score.
-            raise ValueError(f"reward model {spec.name_or_path}: head 'remote_code' runs the checkpoint's own "
-                             "code; set trust_remote_code: true for it")
+            raise ValueError(
+                f"reward model {spec.name_or_path}: head 'remote_code' runs the checkpoint's own "
+                "code; set trust_remote_code: true for it"
+            )
         self.spec = spec
         self.name = f"hf:{spec.name_or_path}"
         self.show_progress = show_progress
@@ -231,8 +255,12 @@ class HFReward:
         if getattr(text_cfgs[0], "pad_token_id", None) is None:
             # Both pooling conventions need a pad id to batch; the tokenizer's (or EOS) is the usual
             # choice (a batch whose chats contain it pads with another id, see `_pad_for`).
-            log.warning("%s: its config has no pad_token_id; using the tokenizer's %r (id %d) to batch",
-                        self.name, tok.pad_token, tok.pad_token_id)
+            log.warning(
+                "%s: its config has no pad_token_id; using the tokenizer's %r (id %d) to batch",
+                self.name,
+                tok.pad_token,
+                tok.pad_token_id,
+            )
             for c in text_cfgs:
                 c.pad_token_id = tok.pad_token_id
         for c in text_cfgs:  # one forward pass per batch: no cache (see the module docstring)
@@ -245,14 +273,24 @@ class HFReward:
         if s.head == "remote_code":
             rebuilt = rebuild_init_buffers(model)
             if rebuilt:
-                log.info("%s: recomputed the buffers its own code sets in __init__ in %d module(s) (%s, ...)",
-                         self.name, len(rebuilt), rebuilt[0])
+                log.info(
+                    "%s: recomputed the buffers its own code sets in __init__ in %d module(s) (%s, ...)",
+                    self.name,
+                    len(rebuilt),
+                    rebuilt[0],
+                )
         cfg = _text_configs(model.config)[0]
         params = inspect.signature(model.forward).parameters
-        self._no_cache_kw = ({"use_cache": False} if "use_cache" in params
-                             or any(p.kind is p.VAR_KEYWORD for p in params.values()) else {})
+        self._no_cache_kw = (
+            {"use_cache": False}
+            if "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+            else {}
+        )
         self.model, self.tok = model, tok
-        self.pad_id, self.vocab_size = int(cfg.pad_token_id), int(getattr(cfg, "vocab_size", None) or len(tok))
+        self.pad_id, self.vocab_size = (
+            int(cfg.pad_token_id),
+            int(getattr(cfg, "vocab_size", None) or len(tok)),
+        )
         return self
 
     def close(self) -> None:
@@ -279,8 +317,13 @@ class HFReward:
         if self.pad_id not in used:
             return self.pad_id
         pad = next(i for i in range(self.vocab_size - 1, -1, -1) if i not in used)
-        log.warning("%s: pad id %d occurs inside a chat; this batch pads with id %d so that the model reads "
-                    "each chat's last token", self.name, self.pad_id, pad)
+        log.warning(
+            "%s: pad id %d occurs inside a chat; this batch pads with id %d so that the model reads "
+            "each chat's last token",
+            self.name,
+            self.pad_id,
+            pad,
+        )
         return pad
 
     @contextlib.contextmanager
@@ -302,14 +345,15 @@ class HFReward:
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, x in enumerate(batch):  # right padding
-            ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[i, :len(x)] = 1
+            ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[i, : len(x)] = 1
         device = self.model.device
         with self._pad_id(pad):
             out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), **self._no_cache_kw)
         scores = out.logits if self.spec.head == "seq_cls" else out[0]
-        return last_token_scores(scores, [len(x) for x in batch], self.name,
-                                 per_token_ok=self.spec.head == "remote_code")
+        return last_token_scores(
+            scores, [len(x) for x in batch], self.name, per_token_ok=self.spec.head == "remote_code"
+        )
 
     def score_many(self, problems: Sequence[Problem], traces: Sequence[str]) -> list[float]:
         """One score per (problem, trace), in input order."""
@@ -321,9 +365,13 @@ class HFReward:
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         bs = self.spec.batch_size
         scores: list[float] = [0.0] * len(encoded)
-        for start in tqdm(range(0, len(order), bs), desc=f"scoring ({self.name})", unit="batch",
-                          disable=not self.show_progress):
-            idx = order[start:start + bs]
+        for start in tqdm(
+            range(0, len(order), bs),
+            desc=f"scoring ({self.name})",
+            unit="batch",
+            disable=not self.show_progress,
+        ):
+            idx = order[start : start + bs]
             for i, sc in zip(idx, self._forward([encoded[i] for i in idx]), strict=True):
                 scores[i] = sc
         return scores

@@ -59,8 +59,10 @@ def read_scores(answer: Any, chats: Sequence[Sequence[int]], task: str, where: s
     names the server and what came back (a model with another head, a server that is not vLLM)."""
     items = answer.get("data") if isinstance(answer, dict) else None
     if not isinstance(items, list) or len(items) != len(chats) or not all(isinstance(x, dict) for x in items):
-        raise ValueError(f"{where}: expected {len(chats)} pooling results, got "
-                         f"{len(items) if isinstance(items, list) else type(answer).__name__}")
+        raise ValueError(
+            f"{where}: expected {len(chats)} pooling results, got "
+            f"{len(items) if isinstance(items, list) else type(answer).__name__}"
+        )
     scores = []
     for item, ids in zip(sorted(items, key=lambda x: x.get("index", 0)), chats, strict=True):
         data = item.get("data")
@@ -71,7 +73,9 @@ def read_scores(answer: Any, chats: Sequence[Sequence[int]], task: str, where: s
                 raise ValueError(f"{where}: expected a reward per token, {len(ids)} rows of 1, got {got}")
             data = data[-1]
         if not (isinstance(data, list) and len(data) == 1 and isinstance(data[0], int | float)):
-            raise ValueError(f"{where}: expected one reward value per chat (num_labels = 1), got {str(data)[:80]}")
+            raise ValueError(
+                f"{where}: expected one reward value per chat (num_labels = 1), got {str(data)[:80]}"
+            )
         scores.append(float(data[0]))
     return scores
 
@@ -85,12 +89,22 @@ class ServedReward:
     built at once; `close()` stops managed servers.
     """
 
-    def __init__(self, spec: RewardModel, *, log_dir: Path | str | None = None, lock_path: Path | None = None,
-                 seed: int = 0, show_progress: bool = True, **pool_kw: Any) -> None:
+    def __init__(
+        self,
+        spec: RewardModel,
+        *,
+        log_dir: Path | str | None = None,
+        lock_path: Path | None = None,
+        seed: int = 0,
+        show_progress: bool = True,
+        **pool_kw: Any,
+    ) -> None:
         if spec.backend != "vllm_server":
             raise ValueError(f"ServedReward needs reward backend 'vllm_server', got {spec.backend!r}")
         if spec.serve is not None and log_dir is None:
-            raise ValueError(f"reward model {spec.name_or_path}: managed servers (serve) need a log directory")
+            raise ValueError(
+                f"reward model {spec.name_or_path}: managed servers (serve) need a log directory"
+            )
         self.spec, self.seed, self.show_progress, self.pool_kw = spec, seed, show_progress, pool_kw
         self.log_dir, self.lock_path = (Path(log_dir) if log_dir else None), lock_path
         self.task = TASKS[spec.head]
@@ -110,16 +124,27 @@ class ServedReward:
 
         s, sv = self.spec, self.spec.serve
         assert sv is not None and self.log_dir is not None and s.name_or_path is not None
-        extra = (*sv.extra_args, *(("--revision", s.revision) if s.revision else ()),
-                 *(("--trust-remote-code",) if s.trust_remote_code else ()))
-        spec = ServeSpec(model=local_or_hub(s.name_or_path), served_name=self.served_name, runner="pooling",
-                         tensor_parallel_size=sv.tensor_parallel_size, data_parallel_size=sv.data_parallel_size,
-                         gpu_memory_utilization=sv.gpu_memory_utilization,
-                         # the longest chat is max_length tokens: a longer context only takes memory
-                         max_model_len=sv.max_model_len or s.max_length,
-                         dtype=s.dtype if sv.dtype == "auto" else sv.dtype, seed=self.seed,
-                         enforce_eager=sv.enforce_eager, extra_args=extra, env=sv.env,
-                         start_timeout_s=sv.start_timeout_s)
+        extra = (
+            *sv.extra_args,
+            *(("--revision", s.revision) if s.revision else ()),
+            *(("--trust-remote-code",) if s.trust_remote_code else ()),
+        )
+        spec = ServeSpec(
+            model=local_or_hub(s.name_or_path),
+            served_name=self.served_name,
+            runner="pooling",
+            tensor_parallel_size=sv.tensor_parallel_size,
+            data_parallel_size=sv.data_parallel_size,
+            gpu_memory_utilization=sv.gpu_memory_utilization,
+            # the longest chat is max_length tokens: a longer context only takes memory
+            max_model_len=sv.max_model_len or s.max_length,
+            dtype=s.dtype if sv.dtype == "auto" else sv.dtype,
+            seed=self.seed,
+            enforce_eager=sv.enforce_eager,
+            extra_args=extra,
+            env=sv.env,
+            start_timeout_s=sv.start_timeout_s,
+        )
         stem = "reward-" + "".join(c if c.isalnum() or c in "-._" else "_" for c in Path(s.name_or_path).name)
         self.group = ServerGroup(spec, sv.replicas, self.log_dir, name=stem, lock_path=self.lock_path).start()
         return list(self.group.base_urls)
@@ -132,12 +157,17 @@ class ServedReward:
         s = self.spec
         assert s.name_or_path is not None
         # The chat is rendered and encoded here, by the model's own tokenizer, as the other backends do.
-        self.tok = AutoTokenizer.from_pretrained(local_or_hub(s.name_or_path), revision=s.revision,
-                                                 trust_remote_code=s.trust_remote_code)
+        self.tok = AutoTokenizer.from_pretrained(
+            local_or_hub(s.name_or_path), revision=s.revision, trust_remote_code=s.trust_remote_code
+        )
         urls = self._serve() if s.serve is not None else [api_url(u) for u in s.base_urls]
         try:
-            kw: dict[str, Any] = {"api_key_env": s.api_key_env, "concurrency": s.concurrency, "max_retries": s.max_retries,
-                  "timeout_s": s.timeout_s} | self.pool_kw
+            kw: dict[str, Any] = {
+                "api_key_env": s.api_key_env,
+                "concurrency": s.concurrency,
+                "max_retries": s.max_retries,
+                "timeout_s": s.timeout_s,
+            } | self.pool_kw
             self.pool = EndpointPool(urls, **kw)
             self._check_servers()
         except BaseException:
@@ -158,22 +188,33 @@ class ServedReward:
             except openai.APIConnectionError as err:  # down for now: the pool fails over from it
                 log.warning("%s: %s does not answer (%s)", self.name, display_url(e.url), describe(err))
             except openai.OpenAIError as err:
-                raise ValueError(f"{self.name}: {display_url(e.url)} answered {describe(err)} to /v1/models: "
-                                 f"{str(getattr(err, 'message', ''))[:300]}") from None
+                raise ValueError(
+                    f"{self.name}: {display_url(e.url)} answered {describe(err)} to /v1/models: "
+                    f"{str(getattr(err, 'message', ''))[:300]}"
+                ) from None
         if not listed:  # none answers now: wait for one, with the pool's retries
-            listed[self.pool.label] = self.pool.call(lambda client: client.models.list(), what=f"{self.name}: models")
+            listed[self.pool.label] = self.pool.call(
+                lambda client: client.models.list(), what=f"{self.name}: models"
+            )
         lengths = []
         for url, models in listed.items():
             by_id = {m.id: m for m in models.data}
             if self.served_name not in by_id:
-                raise ValueError(f"{self.name}: the server at {display_url(url)} serves {sorted(by_id)}, not "
-                                 f"{self.served_name!r} (set reward.served_model_name to the name it serves)")
+                raise ValueError(
+                    f"{self.name}: the server at {display_url(url)} serves {sorted(by_id)}, not "
+                    f"{self.served_name!r} (set reward.served_model_name to the name it serves)"
+                )
             served_len = (by_id[self.served_name].model_extra or {}).get("max_model_len")
             if isinstance(served_len, int):
                 lengths.append(served_len)
         if lengths and min(lengths) < self.spec.max_length:
-            log.warning("%s: the servers' max_model_len is %d, below max_length %d: chats are cut to %d tokens",
-                        self.name, min(lengths), self.spec.max_length, min(lengths))
+            log.warning(
+                "%s: the servers' max_model_len is %d, below max_length %d: chats are cut to %d tokens",
+                self.name,
+                min(lengths),
+                self.spec.max_length,
+                min(lengths),
+            )
             self.max_length = min(lengths)
         from paradox.reward_models import encode_chat
 
@@ -182,9 +223,12 @@ class ServedReward:
             self._score_request([probe])
         except EndpointError as err:
             fits = {"token_classify": "head: remote_code", "classify": "head: seq_cls"}
-            raise ValueError(f"{self.name}: head '{self.spec.head}' scores with vLLM's pooling task '{self.task}'; "
-                             f"a one-chat request failed: {err} ("
-                             + "; ".join(f"task {t} is {h}" for t, h in fits.items()) + ")") from None
+            raise ValueError(
+                f"{self.name}: head '{self.spec.head}' scores with vLLM's pooling task '{self.task}'; "
+                f"a one-chat request failed: {err} ("
+                + "; ".join(f"task {t} is {h}" for t, h in fits.items())
+                + ")"
+            ) from None
 
     def close(self) -> None:
         """Stop managed servers (given servers are left running)."""
@@ -217,8 +261,14 @@ class ServedReward:
     def _score_request(self, chats: list[list[int]]) -> list[float]:
         """One `/pooling` request of a few chats, on whichever server the pool picks."""
         assert self.pool is not None
-        body = {"model": self.served_name, "input": chats, "task": self.task, "use_activation": False,
-                "add_special_tokens": False, "encoding_format": "float"}
+        body = {
+            "model": self.served_name,
+            "input": chats,
+            "task": self.task,
+            "use_activation": False,
+            "add_special_tokens": False,
+            "encoding_format": "float",
+        }
 
         def send(client: Any) -> tuple[str, Any]:
             answer = client.post(f"{server_root(client.base_url)}/pooling", cast_to=object, body=body)
@@ -238,9 +288,13 @@ class ServedReward:
             return []
         assert self.pool is not None
         bs = self.spec.batch_size
-        batches = [chats[i:i + bs] for i in range(0, len(chats), bs)]
-        answers = thread_map(self._score_request, batches, self.pool.capacity,
-                             desc=f"scoring ({self.name})" if self.show_progress else None)
+        batches = [chats[i : i + bs] for i in range(0, len(chats), bs)]
+        answers = thread_map(
+            self._score_request,
+            batches,
+            self.pool.capacity,
+            desc=f"scoring ({self.name})" if self.show_progress else None,
+        )
         return [score for batch in answers for score in batch]
 
     def score(self, problem: Problem, trace: str) -> float:

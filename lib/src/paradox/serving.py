@@ -50,6 +50,7 @@ class ServerError(RuntimeError):
 @dataclass(frozen=True)
 class ServeSpec:
     """What to serve and how (the params' `serve` section fills it; see `paradox.params.Serve`)."""
+
     model: str  # local path or hub id
     served_name: str | None = None  # the name clients send as `model` (default: `model`)
     tensor_parallel_size: int = 1
@@ -93,13 +94,27 @@ def serve_command(spec: ServeSpec, port: int, python: str = sys.executable) -> l
         cmd = [python, "-m", "vllm.entrypoints.cli.main", "serve", spec.model]
     else:
         if spec.data_parallel_size > 1:
-            raise ServerError("data_parallel_size > 1 needs the `vllm serve` CLI, which this vLLM install "
-                              "cannot run (no 'vllm' package metadata: vLLM's CPU build)")
+            raise ServerError(
+                "data_parallel_size > 1 needs the `vllm serve` CLI, which this vLLM install "
+                "cannot run (no 'vllm' package metadata: vLLM's CPU build)"
+            )
         cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.model]
-    cmd += ["--host", HOST, "--port", str(port), "--served-model-name", spec.name,
-            "--tensor-parallel-size", str(spec.tensor_parallel_size),
-            "--gpu-memory-utilization", str(spec.gpu_memory_utilization),
-            "--dtype", spec.dtype, "--seed", str(spec.seed)]
+    cmd += [
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--served-model-name",
+        spec.name,
+        "--tensor-parallel-size",
+        str(spec.tensor_parallel_size),
+        "--gpu-memory-utilization",
+        str(spec.gpu_memory_utilization),
+        "--dtype",
+        spec.dtype,
+        "--seed",
+        str(spec.seed),
+    ]
     if spec.data_parallel_size > 1:
         cmd += ["--data-parallel-size", str(spec.data_parallel_size)]
     if spec.max_model_len:
@@ -199,8 +214,10 @@ class VLLMServer:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
             fh.close()
-            raise ServerError(f"another managed server holds {self.lock_path} ({holder}); only one stage may "
-                              "hold the GPUs: wait for it to end or stop it") from None
+            raise ServerError(
+                f"another managed server holds {self.lock_path} ({holder}); only one stage may "
+                "hold the GPUs: wait for it to end or stop it"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "server": self.name, "model": self.spec.model}))
@@ -243,8 +260,14 @@ class VLLMServer:
                 log.write(("$ " + " ".join(cmd) + "\n").encode())
                 log.flush()
                 # Its own session, so stop() reaches the engine processes it spawns too.
-                self.proc = _spawn(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                   preexec_fn=_die_with_parent)
+                self.proc = _spawn(
+                    cmd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
             with _RUNNING_LOCK:
                 _RUNNING.add(self)
             self._wait_healthy()
@@ -258,11 +281,15 @@ class VLLMServer:
         while not self.healthy():
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise ServerError(f"vLLM server '{self.name}' ({self.spec.model}) exited with code "
-                                  f"{self.proc.returncode} before it was ready; log {self.log_path}:\n{self.tail()}")
+                raise ServerError(
+                    f"vLLM server '{self.name}' ({self.spec.model}) exited with code "
+                    f"{self.proc.returncode} before it was ready; log {self.log_path}:\n{self.tail()}"
+                )
             if time.monotonic() > deadline:
-                raise ServerError(f"vLLM server '{self.name}' ({self.spec.model}) was not ready within "
-                                  f"{self.spec.start_timeout_s:.0f} s; log {self.log_path}:\n{self.tail()}")
+                raise ServerError(
+                    f"vLLM server '{self.name}' ({self.spec.model}) was not ready within "
+                    f"{self.spec.start_timeout_s:.0f} s; log {self.log_path}:\n{self.tail()}"
+                )
             time.sleep(self.poll_s)
 
     def alive(self) -> bool:
@@ -299,6 +326,7 @@ class VLLMServer:
 class ServerGroup:
     """`replicas` servers of one model on this machine (each at its own port; e.g. one per GPU
     group via `spec.env`), started all or none, stopped together; the group holds the GPU lock."""
+
     spec: ServeSpec
     replicas: int
     log_dir: Path
@@ -314,7 +342,9 @@ class ServerGroup:
         try:
             for i in range(self.replicas):
                 name = self.name if self.replicas == 1 else f"{self.name}-{i}"
-                server = VLLMServer(self.spec, self.log_dir, name, lock_path=self.lock_path if i == 0 else None)
+                server = VLLMServer(
+                    self.spec, self.log_dir, name, lock_path=self.lock_path if i == 0 else None
+                )
                 self.servers.append(server)
                 server.start()
         except BaseException:

@@ -17,8 +17,9 @@ from paradox.streams import BASE, LABELS
 Utility = Callable[[str, str], tuple[float, float, int]]  # (stream, loss) -> (mean, ci95, n_seeds)
 
 
-def table1(u: Utility, streams: Sequence[str], reward: Mapping[str, float], ppl: Mapping[str, float],
-           k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def table1(
+    u: Utility, streams: Sequence[str], reward: Mapping[str, float], ppl: Mapping[str, float], k: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 1: the base SLM, then each stream: mean reward, perplexity under the base SLM and
     Avg@k after SFT and DFT (the base SLM's one utility in both columns; no reward or PPL)."""
     rows: list[dict[str, Any]] = []
@@ -26,10 +27,27 @@ def table1(u: Utility, streams: Sequence[str], reward: Mapping[str, float], ppl:
     for s in [BASE, *streams]:
         sft, dft = (u(BASE, "none"),) * 2 if s == BASE else (u(s, "nll"), u(s, "dft"))
         rew, p = (float("nan"), float("nan")) if s == BASE else (reward[s], ppl[s])
-        rows.append({"Stream": LABELS[s], "Reward": rew, "PPL": p, f"SFT Avg@{k}": sft[0], "SFT ci95": sft[1],
-                     f"DFT Avg@{k}": dft[0], "DFT ci95": dft[1], "seeds": sft[2]})
-        shown.append({"Stream": LABELS[s], "Reward": "n/a" if s == BASE else f"{rew:.2f}",
-                      "PPL": "n/a" if s == BASE else f"{p:.3g}", f"SFT Avg@{k}": fmt(*sft), f"DFT Avg@{k}": fmt(*dft)})
+        rows.append(
+            {
+                "Stream": LABELS[s],
+                "Reward": rew,
+                "PPL": p,
+                f"SFT Avg@{k}": sft[0],
+                "SFT ci95": sft[1],
+                f"DFT Avg@{k}": dft[0],
+                "DFT ci95": dft[1],
+                "seeds": sft[2],
+            }
+        )
+        shown.append(
+            {
+                "Stream": LABELS[s],
+                "Reward": "n/a" if s == BASE else f"{rew:.2f}",
+                "PPL": "n/a" if s == BASE else f"{p:.3g}",
+                f"SFT Avg@{k}": fmt(*sft),
+                f"DFT Avg@{k}": fmt(*dft),
+            }
+        )
     return pd.DataFrame(rows), pd.DataFrame(shown)
 
 
@@ -40,8 +58,9 @@ def accuracy_by_split(accuracy: pd.DataFrame) -> pd.DataFrame:
     return main.groupby(["stream", "loss", "split"])["avg_at_k"].mean().unstack("split").reset_index()
 
 
-def cross_check(xc: pd.DataFrame, u: Utility, streams: Sequence[str],
-                k: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def cross_check(
+    xc: pd.DataFrame, u: Utility, streams: Sequence[str], k: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """From `cross_check.reward_table` (columns reward:<model>, rank:<model>, one row per stream):
     (the table with DFT and SFT utility added, its display form 'reward (rank)', and per reward
     model the Spearman correlation of its stream rewards with utility under each loss; nan where
@@ -49,12 +68,30 @@ def cross_check(xc: pd.DataFrame, u: Utility, streams: Sequence[str],
     models = [c.removeprefix("reward:") for c in xc.columns if c.startswith("reward:")]
     xc = xc.copy()
     xc[f"DFT Avg@{k}"], xc[f"SFT Avg@{k}"] = [[u(s, loss)[0] for s in streams] for loss in ("dft", "nll")]
-    shown = pd.DataFrame({"Stream": [LABELS[s] for s in streams],
-                          **{m: [f"{r:.2f} ({n})" for r, n in zip(xc[f"reward:{m}"], xc[f"rank:{m}"], strict=True)]
-                             for m in models},
-                          f"DFT Avg@{k}": [fmt(*u(s, "dft")) for s in streams]})
-    rho = pd.DataFrame([{"model": m, **{f"spearman_{loss}": (spearmanr(xc[f"reward:{m}"], xc[col]).statistic
-                                                             if xc[col].notna().all() else float("nan"))
-                                        for loss, col in (("dft", f"DFT Avg@{k}"), ("sft", f"SFT Avg@{k}"))}}
-                        for m in models])
+    shown = pd.DataFrame(
+        {
+            "Stream": [LABELS[s] for s in streams],
+            **{
+                m: [f"{r:.2f} ({n})" for r, n in zip(xc[f"reward:{m}"], xc[f"rank:{m}"], strict=True)]
+                for m in models
+            },
+            f"DFT Avg@{k}": [fmt(*u(s, "dft")) for s in streams],
+        }
+    )
+    rho = pd.DataFrame(
+        [
+            {
+                "model": m,
+                **{
+                    f"spearman_{loss}": (
+                        spearmanr(xc[f"reward:{m}"], xc[col]).statistic
+                        if xc[col].notna().all()
+                        else float("nan")
+                    )
+                    for loss, col in (("dft", f"DFT Avg@{k}"), ("sft", f"SFT Avg@{k}"))
+                },
+            }
+            for m in models
+        ]
+    )
     return xc, shown, rho

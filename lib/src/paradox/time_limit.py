@@ -66,7 +66,9 @@ def time_limit(seconds: float) -> Iterator[bool]:
                 continue
 
 
-def _disarm(state: dict[str, bool], old_handler: _Handler, old_delay: float, old_interval: float, elapsed: float) -> None:
+def _disarm(
+    state: dict[str, bool], old_handler: _Handler, old_delay: float, old_interval: float, elapsed: float
+) -> None:
     """Stop the timer and restore the previous handler and timer.
 
     SIGALRM is blocked first and a pending alarm consumed, so none can reach the restored

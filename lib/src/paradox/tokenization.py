@@ -35,8 +35,10 @@ def single_token_id(tok: Any, token: str, key: str) -> int:
     """The id of `token`, which must encode to exactly one id (a special or added token)."""
     ids: list[int] = tok(token, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        raise ValueError(f"{key}: {token!r} is not one token of the tokenizer {_name(tok)} "
-                         f"(it encodes to {len(ids)} ids); name a special token of this model family")
+        raise ValueError(
+            f"{key}: {token!r} is not one token of the tokenizer {_name(tok)} "
+            f"(it encodes to {len(ids)} ids); name a special token of this model family"
+        )
     return ids[0]
 
 
@@ -57,8 +59,10 @@ def leading_bos(tok: Any) -> int | None:
     if full == [tok.bos_token_id, *plain] and tok.bos_token_id is not None:
         bos: int = tok.bos_token_id
         return bos
-    raise ValueError(f"tokenizer {_name(tok)}: it wraps a text in special tokens other than a leading BOS "
-                     f"({full} for {plain}); paradox.tokenization supports a leading BOS only")
+    raise ValueError(
+        f"tokenizer {_name(tok)}: it wraps a text in special tokens other than a leading BOS "
+        f"({full} for {plain}); paradox.tokenization supports a leading BOS only"
+    )
 
 
 class SequenceEncoder:
@@ -69,8 +73,9 @@ class SequenceEncoder:
         self.bos_id = leading_bos(tokenizer)
         if completion_end == EOS:
             if tokenizer.eos_token_id is None:
-                raise ValueError(f"tokenizer {_name(tokenizer)} has no EOS token: set slm.completion_end to a "
-                                 "stop token")
+                raise ValueError(
+                    f"tokenizer {_name(tokenizer)} has no EOS token: set slm.completion_end to a stop token"
+                )
             self.end_id = tokenizer.eos_token_id
         else:
             self.end_id = single_token_id(tokenizer, completion_end, "slm.completion_end")
@@ -80,8 +85,10 @@ class SequenceEncoder:
         if self.bos_id is None:
             return ids
         if ids[:2] == [self.bos_id, self.bos_id]:
-            raise ValueError(f"prompt starts with BOS twice (the prompt template and the chat template both "
-                             f"write it?): {text[:80]!r}")
+            raise ValueError(
+                f"prompt starts with BOS twice (the prompt template and the chat template both "
+                f"write it?): {text[:80]!r}"
+            )
         return ids if ids[:1] == [self.bos_id] else [self.bos_id, *ids]
 
     def completion(self, text: str, end: bool = True) -> list[int]:
@@ -90,8 +97,10 @@ class SequenceEncoder:
         ids = self.tok(text, add_special_tokens=False)["input_ids"]
         bad = {self.end_id, self.tok.eos_token_id} & set(ids)
         if bad:
-            raise ValueError(f"completion contains the end-of-completion token(s) "
-                             f"{self.tok.convert_ids_to_tokens(sorted(bad))}: {text[:80]!r}")
+            raise ValueError(
+                f"completion contains the end-of-completion token(s) "
+                f"{self.tok.convert_ids_to_tokens(sorted(bad))}: {text[:80]!r}"
+            )
         return [*ids, self.end_id] if end else ids
 
     def pair(self, prompt: str, completion: str) -> tuple[list[int], list[int]]:
@@ -116,8 +125,13 @@ class Stops:
     configured: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # (stop_tokens, stop_strings) as in params
 
     @classmethod
-    def resolve(cls, tok: Any, stop_tokens: Sequence[str] = (), stop_strings: Sequence[str] = (),
-                generation_eos: int | Iterable[int] | None = None) -> Stops:
+    def resolve(
+        cls,
+        tok: Any,
+        stop_tokens: Sequence[str] = (),
+        stop_strings: Sequence[str] = (),
+        generation_eos: int | Iterable[int] | None = None,
+    ) -> Stops:
         """Stop ids for this tokenizer; a stop token that is not one token of it is an error."""
         ids = [*_as_ids(tok.eos_token_id), *_as_ids(generation_eos)]
         ids += [single_token_id(tok, t, "slm.stop_tokens") for t in stop_tokens]
@@ -141,5 +155,5 @@ class Stops:
         text = tok.decode(ids if cut is None else ids[:cut], skip_special_tokens=True)
         hits = [i for i in (text.find(s) for s in self.strings) if i >= 0]
         if hits:
-            text = text[:min(hits)]
+            text = text[: min(hits)]
         return text.strip(), cut is not None or bool(hits)

@@ -47,7 +47,8 @@ def _vllm() -> Any:
         raise VLLMMissing(
             "the vLLM backend needs vLLM, which this environment does not have: install the gpu "
             "extra (`pip install -e '.[gpu]'`) on a GPU machine, or `make vllm-env` (CPU build, for tests) "
-            "and use .venv-vllm/bin/python") from err
+            "and use .venv-vllm/bin/python"
+        ) from err
     return vllm
 
 
@@ -59,11 +60,14 @@ def _engine_kwargs(engine: VLLMEngine) -> dict[str, Any]:
             "in-process data parallelism (LLM(data_parallel_size>1) is refused by vLLM itself). Set it "
             "to 1 and either use vllm.tensor_parallel_size, run one process per data-parallel rank "
             "(each on its own GPUs, with its own share of the problems), or serve the model with "
-            "`vllm serve MODEL --data-parallel-size N`.")
-    return {"tensor_parallel_size": engine.tensor_parallel_size,
-            "gpu_memory_utilization": engine.gpu_memory_utilization,
-            "max_model_len": engine.max_model_len,
-            "enforce_eager": engine.enforce_eager}
+            "`vllm serve MODEL --data-parallel-size N`."
+        )
+    return {
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "max_model_len": engine.max_model_len,
+        "enforce_eager": engine.enforce_eager,
+    }
 
 
 class _Engine:
@@ -107,9 +111,17 @@ class VLLMGenerator(_Engine):
         self.stops = Stops.resolve(self.tok, stop_tokens, stop_strings, generation_eos)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, engine: VLLMEngine | None = None, dtype: str = "float32",
-                        revision: str | None = None, seed: int = 0, stop_tokens: Sequence[str] = (),
-                        stop_strings: Sequence[str] = (), **llm_kwargs: Any) -> VLLMGenerator:
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        engine: VLLMEngine | None = None,
+        dtype: str = "float32",
+        revision: str | None = None,
+        seed: int = 0,
+        stop_tokens: Sequence[str] = (),
+        stop_strings: Sequence[str] = (),
+        **llm_kwargs: Any,
+    ) -> VLLMGenerator:
         kw = _engine_kwargs(engine or VLLMEngine())
         vllm = _vllm()
         from vllm.platforms import current_platform
@@ -138,17 +150,29 @@ class VLLMGenerator(_Engine):
         stop = list(self.stops.strings)
         # vLLM matches stop strings on its own detokenized text, so it detokenizes when there are any;
         # the text returned is decoded here from the token ids either way, as HFGenerator does.
-        params = [SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, top_k=0,
-                                 max_tokens=s.max_new_tokens, seed=int(seed),
-                                 stop_token_ids=list(self.stops.token_ids), stop=stop or None,
-                                 include_stop_str_in_output=False, detokenize=bool(stop))
-                  for seed in seeds]
+        params = [
+            SamplingParams(
+                n=n,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                top_k=0,
+                max_tokens=s.max_new_tokens,
+                seed=int(seed),
+                stop_token_ids=list(self.stops.token_ids),
+                stop=stop or None,
+                include_stop_str_in_output=False,
+                detokenize=bool(stop),
+            )
+            for seed in seeds
+        ]
         ids = [self.encoder.prompt(p) for p in prompts]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params, use_tqdm=False)
         result = []
         for out in outs:
-            cs = [Completion(self.stops.finish(self.tok, o.token_ids)[0], o.finish_reason == "length")
-                  for o in out.outputs]
+            cs = [
+                Completion(self.stops.finish(self.tok, o.token_ids)[0], o.finish_reason == "length")
+                for o in out.outputs
+            ]
             result.append(cs * s.n if greedy else cs)
         return result
 
@@ -176,8 +200,9 @@ class VLLMReward(_Engine):
 
     TASKS = {"seq_cls": "classify", "remote_code": "token_classify"}
 
-    def __init__(self, spec: RewardModel, engine: VLLMEngine | None = None, seed: int = 0,
-                 **llm_kwargs: Any) -> None:
+    def __init__(
+        self, spec: RewardModel, engine: VLLMEngine | None = None, seed: int = 0, **llm_kwargs: Any
+    ) -> None:
         if spec.backend != "vllm":
             raise ValueError(f"VLLMReward needs reward backend 'vllm', got {spec.backend!r}")
         self.spec, self.seed, self.llm_kwargs = spec, seed, llm_kwargs
@@ -185,8 +210,10 @@ class VLLMReward(_Engine):
         try:
             self.engine_kwargs = _engine_kwargs(engine or VLLMEngine())  # a bad engine section fails now
         except ValueError as err:
-            raise ValueError(f"{err} For the reward model: backend 'vllm_server' with "
-                             "reward.serve.data_parallel_size (paradox.reward_server).") from None
+            raise ValueError(
+                f"{err} For the reward model: backend 'vllm_server' with "
+                "reward.serve.data_parallel_size (paradox.reward_server)."
+            ) from None
         self.name = f"vllm:{spec.name_or_path}"
         self.n_truncated = 0  # chats cut to max_length so far
 
@@ -194,16 +221,24 @@ class VLLMReward(_Engine):
         if "llm" not in self.__dict__:
             s = self.spec
             assert s.name_or_path is not None  # the params schema requires it for every backend but toy
-            llm = _vllm().LLM(model=local_or_hub(s.name_or_path), runner="pooling", revision=s.revision, dtype=s.dtype,
-                              trust_remote_code=s.trust_remote_code, seed=self.seed,
-                              **(self.engine_kwargs | self.llm_kwargs))
+            llm = _vllm().LLM(
+                model=local_or_hub(s.name_or_path),
+                runner="pooling",
+                revision=s.revision,
+                dtype=s.dtype,
+                trust_remote_code=s.trust_remote_code,
+                seed=self.seed,
+                **(self.engine_kwargs | self.llm_kwargs),
+            )
             tasks = tuple(llm.supported_tasks)
             if self.task not in tasks:
                 llm.llm_engine.engine_core.shutdown()
                 archs = getattr(llm.llm_engine.model_config.hf_config, "architectures", None)
                 fits = [h for h, t in self.TASKS.items() if t in tasks]
-                raise ValueError(f"{self.name} ({archs}): vLLM serves it with pooling task(s) {list(tasks)}, but head "
-                                 f"'{s.head}' needs '{self.task}'" + (f"; set head: {fits[0]}" if fits else ""))
+                raise ValueError(
+                    f"{self.name} ({archs}): vLLM serves it with pooling task(s) {list(tasks)}, but head "
+                    f"'{s.head}' needs '{self.task}'" + (f"; set head: {fits[0]}" if fits else "")
+                )
             self.llm = llm
             self.tok = llm.get_tokenizer()
             self.max_length = min(s.max_length, llm.llm_engine.model_config.max_model_len)
@@ -234,13 +269,17 @@ class VLLMReward(_Engine):
             outs = self.llm.classify(prompts, pooling_params=params, use_tqdm=True)
             values = [out.outputs.probs for out in outs]  # called probs, but raw logits here
         else:
-            outs = self.llm.encode(prompts, pooling_params=params, pooling_task="token_classify", use_tqdm=True)
+            outs = self.llm.encode(
+                prompts, pooling_params=params, pooling_task="token_classify", use_tqdm=True
+            )
             values = []
             for out, ids in zip(outs, chats, strict=True):
                 per_token = out.outputs.data  # (tokens, num_labels): a reward at every token
                 if per_token.dim() != 2 or per_token.shape[0] != len(ids):
-                    raise ValueError(f"{self.name}: expected a reward per token, ({len(ids)}, 1), got "
-                                     f"{tuple(per_token.shape)}")
+                    raise ValueError(
+                        f"{self.name}: expected a reward per token, ({len(ids)}, 1), got "
+                        f"{tuple(per_token.shape)}"
+                    )
                 values.append(per_token[-1].tolist())
         scores = []
         for v in values:

@@ -19,7 +19,8 @@ NEW_TURN = re.compile(
     r"|#+\s*(?:new\s+|next\s+|another\s+)?(?:problem|question|exercise)\b"
     r"|<\|(?:im_start|im_end|endoftext|user|assistant)\|>)"
     r"|^(?:user|assistant|system)$",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 FENCE = re.compile(r"^\s*(```|~~~)")
 # Display math or an environment left open on the answer line ("\[", "$$", "\begin{aligned}").
 OPENERS = re.compile(r"\\\[|\\\(|\\begin\{")
@@ -104,8 +105,13 @@ def clean_lines(trace: str) -> str:
 CLEANERS: dict[str, Callable[[str], str]] = {"layout": clean, "lines": clean_lines}
 
 
-def select(samples: Sequence[dict[str, Any]], rule: str, seed: int, do_clean: bool | str = True,
-           still_correct: Callable[[str, str], bool] | None = None) -> dict[str, str]:
+def select(
+    samples: Sequence[dict[str, Any]],
+    rule: str,
+    seed: int,
+    do_clean: bool | str = True,
+    still_correct: Callable[[str, str], bool] | None = None,
+) -> dict[str, str]:
     """samples: rows {id, sample, text, correct}. Returns {problem id: chosen trace} for every
     problem with at least one correct sample. `rule`: first | shortest | random. `do_clean`:
     "layout" (`clean`, also for True), "lines" (`clean_lines`) or False (no cleaning).

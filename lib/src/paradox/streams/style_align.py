@@ -27,8 +27,15 @@ class Decision:
     edit_ratio: float
 
 
-def decide(original: str, rewrite: str, changed_lines: int, ppl_original: float, ppl_rewrite: float,
-           max_ppl_ratio: float, max_edit_ratio: float) -> Decision:
+def decide(
+    original: str,
+    rewrite: str,
+    changed_lines: int,
+    ppl_original: float,
+    ppl_rewrite: float,
+    max_ppl_ratio: float,
+    max_edit_ratio: float,
+) -> Decision:
     if not changed_lines or rewrite == original:
         return Decision(original, "unchanged", 0, 1.0, 0.0)
     ratio = ppl_rewrite / ppl_original if ppl_original > 0 else math.inf

@@ -47,11 +47,14 @@ class ToyOracle:
     def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
         return [self.first_wrong_step(p, t) for p, t in zip(problems, traces, strict=True)]
 
-    def rewrite_in_style_many(self, problems: list[Problem], traces: list[str],
-                              first_wrong: list[int | None]) -> list[tuple[str, list[int]]]:
+    def rewrite_in_style_many(
+        self, problems: list[Problem], traces: list[str], first_wrong: list[int | None]
+    ) -> list[tuple[str, list[int]]]:
         """Traces with no wrong step are returned unchanged, as notebook 03 always did."""
-        return [(t, []) if k is None else self.rewrite_in_style(p, t)
-                for p, t, k in zip(problems, traces, first_wrong, strict=True)]
+        return [
+            (t, []) if k is None else self.rewrite_in_style(p, t)
+            for p, t, k in zip(problems, traces, first_wrong, strict=True)
+        ]
 
     def rewrite_fraction_many(self, problems: list[Problem], traces: list[str], fraction: float) -> list[str]:
         return [self.rewrite_fraction(p, t, fraction) for p, t in zip(problems, traces, strict=True)]

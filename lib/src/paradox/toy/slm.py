@@ -30,12 +30,14 @@ def cache_key(toy: ToyWorld, seed: int, prompt_template: str) -> str:
     """Changes when the SLM's config, seed, prompt or the toy world's text generators change."""
     here = Path(__file__).parent
     sources = {name: file_hash(here / name) for name in ("problems.py", "styles.py", "slm.py")}
-    return stable_hash({"toy": toy.model_dump(mode="json"), "seed": seed, "prompt": prompt_template,
-                        "sources": sources})
+    return stable_hash(
+        {"toy": toy.model_dump(mode="json"), "seed": seed, "prompt": prompt_template, "sources": sources}
+    )
 
 
-def pretraining_corpus(problems: list[Problem], prompt_template: str, foreign_fraction: float,
-                       seed: int) -> list[dict[str, str]]:
+def pretraining_corpus(
+    problems: list[Problem], prompt_template: str, foreign_fraction: float, seed: int
+) -> list[dict[str, str]]:
     """Prompt/completion pairs: mostly native wording, a small share in the other notations."""
     rng = random.Random(seed)
     rows = []
@@ -52,10 +54,15 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     """Byte-level BPE (any text encodes; no UNK) with digits split one by one, as many math LMs do."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD)
     fast.padding_side = "left"  # decoder-only generation pads on the left
@@ -68,10 +75,17 @@ def build_model(toy: ToyWorld, tokenizer: PreTrainedTokenizerFast, seed: int) ->
     torch.manual_seed(seed)
     a = toy.slm
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=a.hidden_size, num_hidden_layers=a.n_layers,
-        num_attention_heads=a.n_heads, num_key_value_heads=a.n_heads, intermediate_size=a.intermediate_size,
-        max_position_embeddings=a.max_position, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        vocab_size=len(tokenizer),
+        hidden_size=a.hidden_size,
+        num_hidden_layers=a.n_layers,
+        num_attention_heads=a.n_heads,
+        num_key_value_heads=a.n_heads,
+        intermediate_size=a.intermediate_size,
+        max_position_embeddings=a.max_position,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
     )
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -85,6 +99,14 @@ def pretrain_settings(toy: ToyWorld, n_examples: int, seed: int) -> TrainSetting
     from paradox.training.trainer import TrainSettings, steps_for
 
     a = toy.slm
-    return TrainSettings(loss_type="nll", learning_rate=a.pretrain_lr, batch_size=a.pretrain_batch_size, grad_accum=1,
-                         max_length=a.max_position, seed=seed, warmup_ratio=0.05, logging_steps=25,
-                         max_steps=steps_for(n_examples, a.pretrain_batch_size, a.pretrain_epochs))
+    return TrainSettings(
+        loss_type="nll",
+        learning_rate=a.pretrain_lr,
+        batch_size=a.pretrain_batch_size,
+        grad_accum=1,
+        max_length=a.max_position,
+        seed=seed,
+        warmup_ratio=0.05,
+        logging_steps=25,
+        max_steps=steps_for(n_examples, a.pretrain_batch_size, a.pretrain_epochs),
+    )

@@ -93,7 +93,7 @@ def _fix_step_line(line: Line, chain: Chain, want: tuple[int, str, int, int]) ->
     start, end = line.span
     m = EQUATION.match(line.text, start)
     assert m is not None
-    sym = line.text[m.end(1):m.start(3)]  # the operator as written, with its spacing
+    sym = line.text[m.end(1) : m.start(3)]  # the operator as written, with its spacing
     head = line.text[:start]
     if b != want[2]:  # the operand may also be stated in words before the equation ("gets 3 more")
         head = re.sub(rf"(?<!\d){b}(?!\d)", str(want[2]), head, count=1)

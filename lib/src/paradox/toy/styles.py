@@ -18,27 +18,40 @@ Chain = dict[str, Any]
 
 NATIVE_INTRO = ["{Name} has {a} {item}.", "{Name} starts with {a} {item}.", "At first {name} has {a} {item}."]
 NATIVE_STEP = {
-    "+": ["Then {pron} gets {b} more, so {pron} has {x} + {b} = {y} {item}.",
-          "After getting {b} more, {name} has {x} + {b} = {y} {item}.",
-          "{Pron} gets {b} more. Now {pron} has {x} + {b} = {y} {item}."],
-    "-": ["Then {pron} loses {b}, so {pron} has {x} - {b} = {y} {item}.",
-          "After losing {b}, {name} has {x} - {b} = {y} {item}.",
-          "{Pron} loses {b}. Now {pron} has {x} - {b} = {y} {item}."],
-    "*": ["Then it is {b} times as many, so {pron} has {x} * {b} = {y} {item}.",
-          "After that {name} has {x} * {b} = {y} {item}.",
-          "It is {b} times as many. Now {pron} has {x} * {b} = {y} {item}."],
+    "+": [
+        "Then {pron} gets {b} more, so {pron} has {x} + {b} = {y} {item}.",
+        "After getting {b} more, {name} has {x} + {b} = {y} {item}.",
+        "{Pron} gets {b} more. Now {pron} has {x} + {b} = {y} {item}.",
+    ],
+    "-": [
+        "Then {pron} loses {b}, so {pron} has {x} - {b} = {y} {item}.",
+        "After losing {b}, {name} has {x} - {b} = {y} {item}.",
+        "{Pron} loses {b}. Now {pron} has {x} - {b} = {y} {item}.",
+    ],
+    "*": [
+        "Then it is {b} times as many, so {pron} has {x} * {b} = {y} {item}.",
+        "After that {name} has {x} * {b} = {y} {item}.",
+        "It is {b} times as many. Now {pron} has {x} * {b} = {y} {item}.",
+    ],
 }
 NATIVE_FINAL = ["The answer is {y}.", "So the answer is {y}."]
 
 ORACLE_OP = {"+": "+", "-": "-", "*": "\\times"}
-DATASET_STEP = {"+": "After getting {b} more, {name} has {x}+{b}=<<{x}+{b}={y}>>{y} {item}.",
-                "-": "After losing {b}, {name} has {x}-{b}=<<{x}-{b}={y}>>{y} {item}.",
-                "*": "With {b} times as many, {name} has {x}*{b}=<<{x}*{b}={y}>>{y} {item}."}
+DATASET_STEP = {
+    "+": "After getting {b} more, {name} has {x}+{b}=<<{x}+{b}={y}>>{y} {item}.",
+    "-": "After losing {b}, {name} has {x}-{b}=<<{x}-{b}={y}>>{y} {item}.",
+    "*": "With {b} times as many, {name} has {x}*{b}=<<{x}*{b}={y}>>{y} {item}.",
+}
 
 
 def _fill(chain: Chain) -> dict[str, str]:
-    return {"name": chain["name"], "Name": chain["name"], "pron": chain["pron"],
-            "Pron": chain["pron"].capitalize(), "item": chain["item"]}
+    return {
+        "name": chain["name"],
+        "Name": chain["name"],
+        "pron": chain["pron"],
+        "Pron": chain["pron"].capitalize(),
+        "item": chain["item"],
+    }
 
 
 def steps_of(chain: Chain) -> list[tuple[int, str, int, int]]:
@@ -48,6 +61,7 @@ def steps_of(chain: Chain) -> list[tuple[int, str, int, int]]:
 
 
 # --- native (the SLM's wording) -------------------------------------------------------------
+
 
 def native_intro(chain: Chain, variant: int = 0) -> str:
     return NATIVE_INTRO[variant].format(a=chain["start"], **_fill(chain))
@@ -70,6 +84,7 @@ def render_native(chain: Chain, rng: random.Random) -> str:
 
 
 # --- oracle (dense symbolic notation) -------------------------------------------------------
+
 
 def oracle_intro(chain: Chain) -> str:
     return f"Let \\( n_0 = {chain['start']} \\)."
@@ -97,15 +112,18 @@ def render_synthesized(chain: Chain) -> str:
     expr = str(chain["start"])
     for op, b in chain["ops"]:
         expr = f"({expr} {ORACLE_OP[op]} {b})"
-    lines = [f"Let \\( N \\) be the number of {chain['item']}.",
-             f"Given \\( N_0 = {chain['start']} \\) and the changes \\( {changes} \\) in order,",
-             f"\\( N = {expr[1:-1]} \\).",
-             *[f"\\( {x} {ORACLE_OP[op]} {b} = {y} \\)" for x, op, b, y in steps],
-             f"\\( \\boxed{{{chain['values'][-1]}}} \\)"]
+    lines = [
+        f"Let \\( N \\) be the number of {chain['item']}.",
+        f"Given \\( N_0 = {chain['start']} \\) and the changes \\( {changes} \\) in order,",
+        f"\\( N = {expr[1:-1]} \\).",
+        *[f"\\( {x} {ORACLE_OP[op]} {b} = {y} \\)" for x, op, b, y in steps],
+        f"\\( \\boxed{{{chain['values'][-1]}}} \\)",
+    ]
     return "\n".join(lines)
 
 
 # --- dataset (reference solutions) ----------------------------------------------------------
+
 
 def render_dataset(chain: Chain) -> str:
     lines = [DATASET_STEP[op].format(x=x, b=b, y=y, **_fill(chain)) for x, op, b, y in steps_of(chain)]

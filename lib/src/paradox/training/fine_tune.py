@@ -40,12 +40,22 @@ def settings_for(params: Params, run: RunSpec, n_examples: int) -> TrainSettings
     t = params.train
     per_device, accum = t.split_batch(run.batch_size)  # run.batch_size is the effective batch
     return TrainSettings(
-        loss_type=run.loss, learning_rate=run.learning_rate, batch_size=per_device, grad_accum=accum,
-        max_steps=steps_for(n_examples, run.batch_size, t.epochs), max_length=t.max_length, seed=run.seed,
-        warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, weight_decay=t.weight_decay, bf16=t.bf16,
-        logging_steps=t.logging_steps, lora=t.lora,
+        loss_type=run.loss,
+        learning_rate=run.learning_rate,
+        batch_size=per_device,
+        grad_accum=accum,
+        max_steps=steps_for(n_examples, run.batch_size, t.epochs),
+        max_length=t.max_length,
+        seed=run.seed,
+        warmup_ratio=t.warmup_ratio,
+        scheduler=t.scheduler,
+        weight_decay=t.weight_decay,
+        bf16=t.bf16,
+        logging_steps=t.logging_steps,
+        lora=t.lora,
         checkpoints=params.learning_curve.checkpoints if keeps_checkpoints(params, run) else 0,
-        completion_end=params.slm.completion_end)
+        completion_end=params.slm.completion_end,
+    )
 
 
 def load_streams(params: Params, paths: RunPaths, runs: list[RunSpec]) -> dict[str, list[dict[str, Any]]]:
@@ -65,18 +75,24 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
     if machines is None:
         machines = Machines.from_env(t.num_machines) if t.launcher == "accelerate" else Machines()
     base = backends.slm_path(params, paths)
-    base_key = model_fingerprint(base)  # the weights (or hub id), not logs: a rebuilt identical SLM keeps the runs
+    base_key = model_fingerprint(
+        base
+    )  # the weights (or hub id), not logs: a rebuilt identical SLM keeps the runs
     runs = training_runs(params)
     streams = load_streams(params, paths, runs)
     n = len(next(iter(streams.values())))
-    print(f"{len(runs)} runs over {len(streams)} streams; {n} examples per stream"
-          + (f"; machine {machines.rank} of {machines.num_machines}" if machines.num_machines > 1 else ""))
+    print(
+        f"{len(runs)} runs over {len(streams)} streams; {n} examples per stream"
+        + (f"; machine {machines.rank} of {machines.num_machines}" if machines.num_machines > 1 else "")
+    )
     records = []
     trained_by_key: dict[str, Path] = {}
     for r in tqdm(runs, desc="training runs"):
         out = paths.models / r.name
         settings = settings_for(params, r, n)
-        key = stable_hash({"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key})
+        key = stable_hash(
+            {"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key}
+        )
         marker = DoneMarker(out, key)
         if not marker.is_done():
             if key in trained_by_key:
@@ -84,21 +100,40 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
                     copy_model(trained_by_key[key], out)
                     print(f"{r.name}: same inputs as {trained_by_key[key].name}, copied")
             elif t.launcher == "accelerate":  # one `accelerate launch` per run, its output shown as it comes
-                job = make_job(paths.stream(r.stream), out, base, settings, backends.load_kwargs(params, base),
-                               gradient_checkpointing=t.gradient_checkpointing)
+                job = make_job(
+                    paths.stream(r.stream),
+                    out,
+                    base,
+                    settings,
+                    backends.load_kwargs(params, base),
+                    gradient_checkpointing=t.gradient_checkpointing,
+                )
                 assert t.accelerate_config is not None  # the params schema requires it with this launcher
                 launch_training(job, t.accelerate_config, t.num_processes, machines=machines)
             else:
                 model, tok = load_model(base, **backends.load_kwargs(params, base))
-                sft_train(model, tok, streams[r.stream], out, settings, gradient_checkpointing=t.gradient_checkpointing)
+                sft_train(
+                    model,
+                    tok,
+                    streams[r.stream],
+                    out,
+                    settings,
+                    gradient_checkpointing=t.gradient_checkpointing,
+                )
             if machines.is_main:
                 marker.mark()
         source = trained_by_key.setdefault(key, out)
         if machines.is_main:
             info = read_json(out / "train_info.json")
-            records.append({**r.to_dict(), "max_steps": info["max_steps"], "n_rows": info["n_rows"],
-                            "copied_from": "" if source == out else source.name,
-                            "seconds": info["seconds"] if source == out else 0.0})
+            records.append(
+                {
+                    **r.to_dict(),
+                    "max_steps": info["max_steps"],
+                    "n_rows": info["n_rows"],
+                    "copied_from": "" if source == out else source.name,
+                    "seconds": info["seconds"] if source == out else 0.0,
+                }
+            )
     if not machines.is_main:
         return None
     runs_df = pd.DataFrame(records)

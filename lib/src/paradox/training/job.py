@@ -32,8 +32,14 @@ if TYPE_CHECKING:
 # a bad job then fails in a second or two, not after every process has paid for those imports.
 
 
-def make_job(rows: Path | str, output_dir: Path | str, model: str, settings: TrainSettings,
-             load_kwargs: dict[str, Any] | None = None, gradient_checkpointing: bool = False) -> dict[str, Any]:
+def make_job(
+    rows: Path | str,
+    output_dir: Path | str,
+    model: str,
+    settings: TrainSettings,
+    load_kwargs: dict[str, Any] | None = None,
+    gradient_checkpointing: bool = False,
+) -> dict[str, Any]:
     """A job as a JSON-ready dict; paths are made absolute (the launched processes may start elsewhere)."""
     from paradox.training.trainer import TrainSettings
 
@@ -71,22 +77,37 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
     load = {k: v for k, v in job.get("load_kwargs", {}).items() if v is not None}
     tok = load_tokenizer(job["model"], load.get("revision"), load.get("gguf_file"))
     rank, world = int(os.environ.get("RANK", "0")), world_size()
-    print(f"[paradox.training.job] rank {rank}: world size {world}; {len(rows)} rows; "
-          f"{settings.loss_type} for {settings.max_steps} steps -> {job['output_dir']}", flush=True)
+    print(
+        f"[paradox.training.job] rank {rank}: world size {world}; {len(rows)} rows; "
+        f"{settings.loss_type} for {settings.max_steps} steps -> {job['output_dir']}",
+        flush=True,
+    )
     # The model goes to TRL as a path: each process loads it itself (FSDP can load it sharded).
-    return sft_train(job["model"], tok, rows, job["output_dir"], settings, model_init_kwargs=load,
-                     gradient_checkpointing=bool(job.get("gradient_checkpointing", False)))
+    return sft_train(
+        job["model"],
+        tok,
+        rows,
+        job["output_dir"],
+        settings,
+        model_init_kwargs=load,
+        gradient_checkpointing=bool(job.get("gradient_checkpointing", False)),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paradox.training.job", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m paradox.training.job", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("job", type=Path, help="job file (JSON), see paradox.training.job.make_job")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     history = run_job(read_json(args.job))
     if int(os.environ.get("RANK", "0")) == 0:
         losses = [h["loss"] for h in history if "loss" in h]
-        print(f"[paradox.training.job] done: {len(losses)} loss logs, last loss "
-              f"{losses[-1] if losses else float('nan'):.4f}", flush=True)
+        print(
+            f"[paradox.training.job] done: {len(losses)} loss logs, last loss "
+            f"{losses[-1] if losses else float('nan'):.4f}",
+            flush=True,
+        )
     return 0
 
 

@@ -63,6 +63,7 @@ class Machines:
     after accelerate's own flags: MACHINE_RANK (0 on the main node), MAIN_PROCESS_IP,
     MAIN_PROCESS_PORT (default 29500). `runs/` must be on a filesystem every node shares.
     """
+
     num_machines: int = 1
     rank: int = 0
     main_ip: str | None = None
@@ -78,9 +79,11 @@ class Machines:
             return cls()
         missing = [k for k in ("MACHINE_RANK", "MAIN_PROCESS_IP") if not environ.get(k)]
         if missing:
-            raise LaunchError(f"train.num_machines is {num_machines}: set {' and '.join(missing)} on every node "
-                              "(MACHINE_RANK=0 on the main node, 1.. on the others; MAIN_PROCESS_IP = the main "
-                              "node's address; optionally MAIN_PROCESS_PORT, default 29500)")
+            raise LaunchError(
+                f"train.num_machines is {num_machines}: set {' and '.join(missing)} on every node "
+                "(MACHINE_RANK=0 on the main node, 1.. on the others; MAIN_PROCESS_IP = the main "
+                "node's address; optionally MAIN_PROCESS_PORT, default 29500)"
+            )
         try:
             rank, port = int(environ["MACHINE_RANK"]), int(environ.get("MAIN_PROCESS_PORT") or 29500)
         except ValueError as err:
@@ -90,14 +93,32 @@ class Machines:
         return cls(num_machines, rank, environ["MAIN_PROCESS_IP"], port)
 
 
-def launch_command(job_file: Path | str, accelerate_config: Path | str, num_processes: int,
-                   main_process_port: int | None = None, machines: Machines | None = None) -> list[str]:
+def launch_command(
+    job_file: Path | str,
+    accelerate_config: Path | str,
+    num_processes: int,
+    main_process_port: int | None = None,
+    machines: Machines | None = None,
+) -> list[str]:
     """`num_processes` counts every process of the job, over all machines (as accelerate does)."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-           "--num_processes", str(num_processes)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(accelerate_config),
+        "--num_processes",
+        str(num_processes),
+    ]
     if machines is not None and machines.num_machines > 1:
-        cmd += ["--num_machines", str(machines.num_machines), "--machine_rank", str(machines.rank),
-                "--main_process_ip", str(machines.main_ip)]
+        cmd += [
+            "--num_machines",
+            str(machines.num_machines),
+            "--machine_rank",
+            str(machines.rank),
+            "--main_process_ip",
+            str(machines.main_ip),
+        ]
         main_process_port = machines.main_port
     if main_process_port:
         cmd += ["--main_process_port", str(main_process_port)]
@@ -115,10 +136,17 @@ def print_now(line: str) -> None:
     print(line, flush=True)  # shown as it comes, in a notebook too
 
 
-def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_processes: int, *,
-                    echo: Callable[[str], None] | None = print_now, env: dict[str, str] | None = None,
-                    main_process_port: int | None = None, machines: Machines | None = None,
-                    tail_lines: int = 40) -> list[dict[str, Any]]:
+def launch_training(
+    job: dict[str, Any],
+    accelerate_config: Path | str,
+    num_processes: int,
+    *,
+    echo: Callable[[str], None] | None = print_now,
+    env: dict[str, str] | None = None,
+    main_process_port: int | None = None,
+    machines: Machines | None = None,
+    tail_lines: int = 40,
+) -> list[dict[str, Any]]:
     """Run one training job (see `paradox.training.job.make_job`) on `num_processes` processes (over
     all of `machines`: call it on every node, each with its own `Machines.from_env`).
 
@@ -147,8 +175,15 @@ def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_proc
         if echo:
             echo("$ " + " ".join(cmd))
         # Its own session, so an interrupt (a notebook's stop button) can end every process of it.
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", env=child_env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=child_env,
+            start_new_session=True,
+        )
         try:
             with log_file.open("w") as log:
                 log.write("$ " + " ".join(cmd) + "\n")
@@ -170,10 +205,16 @@ def launch_training(job: dict[str, Any], accelerate_config: Path | str, num_proc
         if rc != 0 or not (out_dir / "log_history.json").is_file():
             _remove_leftovers(out_dir)
             shutil.copyfile(log_file, failed_log)
-            why = f"exit code {rc}" if rc != 0 else f"it exited 0 but {out_dir} has no log_history.json" + (
-                "" if machines.is_main else " (is runs/ on a filesystem every node shares?)")
-            raise LaunchError(f"accelerate launch of {out_dir.name} failed ({why}): {cause or 'see the log'}\n"
-                              f"full log: {failed_log}\n--- last {len(tail)} lines ---\n" + "\n".join(tail))
+            why = (
+                f"exit code {rc}"
+                if rc != 0
+                else f"it exited 0 but {out_dir} has no log_history.json"
+                + ("" if machines.is_main else " (is runs/ on a filesystem every node shares?)")
+            )
+            raise LaunchError(
+                f"accelerate launch of {out_dir.name} failed ({why}): {cause or 'see the log'}\n"
+                f"full log: {failed_log}\n--- last {len(tail)} lines ---\n" + "\n".join(tail)
+            )
         shutil.copyfile(log_file, out_dir / ("launch.log" if machines.is_main else f"launch{suffix}.log"))
     failed_log.unlink(missing_ok=True)  # an earlier failed attempt's log is now stale
     history: list[dict[str, Any]] = read_json(out_dir / "log_history.json")

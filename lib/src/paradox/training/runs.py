@@ -34,8 +34,12 @@ def losses_for(params: Params, stream: str) -> tuple[str, ...]:
 
 def main_runs(params: Params) -> list[RunSpec]:
     t = params.train
-    return [RunSpec(f"{stream}-{loss}-s{seed}", stream, loss, seed, t.learning_rate, t.batch_size, "main")
-            for stream in all_streams(params) for loss in losses_for(params, stream) for seed in t.seeds]
+    return [
+        RunSpec(f"{stream}-{loss}-s{seed}", stream, loss, seed, t.learning_rate, t.batch_size, "main")
+        for stream in all_streams(params)
+        for loss in losses_for(params, stream)
+        for seed in t.seeds
+    ]
 
 
 def grid_runs(params: Params) -> list[RunSpec]:
@@ -48,15 +52,24 @@ def grid_runs(params: Params) -> list[RunSpec]:
                 for bs in g.batch_sizes:
                     if (lr, bs) == (t.learning_rate, t.batch_size):
                         continue  # the main run is this cell
-                    runs.append(RunSpec(f"{stream}-{loss}-lr{lr:g}-bs{bs}-s{seed}", stream, loss, seed, lr, bs, "grid"))
+                    runs.append(
+                        RunSpec(
+                            f"{stream}-{loss}-lr{lr:g}-bs{bs}-s{seed}", stream, loss, seed, lr, bs, "grid"
+                        )
+                    )
     return runs
 
 
 def keeps_checkpoints(params: Params, run: RunSpec) -> bool:
     """Runs that feed the learning curves: main runs of `learning_curve.streams` and `.losses`, first seed."""
     lc = params.learning_curve
-    return (lc.checkpoints > 0 and run.purpose == "main" and run.stream in lc.streams and run.loss in lc.losses
-            and run.seed == params.train.seeds[0])
+    return (
+        lc.checkpoints > 0
+        and run.purpose == "main"
+        and run.stream in lc.streams
+        and run.loss in lc.losses
+        and run.seed == params.train.seeds[0]
+    )
 
 
 def training_runs(params: Params) -> list[RunSpec]:

@@ -48,7 +48,9 @@ class TrainSettings:
     logging_steps: int = 5
     lora: Lora | None = None
     checkpoints: int = 0  # evenly spaced checkpoints to keep (for learning curves); the final model is extra
-    completion_end: str = "eos"  # the token ending every completion (slm.completion_end): what generation stops on
+    completion_end: str = (
+        "eos"  # the token ending every completion (slm.completion_end): what generation stops on
+    )
 
 
 def steps_for(n_examples: int, effective_batch_size: int, epochs: float) -> int:
@@ -96,8 +98,9 @@ def _shared_dir(out_dir: Path, config: SFTConfig) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _sft_config(s: TrainSettings, output_dir: Path, model_init_kwargs: dict[str, Any] | None,
-                gradient_checkpointing: bool) -> SFTConfig:
+def _sft_config(
+    s: TrainSettings, output_dir: Path, model_init_kwargs: dict[str, Any] | None, gradient_checkpointing: bool
+) -> SFTConfig:
     extra: dict[str, Any] = {}
     if model_init_kwargs is not None:  # only when the model is given as a path (multi-process runs)
         extra["model_init_kwargs"] = model_init_kwargs
@@ -130,8 +133,9 @@ def _sft_config(s: TrainSettings, output_dir: Path, model_init_kwargs: dict[str,
     )
 
 
-def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, str]],
-                      completion_end: str = "eos") -> Dataset:
+def tokenized_dataset(
+    tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, str]], completion_end: str = "eos"
+) -> Dataset:
     """Prompt/completion rows as the token ids sampling and scoring use (`tokenization.SequenceEncoder`:
     BOS once where the tokenizer's convention has one, the completion ending with `completion_end`),
     with TRL's `completion_mask` (loss on the completion and its end token). TRL takes a dataset with
@@ -149,9 +153,16 @@ def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, s
     return Dataset.from_dict(data)
 
 
-def sft_train(model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, str]],
-              out_dir: Path | str, s: TrainSettings, *, model_init_kwargs: dict[str, Any] | None = None,
-              gradient_checkpointing: bool = False) -> list[dict[str, Any]]:
+def sft_train(
+    model: PreTrainedModel | str,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[dict[str, str]],
+    out_dir: Path | str,
+    s: TrainSettings,
+    *,
+    model_init_kwargs: dict[str, Any] | None = None,
+    gradient_checkpointing: bool = False,
+) -> list[dict[str, Any]]:
     """Train on prompt/completion rows (loss on completion tokens only, see `tokenized_dataset`);
     save model, tokenizer, logs.
 
@@ -165,30 +176,52 @@ def sft_train(model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase, 
     dataset = tokenized_dataset(tokenizer, rows, s.completion_end)
     too_long = sum(len(ids) > s.max_length for ids in dataset["input_ids"])
     if too_long:  # TRL keeps the first max_length tokens: these completions lose their end token
-        log.warning("%s: %d of %d training examples are longer than max_length %d and are cut (without their "
-                    "end token)", out_dir.name, too_long, len(rows), s.max_length)
+        log.warning(
+            "%s: %d of %d training examples are longer than max_length %d and are cut (without their "
+            "end token)",
+            out_dir.name,
+            too_long,
+            len(rows),
+            s.max_length,
+        )
     peft_config = None
     if s.lora is not None and s.lora.enabled:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=s.lora.r, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=s.lora.r,
+            lora_alpha=s.lora.alpha,
+            lora_dropout=s.lora.dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
     if world_size() == 1:
         with atomic_dir(out_dir) as tmp:
             config = _sft_config(s, tmp / "trainer", model_init_kwargs, gradient_checkpointing)
             return _train_into(tmp, config, model, tokenizer, dataset, peft_config, s, len(rows))
     # The processes must agree on one directory, and agreeing needs the process group that the
     # config sets up: the config comes first, its output_dir is set once the name is known.
-    config = _sft_config(s, out_dir.parent / f".{out_dir.name}.pending", model_init_kwargs, gradient_checkpointing)
+    config = _sft_config(
+        s, out_dir.parent / f".{out_dir.name}.pending", model_init_kwargs, gradient_checkpointing
+    )
     with _shared_dir(out_dir, config) as tmp:
         config.output_dir = str(tmp / "trainer")
         return _train_into(tmp, config, model, tokenizer, dataset, peft_config, s, len(rows))
 
 
-def _train_into(tmp: Path, config: SFTConfig, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase,
-                dataset: Dataset, peft_config: Any, s: TrainSettings, n_rows: int) -> list[dict[str, Any]]:
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
+def _train_into(
+    tmp: Path,
+    config: SFTConfig,
+    model: PreTrainedModel | str,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    peft_config: Any,
+    s: TrainSettings,
+    n_rows: int,
+) -> list[dict[str, Any]]:
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
@@ -207,8 +240,16 @@ def _train_into(tmp: Path, config: SFTConfig, model: PreTrainedModel | str, toke
         write_json(tmp / "log_history.json", history)
         # world_size only for multi-process runs, so an inline run's files stay as they were
         more = {"world_size": n_proc} if n_proc > 1 else {}
-        write_json(tmp / "train_info.json", {"seconds": seconds, "n_rows": n_rows, **s.__dict__,
-                                            "lora": s.lora.model_dump() if s.lora else None, **more})
+        write_json(
+            tmp / "train_info.json",
+            {
+                "seconds": seconds,
+                "n_rows": n_rows,
+                **s.__dict__,
+                "lora": s.lora.model_dump() if s.lora else None,
+                **more,
+            },
+        )
         for ckpt in sorted((tmp / "trainer").glob("checkpoint-*")):
             step = int(ckpt.name.split("-")[1])
             if step < s.max_steps:  # the last one is the final model itself
@@ -227,8 +268,10 @@ def _save_sharded(trainer: SFTTrainer, tmp: Path, config: SFTConfig, main: bool)
     if not main:
         return
     if not any(tmp.glob("*.safetensors")):
-        raise RuntimeError(f"{tmp}: no weights saved; with FSDP set fsdp_state_dict_type: FULL_STATE_DICT "
-                           "in the accelerate config (a sharded state dict is not a loadable model)")
+        raise RuntimeError(
+            f"{tmp}: no weights saved; with FSDP set fsdp_state_dict_type: FULL_STATE_DICT "
+            "in the accelerate config (a sharded state dict is not a loadable model)"
+        )
     (tmp / "training_args.bin").unlink(missing_ok=True)  # not in an inline run's directory either
     if (tmp / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM

@@ -295,8 +295,8 @@ class PromptOracle:
             ],
             "style_align",
             "oracle style-align",
-            [steps[i].tail(first_wrong[i]) for i in todo],
-        )  # type: ignore[arg-type]  # todo: located steps only (int)
+            [steps[i].tail(first_wrong[i]) for i in todo],  # type: ignore[arg-type]  # todo: located steps only (int)
+        )
         out: list[tuple[str, list[int]]] = [(t, []) for t in traces]
         for i, ans in zip(todo, answers, strict=True):
             k, orig = first_wrong[i], steps[i]

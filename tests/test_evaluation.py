@@ -90,3 +90,28 @@ def test_greedy_accuracy_batches_and_grades_one_completion_each():
     assert [o.text for o in outs] == ["2 + 2 = 4. The answer is \\boxed{4}", "\\boxed{7}", ""]
     assert [p for p, _ in gen.calls] == [["q0", "q1"], ["q2"]]
     assert all(s == SamplingSettings(1, 0.0, 1.0, 16, 5) for _, s in gen.calls)
+
+
+def test_learning_curves_off_need_no_learning_curve_splits(tmp_path):
+    """real-served evaluates `math500` only and keeps no checkpoints: `learning_curve.splits`
+    (default `test`) is then not an evaluation split, and 05 must not look it up (it crashed)."""
+    import pandas as pd
+    import pytest
+
+    from paradox.evaluation import LC_COLUMNS, learning_curve_table
+    from paradox.params import load_params
+    from paradox.paths import RunPaths
+    from paradox.training.runs import training_runs
+
+    params = load_params("real-served")
+    assert params.learning_curve.checkpoints == 0 and "test" in params.learning_curve.splits
+    paths = RunPaths(params.profile, tmp_path)
+    splits = {"math500": PROBLEMS}
+    table = learning_curve_table(params, paths, pd.DataFrame(), training_runs(params), splits)
+    assert list(table.columns) == LC_COLUMNS and table.empty
+    # with checkpoints kept, a learning-curve split that is not evaluated is a clear error
+    on = params.model_copy(
+        update={"learning_curve": params.learning_curve.model_copy(update={"checkpoints": 2})}
+    )
+    with pytest.raises(ValueError, match=r"learning_curve.splits \['test'\]"):
+        learning_curve_table(on, paths, pd.DataFrame(), training_runs(on), splits)

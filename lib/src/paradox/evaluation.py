@@ -183,14 +183,21 @@ def learning_curve_table(
     """eval/learning_curves.csv: Avg@k per (run, step, split) on `learning_curve.splits` for the
     runs that keep checkpoints. Step 0 is the base SLM at the first seed and the last step the
     final model (both read from `accuracy`); the checkpoints between are evaluated here."""
+    kept = [r for r in runs if keeps_checkpoints(params, r)]
+    if not kept:  # learning curves off: `learning_curve.splits` need not be evaluation splits
+        return pd.DataFrame([], columns=LC_COLUMNS)
+    missing = [s for s in params.learning_curve.splits if s not in splits]
+    if missing:
+        raise ValueError(
+            f"learning_curve.splits {missing} are not among the evaluation splits {sorted(splits)} "
+            "(eval.splits); the learning curves are evaluated on those"
+        )
     lc_splits = {s: splits[s] for s in params.learning_curve.splits}
     max_steps_of = pd.read_csv(paths.models / "runs.csv").set_index("name")["max_steps"]
     seed0 = params.train.seeds[0]
     base_scores = accuracy[(accuracy["model"] == f"base-s{seed0}")].set_index("split")["avg_at_k"]
     rows: list[dict[str, Any]] = []
-    for r in runs:
-        if not keeps_checkpoints(params, r):
-            continue
+    for r in kept:
         final = accuracy[accuracy["model"] == r.name].set_index("split")["avg_at_k"]
         points = {0: {s: base_scores[s] for s in lc_splits}}
         for ckpt in sorted((paths.models / r.name / "checkpoints").iterdir(), key=_step):

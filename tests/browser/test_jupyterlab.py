@@ -156,7 +156,7 @@ def run_all_in_browser(url: str, token: str, nb: Path, shot: Path) -> dict:
             while nb.stat().st_mtime_ns == before:
                 assert time.monotonic() < deadline, "Ctrl+S did not save the notebook"
                 time.sleep(0.5)
-            images = page.locator(".jp-OutputArea-output .jp-RenderedImage img").count()
+            images = page.locator(".jp-OutputArea .jp-RenderedImage img").count()
             return {"images_on_page": images}
         finally:
             page.screenshot(path=str(shot), full_page=False)

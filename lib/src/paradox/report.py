@@ -46,15 +46,16 @@ def setup_style() -> None:
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind", font_scale=1.1)
 
 
-def _show_in_notebook(fig: Figure) -> None:
-    """Show `fig` as the cell's output when a Jupyter kernel runs us (JupyterLab, papermill): the
-    figure is closed after saving, and Agg (set above for headless runs) never shows one itself."""
+def _show_in_notebook(png: Path) -> None:
+    """Show the saved PNG as the cell's output when a Jupyter kernel runs us (JupyterLab, papermill):
+    the figure is closed after saving, and under Agg (set above for headless runs) IPython has no
+    figure formatter, so displaying the figure itself would print only its repr."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
-        from IPython.display import display
+        from IPython.display import Image, display
 
-        display(fig)  # type: ignore[no-untyped-call]  # IPython ships no annotations for display
+        display(Image(filename=str(png)))  # type: ignore[no-untyped-call]  # IPython ships no annotations
 
 
 def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path], caption: str) -> list[Path]:
@@ -70,7 +71,7 @@ def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path],
             path, profile=params.profile, params_hash=params.hash(), inputs=inputs, extra={"caption": caption}
         )
         out.append(path)
-    _show_in_notebook(fig)
+    _show_in_notebook(out[0])
     plt.close(fig)
     return out
 

@@ -77,6 +77,22 @@ def test_experiment_sections_are_checked(pdir):
         load_params("b3", pdir)
 
 
+def test_learning_curve_splits_must_be_evaluated(pdir):
+    """Checkpoints are evaluated on `learning_curve.splits`: one that is not an evaluation split
+    used to crash 05 after every model was evaluated; now the params fail (make plan, first second)."""
+    smoke = (ROOT / "params" / "smoke.yaml").read_text()
+    (pdir / "lc1.yaml").write_text(
+        smoke.replace("learning_curve:\n", "learning_curve:\n  splits: [math500]\n", 1)
+    )
+    with pytest.raises(ParamsError, match=r"learning_curve.splits \['math500'\] are not in eval.splits"):
+        load_params("lc1", pdir)
+    from paradox.params import Params
+
+    data = load_params("smoke").model_dump()
+    data["learning_curve"].update(splits=["math500"], checkpoints=0)
+    assert Params.model_validate(data).learning_curve.checkpoints == 0  # curves off: nothing to evaluate
+
+
 def test_bad_params_fail_fast_from_the_command_line(pdir):
     (pdir / "bad.yaml").write_text("description: x\nworld: toy\nsed: 3\n")
     t0 = time.perf_counter()

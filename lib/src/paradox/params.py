@@ -639,6 +639,12 @@ class Params(Strict):
             unknown = [s for s in names if s not in STREAMS]
             if unknown:
                 raise ValueError(f"{key}: unknown stream(s) {unknown}; known: {list(STREAMS)}")
+        lc = self.learning_curve
+        if lc.checkpoints > 0 and (off := [s for s in lc.splits if s not in self.eval.splits]):
+            raise ValueError(
+                f"learning_curve.splits {off} are not in eval.splits {list(self.eval.splits)}: the learning "
+                "curves are evaluated on evaluation splits (or set learning_curve.checkpoints: 0)"
+            )
         if any(not 0 <= f <= 1 for f in self.drift.fractions):
             raise ValueError(f"drift.fractions must lie in [0, 1], got {list(self.drift.fractions)}")
         if self.grid.streams and not (self.grid.learning_rates and self.grid.batch_sizes):

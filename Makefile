@@ -1,11 +1,21 @@
-# make paper [PROFILE=toy]  run every stage (notebooks 00-07) through papermill
-# make test                 lint (ruff check, ruff format --check, mypy) + unit tests + the smoke pipeline
-# make typecheck            mypy, strict on lib/src/paradox
-# make plan [PROFILE=toy]   print every stage's models, datasets, sizes and outputs; runs nothing
-# make lab                  JupyterLab with the project's kernel
-# make clean                remove runs/<profile> and the venv-less build leftovers
-# make test-vllm            the vLLM adapters' tests in .venv-vllm (vLLM's CPU build; make vllm-env)
-# make train-node           on the other nodes of a multi-node training job (train.num_machines > 1)
+# Every target, one line each: `make help` (the default). The two a reader needs first:
+#   make lab                  JupyterLab on notebooks/ (open tour.ipynb: the story over committed results)
+#   make paper                run the toy world's stages 00-07 (CPU, minutes) into runs/toy/
+#
+# help: make help                  this list
+# help: make paper [PROFILE=toy]   run every stage (notebooks 00-07) through papermill into runs/<profile>/
+# help: make plan [PROFILE=toy]    every stage's models, datasets, sizes, outputs and GPU-hours; runs nothing
+# help: make lab                   JupyterLab with the project's kernel (kernels find the project root themselves)
+# help: make test                  lint (ruff check, ruff format --check, mypy) + unit tests + the pipeline tests
+# help: make test-browser          JupyterLab in headless Chromium: a notebook runs all cells and shows its figures
+# help: make test-vllm             the vLLM adapters' tests in .venv-vllm (vLLM's CPU build; built by make vllm-env)
+# help: make publish [PROFILE=toy] copy a finished run's tables, figures and REPORT.md into figures/<profile>/ (committed)
+# help: make render [PROFILE=toy]  the executed notebooks and the tour as HTML in runs/<profile>/html/
+# help: make clean [PROFILE=toy]   remove runs/<profile> (the shared toy-SLM cache runs/.cache stays)
+# help: make typecheck | lint      mypy (strict on lib) | ruff check + format check + mypy
+# help: make check-params          validate the profile (make paper does this first)
+# help: make sync-notebooks        after editing a notebook's .py or .ipynb, bring its pair up to date
+# help: make train-node            the other nodes of a multi-node training job (train.num_machines > 1)
 
 PROFILE ?= toy
 SHELL := /bin/bash
@@ -48,7 +58,11 @@ PROMPTS := $(wildcard params/prompts/*.txt)
 LIB := $(shell find lib/src -name '*.py' 2>/dev/null) pyproject.toml
 OUTPUTS := $(foreach s,$(STAGES),$(NBOUT)/$(s).ipynb)
 
-.PHONY: paper plan test lab clean venv lint typecheck check-params sync-notebooks
+.PHONY: help paper plan test lab clean venv lint typecheck check-params sync-notebooks publish render
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n 's/^# help: //p' $(firstword $(MAKEFILE_LIST))
 
 paper: $(OUTPUTS)
 
@@ -82,13 +96,16 @@ $(PARAMS_OK): $(PARAMS) $(LIB) | $(STAMP)
 	  scheduled profile $(PROFILE) as '$(PROFILE_INFO)', paradox.params reads '$$want'" >&2; exit 1; }
 	@mkdir -p $(RUN) && touch $@
 
-# One stage: papermill runs the notebook into a temporary file, which becomes the target only
-# when every cell succeeded. Each stage depends on its notebook, the params, lib and the stage before.
+# One stage: papermill runs the notebook into notebooks/partial/, and it becomes the target only
+# when every cell succeeded (a failed run stays there for inspection). Each stage depends on its
+# notebook, the params, lib and the stage before.
 $(NBOUT)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) $(PARAMS_OK) | $(STAMP)
-	@mkdir -p $(NBOUT)
-	$(PY) -m papermill $< $@.tmp -k python3 --cwd $(CURDIR) --log-output --no-progress-bar \
-	  -p profile $(PROFILE) -p runs_dir runs -p figures_dir figures
-	mv $@.tmp $@
+	@mkdir -p $(NBOUT)/partial
+	$(PY) -m papermill $< $(NBOUT)/partial/$*.ipynb -k python3 --cwd $(CURDIR) --log-output \
+	  --no-progress-bar -p profile $(PROFILE) -p runs_dir runs
+	mv $(NBOUT)/partial/$*.ipynb $@
+	@test "$*" != 07_mechanism || echo "done: read $(RUN)/REPORT.md; tables and figures in $(RUN)/figures/ \
+	  (make publish copies them into figures/$(PROFILE)/, make render makes HTML of the notebooks)"
 
 $(NBOUT)/01_data.ipynb: $(TOY_STAGE:%=$(NBOUT)/%.ipynb)
 $(NBOUT)/02_oracle_refine.ipynb: $(NBOUT)/01_data.ipynb $(PROMPTS)
@@ -167,5 +184,26 @@ lab: | $(STAMP)
 test-browser: | $(STAMP)
 	$(PY) -m pytest -q tests/browser
 
+# A finished run's tables, figures, REPORT.md and examples replace figures/<profile>/ (tracked for
+# toy: what the README and the tour show). Depends on every stage: stale results are rerun first.
+publish: $(OUTPUTS)
+	rm -rf figures/$(PROFILE).tmp
+	cp -r $(RUN)/figures figures/$(PROFILE).tmp
+	rm -rf figures/$(PROFILE)
+	mv figures/$(PROFILE).tmp figures/$(PROFILE)
+	@echo "published $(RUN)/figures -> figures/$(PROFILE)/ (git diff --stat figures/$(PROFILE) shows what changed)"
+
+# HTML for reading on the web: every executed stage notebook of the run, and the tour executed on
+# the published results of the profile (figures/<profile>/).
+HTML := $(RUN)/html
+render: | $(STAMP)
+	@test -n "$$(ls $(NBOUT)/*.ipynb 2>/dev/null)" || { echo "error: no executed notebooks in $(NBOUT): \
+	  run make paper PROFILE=$(PROFILE) first" >&2; exit 1; }
+	@mkdir -p $(HTML)
+	$(PY) -m papermill notebooks/tour.ipynb $(HTML)/tour.ipynb -k python3 --cwd $(CURDIR) --no-progress-bar \
+	  -p profile $(PROFILE)
+	$(VENV)/bin/jupyter nbconvert --log-level WARN --to html --output-dir $(HTML) $(NBOUT)/*.ipynb $(HTML)/tour.ipynb
+	@echo "HTML in $(HTML)/ (open tour.html first)"
+
 clean:
-	rm -rf $(RUN) figures/$(PROFILE)/*.tmp
+	rm -rf $(RUN) figures/$(PROFILE).tmp

@@ -37,7 +37,6 @@
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
-figures_dir = "figures"
 
 # %%
 from pathlib import Path
@@ -55,7 +54,7 @@ from paradox.toy import styles
 from paradox.training.trainer import sft_train
 
 params = load_params(profile)
-paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+paths = RunPaths(profile, Path(runs_dir))
 assert params.world == "toy" and params.toy is not None, f"profile '{profile}' is not a toy-world profile"
 toy = params.toy
 torch.manual_seed(params.seed)
@@ -126,7 +125,8 @@ else:
     model = toy_slm.build_model(toy, tokenizer, params.seed)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"pretraining a {n_params / 1e6:.2f}M-parameter SLM on {len(corpus)} solutions")
-    sft_train(model, tokenizer, corpus, slm_dir, toy_slm.pretrain_settings(toy, len(corpus), params.seed))
+    settings = toy_slm.pretrain_settings(toy, len(corpus), params.seed)
+    sft_train(model, tokenizer, corpus, slm_dir, settings, log_lines=True)  # progress in make paper's log
 write_json(paths.world / "slm.json", {"path": display(slm_dir), "cache_key": key})  # root-relative
 
 # %% [markdown]

@@ -27,7 +27,6 @@
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
-figures_dir = "figures"
 
 # %%
 from collections import Counter
@@ -47,7 +46,7 @@ from paradox.paths import RunPaths
 from paradox.streams.rft import CLEANERS, select
 
 params = load_params(profile)
-paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+paths = RunPaths(profile, Path(runs_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
 # %% [markdown]

@@ -30,7 +30,6 @@
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
-figures_dir = "figures"
 
 # %%
 from pathlib import Path
@@ -45,7 +44,7 @@ from paradox.paths import RunPaths
 from paradox.problems import Problem
 
 params = load_params(profile)
-paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+paths = RunPaths(profile, Path(runs_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
 # %%

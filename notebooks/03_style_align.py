@@ -33,7 +33,6 @@
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
-figures_dir = "figures"
 
 # %%
 from collections import Counter
@@ -51,7 +50,7 @@ from paradox.problems import Problem
 from paradox.streams.style_align import decide
 
 params = load_params(profile)
-paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+paths = RunPaths(profile, Path(runs_dir))
 torch.manual_seed(params.seed)
 print(f"profile={profile} params_hash={params.hash()}")
 

@@ -31,7 +31,6 @@
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
-figures_dir = "figures"
 
 # %%
 from pathlib import Path
@@ -45,7 +44,7 @@ from paradox.training.fine_tune import fine_tune_all
 from paradox.training.runs import training_runs
 
 params = load_params(profile)
-paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+paths = RunPaths(profile, Path(runs_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
 # %% [markdown]

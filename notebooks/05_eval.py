@@ -29,7 +29,6 @@
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
-figures_dir = "figures"
 
 # %%
 from pathlib import Path
@@ -43,7 +42,7 @@ from paradox.streams import all_streams
 from paradox.training.runs import training_runs
 
 params = load_params(profile)
-paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+paths = RunPaths(profile, Path(runs_dir))
 print(f"profile={profile} params_hash={params.hash()}")
 
 # %%

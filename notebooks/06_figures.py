@@ -25,7 +25,6 @@
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
-figures_dir = "figures"
 
 # %%
 from functools import partial
@@ -42,7 +41,7 @@ from paradox.report import TOY_CAVEAT, save_figure, save_table, setup_style
 from paradox.streams import table_streams
 
 params = load_params(profile)
-paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+paths = RunPaths(profile, Path(runs_dir))
 setup_style()
 if params.world == "toy":
     print(TOY_CAVEAT)

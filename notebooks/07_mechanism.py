@@ -30,13 +30,13 @@
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
-figures_dir = "figures"
 
 # %%
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import Markdown
 
 from paradox import backends, figures, mechanism
 from paradox.io import read_jsonl, write_text
@@ -48,7 +48,7 @@ from paradox.report import TOY_CAVEAT, mechanism_report, save_figure, save_table
 from paradox.streams import all_streams, is_drift, label, table_streams
 
 params = load_params(profile)
-paths = RunPaths(profile, Path(runs_dir), Path(figures_dir))
+paths = RunPaths(profile, Path(runs_dir))
 setup_style()
 if params.world == "toy":
     print(TOY_CAVEAT)
@@ -287,8 +287,8 @@ for loss, v in verdicts.items():
 # verdicts, Table 1 (from 06), the tables above, this world's caveats and links to every figure.
 
 # %%
-report = mechanism_report(
-    params,
+report_args = dict(
+    params=params,
     k=k,
     n_seeds=int(util["n_seeds"].max()),
     verdicts=verdicts,
@@ -301,6 +301,7 @@ report = mechanism_report(
     n_unscored=sum(retention_unscored.values()),
     figure_names=[p.name for p in sorted(fig_dir.glob("*.png"))],
 )
+report = mechanism_report(**report_args)  # links to figures/<name>, from runs/<profile>/
 write_text(paths.root / "REPORT.md", report)
-write_text(fig_dir / "REPORT.md", report)
-print(report)
+write_text(fig_dir / "REPORT.md", mechanism_report(**report_args, figures_link=""))  # links beside it
+Markdown(report)

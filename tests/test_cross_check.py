@@ -52,7 +52,7 @@ def test_score_streams_writes_each_model_and_frees_it_before_the_next(
 ):
     params = load_params("smoke", ROOT / "params")
     params = params.model_copy(update={"reward": Reward(cross_check=(RewardModel(backend="toy"),) * 2)})
-    paths = RunPaths("x", tmp_path / "runs", tmp_path / "figures")
+    paths = RunPaths("x", tmp_path / "runs")
     log: list[str] = []
     monkeypatch.setattr(
         backends,

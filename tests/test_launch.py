@@ -208,3 +208,16 @@ def test_two_machines_on_one_host_train_one_job(tmp_path, tiny_lm):
     assert read_json(out / "train_info.json")["world_size"] == 2
     assert (out / "launch.log").is_file() and (out / "launch.machine-1.log").is_file()
     assert "rank 1: world size 2" in (out / "launch.machine-1.log").read_text()
+
+
+def test_log_lines_print_progress_a_notebook_log_can_show(tmp_path, tiny_lm, capsys):
+    """In a kernel the Trainer's progress bar is an HTML widget that papermill's log never shows;
+    `log_lines` prints one plain line per logging step (notebook 00's pretraining uses it)."""
+    from paradox.models import load_model
+
+    model, tok = load_model(str(tiny_lm))
+    history = sft_train(model, tok, _rows(), tmp_path / "m", _settings(), log_lines=True)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
+    logged = [h for h in history if "loss" in h]
+    assert len(lines) == len(logged) > 0
+    assert lines[0].startswith(f"step {logged[0]['step']}/") and f"loss {logged[0]['loss']:.3f}" in lines[0]

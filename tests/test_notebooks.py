@@ -49,4 +49,4 @@ def test_one_parameters_cell_of_scalars(py):
     for node in tree.body:
         assert isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant), ast.dump(node)
         names += [t.id for t in node.targets]
-    assert names == ["profile", "runs_dir", "figures_dir"]
+    assert names == ["profile", "runs_dir"]

@@ -19,7 +19,7 @@ def test_root_found_from_a_subdirectory(monkeypatch):
     assert paths.project_root() == ROOT
     assert paths.resolve("runs") == ROOT / "runs"
     assert paths.RunPaths("toy").root == ROOT / "runs" / "toy"
-    assert paths.RunPaths("toy").figures == ROOT / "figures" / "toy"
+    assert paths.RunPaths("toy").figures == ROOT / "runs" / "toy" / "figures"
     assert load_params("smoke").profile == "smoke"
 
 

@@ -126,12 +126,12 @@ def test_fresh_checkout_schedules_no_toy_stage_for_a_real_profile(checkout, tmp_
     real = _make_n(checkout, env, "paper", f"PROFILE={REAL}")
     assert "python3 -m venv .venv" in real  # nothing built yet
     assert "00_toy_world" not in real
-    assert [s for s in ("01_data", "07_mechanism") if f"notebooks/{s}.ipynb.tmp" in real] == [
+    assert [s for s in ("01_data", "07_mechanism") if f"notebooks/partial/{s}.ipynb" in real] == [
         "01_data",
         "07_mechanism",
     ]
     toy = _make_n(checkout, env, "paper", "PROFILE=toy")
-    assert "notebooks/00_toy_world.ipynb.tmp" in toy
+    assert "notebooks/partial/00_toy_world.ipynb" in toy
 
 
 def test_fresh_checkout_stages_depend_on_every_params_file_of_the_profile(checkout, tmp_path):

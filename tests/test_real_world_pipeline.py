@@ -283,12 +283,12 @@ def test_every_stream_is_cross_checked_by_the_second_reward_model(real_run):
     summary = pd.read_csv(RUN / "rewards" / "cross_check" / "summary.csv")
     assert list(summary["stream"]) == ["slm_rft", "ground_truth", "oracle_refined", "oracle_synthesized"]
     assert {"reward:main (rm)", "reward:rm-qwen", "rank:main (rm)", "rank:rm-qwen"} <= set(summary.columns)
-    table = pd.read_csv(ROOT / "figures" / PROFILE / "reward_cross_check.csv")
+    table = pd.read_csv(RUN / "figures" / "reward_cross_check.csv")
     assert list(table["stream"]) == [*params.train.streams, "compat_selected"]
     assert table["reward:rm-qwen"].notna().all() and sorted(table["rank:rm-qwen"]) == sorted(
         table["reward:rm-qwen"].rank(ascending=False, method="min").astype(int)
     )
-    rho = pd.read_csv(ROOT / "figures" / PROFILE / "reward_cross_check_spearman.csv")
+    rho = pd.read_csv(RUN / "figures" / "reward_cross_check_spearman.csv")
     assert (
         list(rho["model"]) == ["main (rm)", "rm-qwen"] and rho["spearman_sft"].isna().all()
     )  # dft only here
@@ -345,9 +345,6 @@ def test_rerun_of_stage_02_sends_no_request(real_run, oracle, tmp_path):
             "-p",
             "runs_dir",
             "runs",
-            "-p",
-            "figures_dir",
-            "figures",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -374,15 +371,13 @@ def test_report_has_no_toy_caveat(real_run):
     assert TOY_CAVEAT not in report and "toy" not in report.lower()  # no toy caveat, no toy caveats
     assert "Reward is the score of `runs/real-local/assets/rm`" in report
     assert "judgement of `fake-oracle`" in report and "0 judge answer(s) without a score" in report
-    meta = json.loads((ROOT / "figures" / PROFILE / "table1.csv.json").read_text())
+    meta = json.loads((RUN / "figures" / "table1.csv.json").read_text())
     assert "Toy world" not in meta["caption"]
 
 
 def test_the_api_key_is_in_no_file(real_run, key):
     leaks = [p for p in RUN.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
-    leaks += [
-        p for p in (ROOT / "figures" / PROFILE).rglob("*") if p.is_file() and key.encode() in p.read_bytes()
-    ]
+    leaks += [p for p in (RUN / "figures").rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
     assert not leaks
 
 

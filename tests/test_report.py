@@ -43,7 +43,9 @@ def test_toy_report_has_every_section_and_the_caveat():
     assert "-0.500" in text and "2.000" in text
     assert "## Drift dial\nnot run in this profile\n" in text
     assert "## Robustness grid\nnot run in this profile (see `toy-full`)\n" in text
-    assert "- [a.png](../../figures/smoke/a.png)\n- [b.png](../../figures/smoke/b.png)" in text
+    assert "- [a.png](figures/a.png)\n- [b.png](figures/b.png)" in text  # from runs/<profile>/
+    beside = mechanism_report(params, **pieces(), figures_link="")
+    assert "- [a.png](a.png)\n- [b.png](b.png)" in beside  # the copy in the figures directory
     assert "The toy reward rubric rewards polish" in text
 
 

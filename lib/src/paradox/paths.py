@@ -74,11 +74,9 @@ def local_or_hub(name_or_path: str) -> str:
 class RunPaths:
     profile: str
     runs_dir: Path = Path("runs")
-    figures_dir: Path = Path("figures")
 
     def __post_init__(self) -> None:  # resolved once, from the root, whatever the working directory
         object.__setattr__(self, "runs_dir", resolve(self.runs_dir))
-        object.__setattr__(self, "figures_dir", resolve(self.figures_dir))
 
     @property
     def root(self) -> Path:
@@ -113,8 +111,10 @@ class RunPaths:
         return self.root / "eval"
 
     @property
-    def figures(self) -> Path:  # tables and figures (06)
-        return self.figures_dir / self.profile
+    def figures(
+        self,
+    ) -> Path:  # tables and figures (06, 07); `make publish` copies them to figures/<profile>/
+        return self.root / "figures"
 
     def stream(self, name: str) -> Path:
         return self.streams / f"{name}.jsonl"

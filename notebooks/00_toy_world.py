@@ -34,6 +34,14 @@
 # | Oracle | a rule, correct by construction, writing in its own dense symbolic notation | GPT-5.2, Qwen2.5-Math-72B-Instruct |
 # | reward model | a transparent rubric (correctness, explicitness, answer format) | Qwen2.5-Math-RM-72B |
 
+# %% [markdown]
+# - **Question.** Can a world small enough for a laptop reproduce the *conditions* of the paper: an
+#   SLM with a native wording, an Oracle with another, a reward model that prefers polish?
+# - **Reads** the toy params (`toy:` in `params/toy.yaml`). **Writes** `runs/<profile>/world/` (problems,
+#   `slm.json`, `slm_check.json`) and the SLM in `runs/.cache/slm/` (shared by profiles with the same world).
+# - **Look for** the four styles of one problem below, and the SLM's greedy accuracy: it must be
+#   imperfect (problems left to solve, mistakes left to repair).
+
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
@@ -155,3 +163,16 @@ for split in ("test", "hard"):
 n_params = sum(p.numel() for p in gen.model.parameters())
 write_json(paths.world / "slm_check.json", {"greedy_accuracy": check, "n_params": n_params, "cache_key": key})
 print("\na greedy sample:\n" + outs[0].text)
+
+# %% [markdown]
+# ## Takeaway
+# The toy SLM writes in its own native wording and gets a fair share of problems wrong; the
+# Oracle's notation is one it has rarely seen. That familiarity gap is the whole premise of
+# the paper, built here on purpose and small enough to watch.
+#
+# ## Try this
+# - `toy.slm.foreign_style_fraction` (0.1): how often the SLM saw the Oracle's and the dataset's
+#   notation in pretraining. 0 makes that style unseen; 0.5 makes it half native. Models how
+#   familiar a real SLM is with LaTeX-heavy writing. Cost: rebuilds the SLM and every stage after
+#   it (a full `make paper`).
+# - `toy.slm.pretrain_epochs` (2.5): a stronger or weaker SLM. Models the SLM's skill. Same cost.

@@ -24,6 +24,13 @@
 #
 # The Ground-truth stream is the dataset's own reference solution for the same problems.
 
+# %% [markdown]
+# - **Question.** Which problems can the SLM already solve, and what do its own correct traces look like?
+# - **Reads** the problems and the SLM (00). **Writes** `runs/<profile>/data/` (samples, grades, summary)
+#   and the first two streams, `runs/<profile>/streams/slm_rft.jsonl` and `ground_truth.jsonl`.
+# - **Look for** how many problems survive rejection sampling (they are the problems of every stream)
+#   and how differently the SLM and the dataset word the same solution.
+
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
@@ -203,3 +210,14 @@ example = kept[0]
 print(example.question)
 print("\nSLM-RFT:\n" + chosen[example.id])
 print("\nGround truth:\n" + example.reference_solution)
+
+# %% [markdown]
+# ## Takeaway
+# RFT keeps only problems the SLM could already solve, in its own words; every stream below is
+# built on exactly these problems, so the streams differ in wording and repairs, not in content.
+#
+# ## Try this
+# - `sampling.k` (8): more samples keep more problems (more training data, more compute).
+#   Cost: reruns 01 and everything after it.
+# - `rft.choose` (`first`): `shortest` or `random` picks another correct trace per problem
+#   (the paper does not say which it kept). Cost: reruns 01-07; sampling shards are reused.

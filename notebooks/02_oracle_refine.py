@@ -27,6 +27,13 @@
 # markup, a boxed answer) on top of correctness, as the paper's reward models appear to: this
 # is a modelling choice made before any result, not a finding of the toy world.
 
+# %% [markdown]
+# - **Question.** Does a reward model prefer the Oracle's traces to the SLM's own?
+# - **Reads** the SLM-RFT stream (01). **Writes** the Oracle-Refined and Oracle-Synthesized streams, and
+#   one reward per trace per stream in `runs/<profile>/rewards/`.
+# - **Look for** the reward table: if the Oracle's streams score higher, the "quality" half
+#   of the paradox is in place (the "utility" half comes in 05).
+
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
@@ -126,3 +133,13 @@ if params.reward.cross_check:
 else:
     display_xc = "reward.cross_check is empty: no cross-check reward models in this profile"
 display_xc
+
+# %% [markdown]
+# ## Takeaway
+# The reward model ranks the Oracle's traces above the SLM's own. In the toy world this ranking is
+# built into the rubric; in the paper it is what real reward models did. Part one of the paradox.
+#
+# ## Try this
+# - In `paradox/toy/reward.py`, change the rubric's weights for polish (markup, named quantities)
+#   and see the reward ranking move while the traces stay the same: reward is a choice of judge.
+#   Cost: reruns 02-07 (the toy SLM is rebuilt too: its cache key covers the toy world's code).

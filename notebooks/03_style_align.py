@@ -30,6 +30,14 @@
 # RFT traces end in a correct answer, so most have no wrong step and stay as they are; the
 # ones that do (a slip that happened to cancel, a skipped step) are the ones repaired.
 
+# %% [markdown]
+# - **Question.** Can the logic be repaired without changing the SLM's wording?
+# - **Reads** the SLM-RFT stream (01), the Oracle (02's backend) and the base SLM (for the style check).
+# - **Writes** the Style-Aligned stream, the drift-dial streams (`drift_*`) and, with `selection`,
+#   the Compat-Selected stream, with their rewards.
+# - **Look for** how many traces were repaired, how many repairs the style check rejected, and how
+#   little a kept repair changes (the side-by-side view).
+
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
@@ -234,3 +242,17 @@ if params.selection.enabled:
     print("chosen source per problem:", dict(Counter(choice.values())))
     if params.reward.cross_check:
         cross_check.copy_selected(params, paths, {r["id"]: choice[r["id"]] for r in rft})
+
+# %% [markdown]
+# ## Takeaway
+# Most RFT traces need no repair; the few that do are repaired in place, and the style check
+# keeps a repair only if the SLM would still find it natural. The drift dial makes the same repair
+# in more and more of the Oracle's notation: the causal test of "style costs".
+#
+# ## Try this
+# - `style_align.max_ppl_ratio` (1.25) and `style_align.max_edit_ratio` (0.35): how far a repair may
+#   move from the SLM's wording before it is rejected. Models how strict the style check is.
+#   Cost: reruns 03-07.
+# - `drift.fractions`: more points on the dial (each adds one training run per loss in 04 and an
+#   evaluation in 05). `selection.lam` (1.0): the price of one nat of perplexity in reward units for
+#   compatibility-aware selection; TEACHING.md asks why no λ ≥ 0 picks SLM-RFT here.

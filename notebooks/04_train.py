@@ -28,6 +28,13 @@
 # evenly spaced checkpoints. Each run is saved atomically with a key of its inputs, so an
 # interrupted notebook resumes with the runs it has not finished, and a changed setting retrains.
 
+# %% [markdown]
+# - **Question.** What does each stream teach? (Same problems, same steps, same seed: only the traces differ.)
+# - **Reads** every stream (01-03) and the base SLM. **Writes** one model per run in `runs/<profile>/models/`,
+#   `runs.csv` and `loss_curves.csv`.
+# - **Look for** the loss curves: a stream the SLM finds surprising starts higher; whether it ends
+#   lower says nothing yet about accuracy (that is 05).
+
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
@@ -85,3 +92,14 @@ for r in runs:
             curves.append({"stream": r.stream, "loss_type": r.loss, "step": h["step"], "loss": h["loss"]})
 pd.DataFrame(curves).to_csv(paths.models / "loss_curves.csv", index=False)
 runs_df.groupby(["purpose", "loss"])["seconds"].describe()[["count", "mean", "max"]]
+
+# %% [markdown]
+# ## Takeaway
+# Each model saw the same problems for the same number of steps; only the wording of the traces
+# differed. Any difference in accuracy in 05 is the traces' doing.
+#
+# ## Try this
+# - `train.epochs` (2) or `train.learning_rate` (5e-4): does the ordering of streams survive a longer
+#   or gentler fine-tune? (`make paper PROFILE=toy-full` runs a learning-rate x batch-size grid.)
+#   Cost: reruns 04-07 (stage times: TEACHING.md).
+# - `train.losses`: `[dft]` alone halves this stage (the class profile does).

@@ -26,6 +26,14 @@
 # token-weighted over response tokens only (prompt tokens condition but are not scored; the
 # end-of-sequence token is not scored): exp(total NLL / total response tokens).
 
+# %% [markdown]
+# - **Question.** How accurate is each fine-tuned model (utility), and how surprising was each
+#   stream to the base SLM before training (adaptation cost)?
+# - **Reads** every model (04) and stream (01-03). **Writes** `runs/<profile>/eval/` (samples, grades,
+#   `accuracy.csv`, `learning_curves.csv`, `perplexity.csv`).
+# - **Look for** the accuracy table against the reward table of 02: the paradox is a stream with a
+#   higher reward and a lower Avg@k than SLM-RFT.
+
 # %% tags=["parameters"]
 profile = "toy"
 runs_dir = "runs"
@@ -94,3 +102,13 @@ model, tok = load_model(base, **backends.load_kwargs(params, base))
 ppl = perplexity_table(model, tok, all_streams(params), paths, e.score_token_budget)
 ppl.to_csv(paths.eval / "perplexity.csv", index=False)
 ppl
+
+# %% [markdown]
+# ## Takeaway
+# Utility and adaptation cost are now measured for every stream; 06 puts them next to reward and
+# draws the paradox, 07 asks whether perplexity explains it.
+#
+# ## Try this
+# - `eval.k` (4): more samples per problem shrink the sampling noise of Avg@k (cost grows linearly:
+#   this is the longest stage of a toy run).
+# - Add a split to `eval.splits` only if the world has it (the toy world has `test` and `hard`).

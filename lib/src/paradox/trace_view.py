@@ -131,6 +131,17 @@ def _mark(tokens: Sequence[str], style: str, tag: str) -> str:
     return f'<{tag} style="{style}">{html.escape("".join(tokens))}</{tag}>' if tokens else ""
 
 
+def _mark_inserted(tokens: Sequence[str]) -> str:
+    """Inserted tokens marked, their leading and trailing whitespace left outside the mark."""
+    lo, hi = 0, len(tokens)
+    while lo < hi and not _is_word(tokens[lo]):
+        lo += 1
+    while hi > lo and not _is_word(tokens[hi - 1]):
+        hi -= 1
+    edge = html.escape
+    return edge("".join(tokens[:lo])) + _mark(tokens[lo:hi], INS_STYLE, "ins") + edge("".join(tokens[hi:]))
+
+
 def word_diff(reference: str, text: str) -> tuple[str, int, int]:
     """(HTML of `text` with its edits against `reference`, words of `text` inserted or replaced,
     words of `reference` deleted or replaced).
@@ -154,7 +165,8 @@ def word_diff(reference: str, text: str) -> tuple[str, int, int]:
         if not any(map(_is_word, old_words + new_words)):
             out.append(html.escape("".join(new_words)))
             continue
-        out.append(_mark(old_words, DEL_STYLE, "del") + _mark(new_words, INS_STYLE, "ins"))
+        # a deleted run keeps its whitespace inside the mark: struck-through words stay apart from the next
+        out.append(_mark(old_words, DEL_STYLE, "del") + _mark_inserted(new_words))
     return "".join(out), new, gone
 
 

@@ -31,13 +31,16 @@ from paradox.streams import label
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+# Inline styles use only properties and values that JupyterLab's HTML sanitizer keeps in an
+# untrusted notebook (a papermill output opened later), checked against JupyterLab 4.6's allow-list:
+# e.g. `word-break: break-word` or `overflow-wrap: anywhere` would be dropped there.
 # Inserted/replaced words on blue, deleted words struck through on orange: a pair colour-blind
 # readers tell apart, and underline / strike-through say the same without colour. Explicit black
 # text, so the marks read in light and dark JupyterLab themes alike.
 INS_STYLE = "background:#b8dcff;color:#000;text-decoration:underline;border-radius:2px"
 DEL_STYLE = "background:#ffc9a8;color:#000;text-decoration:line-through;border-radius:2px"
 _TRACE_STYLE = (
-    "white-space:pre-wrap;word-break:break-word;font-family:monospace;font-size:12px;line-height:1.5"
+    "white-space:pre-wrap;overflow-wrap:break-word;font-family:monospace;font-size:12px;line-height:1.5"
 )
 _CMAP = "magma_r"  # perceptually uniform, colour-blind safe, light for the many low-NLL tokens
 _CMAP_TOP = 0.8  # use the colormap up to here: magma's darkest fifth is near black, lost on a dark theme

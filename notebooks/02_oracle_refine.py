@@ -49,6 +49,7 @@ from paradox.io import read_jsonl, write_json, write_jsonl, write_text
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.problems import Problem
+from paradox.trace_view import side_by_side
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir))
@@ -79,10 +80,14 @@ oracle.close()  # a managed Oracle server (oracle.serve) stops here: the GPU is 
 write_jsonl(paths.stream("oracle_refined"), refined)
 write_jsonl(paths.stream("oracle_synthesized"), synthesized)
 
-ex = rft[0]
-print("SLM-RFT:\n" + ex["completion"])
-print("\nOracle-Refined:\n" + refined[0]["completion"])
-print("\nOracle-Synthesized:\n" + synthesized[0]["completion"])
+ex = rft[0]  # one problem's three traces; edits against the SLM's own trace are highlighted
+side_by_side(
+    {
+        s: t[0]["completion"]
+        for s, t in (("slm_rft", rft), ("oracle_refined", refined), ("oracle_synthesized", synthesized))
+    },
+    title=f"{ex['id']}: {problems[ex['id']].question}",
+)
 
 # %% [markdown]
 # ## Reward of every trace

@@ -47,6 +47,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from IPython.display import display
 
 from paradox import backends
 from paradox.io import read_jsonl, write_json, write_jsonl
@@ -56,6 +57,7 @@ from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.problems import Problem
 from paradox.streams.style_align import decide
+from paradox.trace_view import side_by_side
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir))
@@ -134,10 +136,13 @@ print(report)
 
 # %%
 examples = [i for i, d in enumerate(decisions) if d["status"] != "unchanged"][:2]
-for i in examples:
-    print(f"--- {decisions[i]['status']} (first wrong step {decisions[i]['first_wrong']}):")
-    print("SLM-RFT:\n" + rft[i]["completion"])
-    print("Style-aligned rewrite:\n" + located[i]["rewrite"])
+refined_file = paths.stream("oracle_refined")  # from 02: the Oracle's repair of the same trace
+refined = {r["id"]: r["completion"] for r in read_jsonl(refined_file)} if refined_file.exists() else {}
+for i in examples:  # the SLM's trace, the style-aligned rewrite (kept or rejected), the Oracle's
+    d, pid = decisions[i], rft[i]["id"]
+    traces = {"slm_rft": rft[i]["completion"], "Style-aligned rewrite": located[i]["rewrite"]}
+    traces |= {"oracle_refined": refined[pid]} if pid in refined else {}
+    display(side_by_side(traces, title=f"{pid}: {d['status']} (first wrong step {d['first_wrong']})"))
 
 # %% [markdown]
 # ## Reward of the Style-Aligned stream

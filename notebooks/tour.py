@@ -134,7 +134,11 @@ display(Image(filename=results / "segmented_ppl.png"), Image(filename=results / 
 repaired = next((e for e in examples if e["traces"].get("style_aligned") != e["traces"]["slm_rft"]), ex)
 print(repaired["question"])
 trace_view.side_by_side(
-    {s: repaired["traces"][s] for s in ("slm_rft", "style_aligned", "oracle_refined") if s in repaired["traces"]}
+    {
+        s: repaired["traces"][s]
+        for s in ("slm_rft", "style_aligned", "oracle_refined")
+        if s in repaired["traces"]
+    }
 )
 
 # %% [markdown]

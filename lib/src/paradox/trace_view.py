@@ -333,6 +333,20 @@ def nll_view(
     return TraceView(panels, title, legend_html, legend_text)
 
 
+def strips_view(
+    strips: Mapping[str, tuple[Sequence[str], Sequence[float]]],
+    title: str | None = None,
+    vmax: float | None = None,
+    cmap: str = _CMAP,
+) -> TraceView:
+    """Token strips side by side from stored (token texts, NLLs) per stream, on one colour scale
+    (as `nll_view`, without a tokenizer: the tour reads them from a published examples.jsonl)."""
+    scale = _default_vmax([v for _, nll in strips.values() for v in nll]) if vmax is None else vmax
+    panels = [_strip_panel(label(key), texts, nll, scale, cmap) for key, (texts, nll) in strips.items()]
+    legend_html, legend_text = _strip_legend(scale, cmap)
+    return TraceView(panels, title, legend_html, legend_text)
+
+
 def nll_strips(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,

@@ -108,13 +108,11 @@ trace_view.side_by_side(
 
 # %% [markdown]
 # And where the surprise sits: every token of the SLM's trace and of the Oracle-Refined rewrite,
-# coloured by its negative log-likelihood under the base SLM (darker = more surprising). Hover over
-# a token for its value.
+# coloured by its negative log-likelihood (NLL) under the base SLM, on one colour scale (darker =
+# more surprising). Hover over a token for its value.
 
 # %%
-vmax = max(max(st["nll"]) for st in ex["strips"].values())
-for s, st in ex["strips"].items():
-    display(trace_view.nll_strip(st["tokens"], st["nll"], title=s, vmax=vmax))
+trace_view.strips_view({s: (st["tokens"], st["nll"]) for s, st in ex["strips"].items()}, title=ex["id"])
 
 # %% [markdown]
 # The paper finds the cost early in the response, where the notation is set: perplexity per

@@ -34,7 +34,7 @@ import pandas as pd
 
 from paradox import cross_check, figures, tables
 from paradox.io import read_jsonl
-from paradox.metrics import base_utility, lookup, utility
+from paradox.metrics import base_utility, bootstrap_utility, interval, lookup, problem_accuracy, utility
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.report import TOY_CAVEAT, save_figure, save_table, setup_style
@@ -69,6 +69,13 @@ base_mean, base_ci = base_utility(accuracy)
 n_seeds = int(util["n_seeds"].max())
 seeds_note = f"mean ± 95% Student-t interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
 u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
+boot = bootstrap_utility(problem_accuracy(accuracy, paths.eval / "graded"), params.seed)
+ui = partial(interval, boot)  # ui(stream, loss) -> (mean, lo, hi): the figures' error bars
+bars_note = (
+    "Error bars: 95% percentile bootstrap interval over the evaluation problems"
+    + (" and the seeds" if n_seeds > 1 else "")
+    + f" ({int(boot['n_problems'].max())} problems)."
+)
 
 # %% [markdown]
 # ## Table 1: perceived quality vs utility
@@ -139,29 +146,30 @@ else:
 # %%
 save_figure(
     figures.utility_scatter(
-        reward, u, streams, base_mean, k, "mean reward of the training traces (perceived quality)"
+        reward, ui, streams, ui("base", "none"), k, "mean reward of the training traces (perceived quality)"
     ),
     paths.figures / "quality_vs_utility",
     params,
     [*reward_files.values(), acc_file],
-    "Perceived quality (mean reward of the training traces) vs utility (Avg@k after fine-tuning). "
-    f"Error bars: {seeds_note}.",
+    "Perceived quality (mean reward of the training traces) vs utility (Avg@k after fine-tuning); dashed "
+    f"line and grey band: the base SLM. {bars_note}",
 )
 save_figure(
     figures.utility_scatter(
         ppl.to_dict(),
-        u,
+        ui,
         streams,
-        base_mean,
+        ui("base", "none"),
         k,
-        "perplexity of the traces under the base SLM (log scale)",
-        logx=True,
+        "perplexity of the traces under the base SLM",
+        break_off_scale=True,
     ),
     paths.figures / "ppl_vs_utility",
     params,
     [ppl_file, acc_file],
-    "Adaptation cost (perplexity of the training traces under the base SLM) vs utility (Avg@k). "
-    f"Error bars: {seeds_note}.",
+    "Adaptation cost (perplexity of the training traces under the base SLM) vs utility (Avg@k); a stream "
+    "more than ten times above the rest sits on a broken-off part of the x axis, ticked at its value. "
+    f"{bars_note}",
 )
 
 # %% [markdown]
@@ -174,6 +182,7 @@ save_figure(
     paths.figures / "loss_curves",
     params,
     [curves_file],
-    "Training loss per step for each stream (first seed), SFT and DFT (DFT's loss is "
-    "probability-weighted, so its scale differs).",
+    "Training loss per step for each stream (first seed). SFT: mean NLL per response token; DFT: mean "
+    "of p(token) x NLL(token), the probability-weighted NLL that TRL's loss_type='dft' minimises, on its "
+    "own scale.",
 )

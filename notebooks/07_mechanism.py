@@ -40,7 +40,7 @@ from IPython.display import Markdown
 
 from paradox import backends, figures, mechanism
 from paradox.io import read_jsonl, write_text
-from paradox.metrics import lookup, response_nll, utility
+from paradox.metrics import bootstrap_utility, interval, lookup, problem_accuracy, response_nll, utility
 from paradox.models import load_model
 from paradox.params import load_params
 from paradox.paths import RunPaths
@@ -77,6 +77,7 @@ scored = {
 accuracy = pd.read_csv(paths.eval / "accuracy.csv")
 util = utility(accuracy)
 u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
+ui = partial(interval, bootstrap_utility(problem_accuracy(accuracy, paths.eval / "graded"), params.seed))
 k = int(accuracy["k"].iloc[0])
 stream_files = [paths.stream(s) for s in data]
 acc_ppl_files = [paths.eval / "accuracy.csv", paths.eval / "perplexity.csv"]
@@ -106,7 +107,8 @@ save_figure(
     fig_dir / "segmented_ppl",
     params,
     stream_files,
-    "Perplexity of each stream in four equal-length quarters of its responses (token-weighted).",
+    "Perplexity of each stream in four equal-length quarters of its responses (token-weighted); streams "
+    "more than ten times above the rest are drawn in their own panel above the break.",
 )
 seg
 
@@ -145,7 +147,8 @@ save_figure(
     fig_dir / "token_shift",
     params,
     shift_files,
-    "Token-frequency shift from SLM-RFT to Oracle-Refined (hatched: more frequent after refinement).",
+    "Token-frequency shift from SLM-RFT to Oracle-Refined, per 1,000 response tokens (hatched: more "
+    "frequent after refinement; ␣ marks a space, ↵ a newline).",
 )
 attribution.pivot_table(index="rank", columns="stream", values="token", aggfunc="first")
 
@@ -236,12 +239,13 @@ drift = [s for s in data if is_drift(s)]
 drift_table = mechanism.drift_table(drift, ppl, reward, util, params.drift.losses, k) if drift else None
 if drift:
     save_figure(
-        figures.drift_dial(drift, ppl, u, params.drift.losses, k),
+        figures.drift_dial(drift, ppl, ui, params.drift.losses, k),
         fig_dir / "drift_dial",
         params,
         acc_ppl_files,
         "Drift dial: the same logical repair with a fraction f of each trace rewritten in the "
-        "Oracle's notation; utility against the measured perplexity.",
+        "Oracle's notation; utility (error bars: 95% percentile bootstrap interval over the evaluation "
+        "problems, and the seeds where there are several) and the measured perplexity against f.",
     )
     save_table(
         drift_table,

@@ -1,10 +1,8 @@
-"""REPORT.md (paradox.report.mechanism_report) and the figure functions (paradox.figures)."""
+"""REPORT.md (paradox.report.mechanism_report); the figures are in test_figures.py."""
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from paradox import figures
 from paradox.params import load_params
 from paradox.report import TOY_CAVEAT, markdown_table, mechanism_report
 
@@ -69,59 +67,6 @@ def test_real_world_report_names_the_judge_and_reward_model():
     assert TOY_CAVEAT not in text and "(see `toy-full`)" not in text
     assert f"`{params.oracle.model}`" in text and "3 judge answer(s) without a score" in text
     assert f"`{params.reward.name_or_path}`" in text
-
-
-def test_figure_functions_draw_one_line_or_bar_per_item():
-    u = {
-        ("slm_rft", "nll"): (40.0, 2.0, 3),
-        ("slm_rft", "dft"): (41.0, 0.0, 1),
-        ("oracle_refined", "nll"): (30.0, 1.0, 3),
-        ("drift_000", "dft"): (40.0, 1.0, 3),
-        ("drift_100", "dft"): (35.0, 1.0, 3),
-    }
-
-    def util(s: str, loss: str):
-        return u.get((s, loss), (float("nan"), float("nan"), 0))
-
-    fig = figures.utility_scatter(
-        {"slm_rft": 0.5, "oracle_refined": 0.9},
-        util,
-        ["slm_rft", "oracle_refined"],
-        35.0,
-        k=4,
-        xlabel="reward",
-    )
-    assert [len(ax.containers) for ax in fig.axes] == [2, 1]  # one errorbar per stream trained under the loss
-    seg = pd.DataFrame(
-        [{"stream": s, "Q1": 2.0, "Q2": 1.5, "Q3": 1.4, "Q4": 1.3} for s in ("slm_rft", "style_aligned")]
-    )
-    assert len(figures.segmented_ppl(seg).axes[0].lines) == 2
-    shift = pd.DataFrame({"token": ["'a'", "'b'"], "change": [3.0, -2.0]})
-    bars = figures.token_shift(shift).axes[0].patches
-    assert [b.get_hatch() for b in bars] == ["//", ""]  # hatched: more frequent after refinement
-    lc = pd.DataFrame(
-        [
-            {"stream": "slm_rft", "loss": loss, "step": st, "avg_at_k": 1.0}
-            for loss in ("dft", "nll")
-            for st in (0, 5)
-        ]
-    )
-    assert [
-        len(ax.lines) for ax in figures.learning_curves(lc, ["slm_rft", "oracle_refined"], 4, ["test"]).axes
-    ] == [1, 1]
-    fig = figures.drift_dial(
-        ["drift_000", "drift_100"], {"drift_000": 1.5, "drift_100": 2.0}, util, ["dft"], k=4
-    )
-    assert [t.get_text() for t in fig.axes[0].texts] == ["f=0.00", "f=1.00"]
-    curves = pd.DataFrame(
-        [
-            {"stream": "slm_rft", "loss_type": lt, "step": st, "loss": 1.0 / (st + 1)}
-            for lt in ("nll", "dft")
-            for st in range(3)
-        ]
-    )
-    assert [len(ax.lines) for ax in figures.loss_curves(curves, ["slm_rft"]).axes] == [1, 1]
-    plt.close("all")
 
 
 @pytest.mark.parametrize("n_seeds", [1, 2])

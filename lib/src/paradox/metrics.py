@@ -12,8 +12,10 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
@@ -243,3 +245,112 @@ def fmt(mean: float, ci: float, n: int) -> str:
     if math.isnan(mean):  # pd.isna narrows a float to Never in pandas-stubs
         return "n/a"
     return f"{mean:.2f} ± {ci:.2f}" if n > 1 else f"{mean:.2f}"
+
+
+# --- intervals over problems (and seeds) for the figures -----------------------------------------
+# A Student-t interval over seeds gives a one-seed run no error bar at all, and with three noisy
+# seeds it can reach below 0 %. A percentile bootstrap over the evaluation problems does neither:
+# every replicate is itself an accuracy, so the interval stays inside [0, 100].
+
+BOOTSTRAP_SAMPLES = 2000  # replicates: the 2.5/97.5 percentiles move by ~0.1 point between seeds
+
+
+def problem_accuracy(accuracy: pd.DataFrame, graded_dir: Path, purpose: str = "main") -> pd.DataFrame:
+    """Per-problem accuracy of every model of `purpose` (and the base SLM) from the graded rows
+    `graded_dir/<model>/<split>.jsonl` that notebook 05 writes: columns stream, loss, seed, split,
+    id, correct (% of the problem's k samples graded correct). Each (model, split) must reproduce
+    its Avg@k in `accuracy` (eval/accuracy.csv): a stale or foreign graded file is an error."""
+    from paradox.io import read_jsonl
+
+    acc = accuracy[accuracy["purpose"].isin([purpose, "base"])]
+    frames = []
+    for r in acc.to_dict("records"):
+        model, split = str(r["model"]), str(r["split"])
+        path = graded_dir / model / f"{split}.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: graded samples of {model} on {split} (written by notebook 05)")
+        rows = pd.DataFrame(read_jsonl(path), columns=["id", "correct"])
+        per = (100.0 * rows.groupby("id")["correct"].mean()).rename("correct").reset_index()
+        got = float(per["correct"].mean()) if len(per) else float("nan")
+        want = float(r["avg_at_k"])
+        if not math.isclose(got, want, abs_tol=1e-6):
+            raise ValueError(
+                f"{path}: Avg@k {got:.4f} from the graded rows, but eval/accuracy.csv says {want:.4f} "
+                f"for {model} on {split}: the graded rows are not the ones 05 scored (rerun 05)"
+            )
+        frames.append(
+            per.assign(stream=str(r["stream"]), loss=str(r["loss"]), seed=int(r["seed"]), split=split)
+        )
+    cols = ["stream", "loss", "seed", "split", "id", "correct"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def bootstrap_utility(
+    per_problem: pd.DataFrame, seed: int, n_boot: int = BOOTSTRAP_SAMPLES, level: float = 0.95
+) -> pd.DataFrame:
+    """Utility (Avg@k averaged over splits, then over seeds; as `utility`) of every (stream, loss)
+    in `problem_accuracy(...)`, with a percentile bootstrap interval: rows (stream, loss), columns
+    mean, lo, hi, n_seeds, n_problems.
+
+    Each of `n_boot` replicates resamples, with replacement, the problems of every split (one draw
+    per split, shared by all models: comparisons between streams are paired) and, with several
+    seeds, the seeds; its utility is the mean over the drawn seeds of the mean over splits of the
+    mean over the drawn problems. The interval is the central `level` of the replicates (clipped
+    to contain the observed mean), so it lies within [0, 100] and a one-seed run has one too.
+    Deterministic for a given `seed` (`params.seed`)."""
+    if per_problem.empty:
+        return pd.DataFrame(columns=["mean", "lo", "hi", "n_seeds", "n_problems"])
+    rng = np.random.default_rng(seed)
+    splits = sorted(per_problem["split"].unique())
+    ids = {sp: np.sort(per_problem.loc[per_problem["split"] == sp, "id"].unique()) for sp in splits}
+    # problem weights per replicate: multinomial counts over the split's problems, divided by n
+    weights = {
+        sp: rng.multinomial(len(ids[sp]), np.full(len(ids[sp]), 1 / len(ids[sp])), n_boot) / len(ids[sp])
+        for sp in splits
+    }
+    seed_weights: dict[int, np.ndarray] = {}
+    rows = []
+    for (stream, loss), g in per_problem.groupby(["stream", "loss"], sort=True):
+        seeds = sorted(g["seed"].unique())
+        per_split = []  # [n_seeds, n_boot] per split, and the observed [n_seeds] means
+        observed = []
+        for sp in splits:
+            wide = g[g["split"] == sp].pivot_table(index="seed", columns="id", values="correct")
+            if wide.shape[0] != len(seeds) or list(wide.columns) != list(ids[sp]) or wide.isna().any().any():
+                raise ValueError(
+                    f"{stream}/{loss} on split {sp}: graded problems differ from the other models' "
+                    f"({wide.shape[1]} of {len(ids[sp])} problems, {wide.shape[0]} of {len(seeds)} seeds)"
+                )
+            a = wide.loc[seeds].to_numpy()  # [n_seeds, n_problems]
+            per_split.append(a @ weights[sp].T)
+            observed.append(a.mean(axis=1))
+        per_seed = np.mean(per_split, axis=0)  # [n_seeds, n_boot]: mean over splits
+        m = len(seeds)
+        if m not in seed_weights:
+            seed_weights[m] = (
+                np.ones((n_boot, 1)) if m == 1 else rng.multinomial(m, np.full(m, 1 / m), n_boot) / m
+            )
+        # a weighted mean of values in [0, 100]; the clip only removes float rounding (100.00000000000001)
+        reps = np.clip(np.einsum("bs,sb->b", seed_weights[m], per_seed), 0.0, 100.0)
+        mean = float(np.mean(observed))
+        lo, hi = np.percentile(reps, [50 * (1 - level), 50 * (1 + level)])
+        rows.append(
+            {
+                "stream": stream,
+                "loss": loss,
+                "mean": mean,
+                "lo": min(float(lo), mean),
+                "hi": max(float(hi), mean),
+                "n_seeds": m,
+                "n_problems": sum(len(ids[sp]) for sp in splits),
+            }
+        )
+    return pd.DataFrame(rows).set_index(["stream", "loss"])
+
+
+def interval(boot: pd.DataFrame, stream: str, loss: str) -> tuple[float, float, float]:
+    """(mean, lo, hi) of one (stream, loss) in `bootstrap_utility(...)`; nans if it was not run."""
+    if (stream, loss) not in boot.index:
+        return float("nan"), float("nan"), float("nan")
+    row = cast("pd.Series[float]", boot.loc[(stream, loss)])
+    return float(row["mean"]), float(row["lo"]), float(row["hi"])

@@ -4,6 +4,7 @@ hash, git commit, hashes of the input artifacts, caption)."""
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -58,12 +59,36 @@ def _show_in_notebook(png: Path) -> None:
         display(Image(filename=str(png)))  # type: ignore[no-untyped-call]  # IPython ships no annotations
 
 
+CAPTION_FONTSIZE = 8  # points: small, under the plot
+
+
+def add_caption(fig: Figure, caption: str) -> None:
+    """Print `caption` under the figure, wrapped to its width (`bbox_inches="tight"` grows the saved
+    image to hold it): a PNG shared on its own still says what it shows and, in the toy world, that
+    it is a simulation."""
+    width_pt = fig.get_figwidth() * 72
+    chars = max(40, int(width_pt / (0.5 * CAPTION_FONTSIZE)))  # ~0.5 em per character in DejaVu Sans
+    fig.text(
+        0.0,
+        -0.02,
+        textwrap.fill(caption, chars, break_on_hyphens=False).replace("$", r"\$"),  # a literal $, not mathtext
+        ha="left",
+        va="top",
+        fontsize=CAPTION_FONTSIZE,
+        gid="caption",
+    )
+
+
 def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path], caption: str) -> list[Path]:
-    """PNG and PDF, each with a sidecar; the caption (with the toy caveat) goes into the sidecar.
-    In a notebook the figure is also shown inline."""
+    """PDF and PNG, each with a sidecar holding the caption (with the toy caveat). The PNG also
+    carries the caption printed under the plot; the PDF does not (it goes into LaTeX, where
+    \\caption carries the text and a printed copy would repeat it). In a notebook the PNG is also
+    shown inline."""
     caption = caption_for(params, caption)
     out = []
-    for ext in ("png", "pdf"):
+    for ext in ("pdf", "png"):
+        if ext == "png":
+            add_caption(fig, caption)
         path = stem.with_suffix(f".{ext}")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
@@ -71,9 +96,9 @@ def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path],
             path, profile=params.profile, params_hash=params.hash(), inputs=inputs, extra={"caption": caption}
         )
         out.append(path)
-    _show_in_notebook(out[0])
+    _show_in_notebook(out[1])
     plt.close(fig)
-    return out
+    return out[::-1]  # PNG first, as before
 
 
 def save_table(

@@ -16,11 +16,19 @@
 # %% [markdown]
 # # 06 · Table 1 and the paper's figures
 #
-# Reads the saved artifacts of notebooks 01-05 and never trains or samples. Every table
-# (CSV, Markdown, LaTeX) and figure (PNG, PDF) gets a `.json` sidecar with the profile, the
-# params hash, the git commit and hashes of its inputs. Utility is Avg@k averaged over the
-# evaluation splits; with several seeds it is shown as mean ± 95% Student-t interval over seeds, and
-# figures carry the interval as error bars.
+# - **Question.** Does the paradox appear: do the streams with the highest reward give the lowest
+#   utility, and does perplexity line up with the loss?
+# - **Reads** the rewards (02-03), accuracies, graded samples and perplexities (05) and the loss
+#   curves (04); never trains or samples. **Writes** Table 1, accuracy per split and the figures
+#   into `runs/<profile>/figures/`, each file with a `.json` sidecar (profile, params hash, git
+#   commit, hashes of its inputs, caption).
+# - **Look for** the slope in the quality-vs-utility figure (down, left to right, is the paradox)
+#   and where SLM-RFT and Style-Aligned sit against the base SLM's line.
+#
+# Utility is Avg@k averaged over the evaluation splits. Its interval (Table 1's brackets, the
+# figures' error bars) is a 95% percentile bootstrap over the evaluation problems, and over the
+# seeds where there are several (`metrics.bootstrap_utility`): it stays within [0, 100] and a
+# one-seed run has one too. Other tables give mean ± Student-t interval over seeds.
 
 # %% tags=["parameters"]
 profile = "toy"
@@ -68,6 +76,7 @@ util = utility(accuracy)
 base_mean, base_ci = base_utility(accuracy)
 n_seeds = int(util["n_seeds"].max())
 seeds_note = f"mean ± 95% Student-t interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+seeds_word = f"mean of {n_seeds} seeds" if n_seeds > 1 else "one seed"
 u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
 boot = bootstrap_utility(problem_accuracy(accuracy, paths.eval / "graded"), params.seed)
 ui = partial(interval, boot)  # ui(stream, loss) -> (mean, lo, hi): the figures' error bars
@@ -83,7 +92,7 @@ bars_note = (
 # (`tables.table1`); then Avg@k per evaluation split (`tables.accuracy_by_split`).
 
 # %%
-table1, table1_shown = tables.table1(u, streams, reward, ppl, k)
+table1, table1_shown = tables.table1(u, streams, reward, ppl, k, ui)
 splits = ", ".join(sorted(accuracy["split"].unique()))
 save_table(
     table1,
@@ -91,7 +100,8 @@ save_table(
     params,
     [*reward_files.values(), acc_file, ppl_file],
     caption=f"Table 1. Mean reward, perplexity under the base SLM, and Avg@{k} (%, mean over the evaluation "
-    f"splits {splits}; {seeds_note}) after SFT and DFT on each stream.",
+    f"splits {splits}; {seeds_word}) after SFT and DFT on each stream; in brackets the 95% percentile "
+    f"bootstrap interval over the evaluation problems{' and seeds' if n_seeds > 1 else ''}.",
     display=table1_shown,
 )
 save_table(
@@ -186,3 +196,14 @@ save_figure(
     "of p(token) x NLL(token), the probability-weighted NLL that TRL's loss_type='dft' minimises, on its "
     "own scale.",
 )
+
+# %% [markdown]
+# ## Takeaway
+# Reward and utility rank the streams differently; Table 1 and the first figure are the paradox
+# as this run measured it, and the intervals say which gaps are larger than sampling noise.
+#
+# ## Try this
+# - Read `runs/<profile>/figures/accuracy_by_split.md`: does the ordering hold on the `hard` split
+#   alone? (No rerun needed.)
+# - `make paper PROFILE=toy-full` repeats everything with three seeds and the robustness grid, and
+#   shows which differences survive (about three times the `toy` run's time).

@@ -16,10 +16,16 @@
 # %% [markdown]
 # # 07 · The mechanism, measured
 #
-# Table 1 says *what* happens; this notebook asks *why*, with the paper's mechanism analyses
-# and two experiments beyond it. It reads the artifacts of 01-05 (plus forward passes of the
-# base SLM, never training) and writes tables, figures and `REPORT.md`.
+# - **Question.** *Why* do the high-reward streams teach less? The paper's answer is adaptation
+#   cost: the Oracle's wording is far from the SLM's. This notebook measures that, and runs two
+#   experiments beyond the paper.
+# - **Reads** the streams (01-03), accuracies (05) and the base SLM (forward passes only, never
+#   training). **Writes** the mechanism tables and figures into `runs/<profile>/figures/`, a few
+#   examples for the tour (`examples.jsonl`) and `REPORT.md`.
+# - **Look for** where the toy world agrees with the paper and where it does not: each section
+#   sets the paper's prediction beside what this run measured.
 #
+# 0. One problem, token by token, under the base SLM.
 # 1. Segmented perplexity (Q1-Q4) of every stream under the base SLM.
 # 2. Token-level loss attribution and the token-frequency shift from SLM-RFT to Oracle-Refined.
 # 3. Semantic retention of each rewrite.
@@ -36,16 +42,17 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
-from paradox import backends, figures, mechanism
-from paradox.io import read_jsonl, write_text
+from paradox import backends, examples, figures, mechanism
+from paradox.io import read_jsonl, write_jsonl, write_text
 from paradox.metrics import bootstrap_utility, interval, lookup, problem_accuracy, response_nll, utility
 from paradox.models import load_model
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.report import TOY_CAVEAT, mechanism_report, save_figure, save_table, setup_style
 from paradox.streams import all_streams, is_drift, label, table_streams
+from paradox.trace_view import strips_view
 
 params = load_params(profile)
 paths = RunPaths(profile, Path(runs_dir))
@@ -81,6 +88,22 @@ ui = partial(interval, bootstrap_utility(problem_accuracy(accuracy, paths.eval /
 k = int(accuracy["k"].iloc[0])
 stream_files = [paths.stream(s) for s in data]
 acc_ppl_files = [paths.eval / "accuracy.csv", paths.eval / "perplexity.csv"]
+
+# %% [markdown]
+# ## 0. One problem, token by token
+# Where the base SLM is surprised: each token of the SLM's own trace and of the Oracle's rewrite,
+# coloured by its NLL (the numbers perplexity averages). A few such problems, with every stream's
+# trace, are saved as `examples.jsonl` beside the figures for the tour (`paradox.examples`).
+
+# %%
+questions = {p["id"]: p["question"] for p in read_jsonl(paths.data / "kept_problems.jsonl")}
+picked = examples.pick_ids(data, 3)  # problems with a style-aligned repair first
+records = examples.build(picked, data, questions, scored, tok)
+write_jsonl(fig_dir / "examples.jsonl", records)
+ex = records[0]
+strips_view(
+    {s: (st["tokens"], st["nll"]) for s, st in ex["strips"].items()}, title=f"{ex['id']}: {ex['question']}"
+)
 
 # %% [markdown]
 # ## 1. Segmented perplexity
@@ -232,7 +255,8 @@ grid_table
 # %% [markdown]
 # ## 5c. The drift dial (dose-response)
 # Same logical repair, a growing fraction f of each trace in the Oracle's notation. If the
-# mechanism is right, perplexity rises with f and utility falls with it.
+# mechanism is right, perplexity rises with f and utility falls with it; the last table sets
+# that prediction beside this run (`mechanism.dose_response`).
 
 # %%
 drift = [s for s in data if is_drift(s)]
@@ -255,7 +279,8 @@ if drift:
         caption="Drift dial: fraction of lines in Oracle notation, perplexity, reward and utility.",
         float_format="{:.3f}",
     )
-drift_table
+    display(drift_table)
+mechanism.dose_response(drift_table) if drift_table is not None else "no drift dial in this profile"
 
 # %% [markdown]
 # ## 6. Correlations and the verdict
@@ -309,3 +334,19 @@ report = mechanism_report(**report_args)  # links to figures/<name>, from runs/<
 write_text(paths.root / "REPORT.md", report)
 write_text(fig_dir / "REPORT.md", mechanism_report(**report_args, figures_link=""))  # links beside it
 Markdown(report)
+
+# %% [markdown]
+# ## Takeaway
+# The paradox (06) and its mechanism are separate claims. The sections above set the paper's
+# prediction beside this run: in the toy world the Oracle's rigid notation is *cheap per token*
+# once started, so global perplexity need not rise with the Oracle's share of a trace even where
+# utility falls. The tour (`tour.ipynb`, part 4) lists every claim of the paper with this run's
+# verdict.
+#
+# ## Try this
+# - `selection.lam` (1.0): compatibility-aware selection scores reward − λ·log PPL. In
+#   `runs/<profile>/data/compat_selection.jsonl`, can any λ ≥ 0 make it choose SLM-RFT where
+#   Oracle-Refined has both the higher reward and the lower perplexity? (TEACHING.md, question 3.)
+#   Cost: reruns 03-07.
+# - `drift.fractions`: a finer dial (e.g. `[0, 0.1, 0.2, 0.3, 0.5, 1]`) tests whether the drop is
+#   gradual or a threshold; each fraction adds a training run and an evaluation.

@@ -320,3 +320,14 @@ def test_drift_table():
         {"f": 0.0, "ppl": 1.5, "reward": 0.4, "dft Avg@2": 40.0},
         {"f": 1.0, "ppl": 2.5, "reward": 0.6, "dft Avg@2": 30.0},
     ]
+
+
+def test_dose_response_sets_the_prediction_beside_the_run():
+    drift = pd.DataFrame(
+        {"f": [0.0, 0.5, 1.0], "ppl": [1.3, 1.5, 1.1], "reward": [1.0, 1.5, 2.0], "dft Avg@4": [16.0, 12.0, 13.0]}
+    )
+    d = mechanism.dose_response(drift).set_index("with f")
+    assert list(d.index) == ["ppl", "dft Avg@4"]  # reward rises with f by construction: not shown
+    assert d.loc["ppl", "mechanism predicts"] == "rises" and d.loc["ppl", "this run"] == "falls"
+    assert d.loc["ppl", "spearman"] == pytest.approx(-0.5)
+    assert d.loc["dft Avg@4", "mechanism predicts"] == "falls" and d.loc["dft Avg@4", "this run"] == "falls"

@@ -35,7 +35,10 @@ def test_toy_report_has_every_section_and_the_caveat():
     params = load_params("smoke")
     text = mechanism_report(params, **pieces())
     assert text.startswith("# Report: profile `smoke`\n\n> " + TOY_CAVEAT)
-    assert f"params hash\n`{params.hash()}`" in text and "; one seed." not in text and "\none seed.\n" in text
+    assert (
+        f"params hash\n`{params.hash()}`" in text
+        and "\none seed; in Table 1's brackets a 95% bootstrap interval" in text
+    )
     assert "- Under SFT (nll): no: none.\n- Under DFT: yes for X." in text
     assert "| SLM-RFT | 0.50 |" in text and "The caption" not in text  # Table 1 without its caption
     assert "-0.500" in text and "2.000" in text
@@ -57,7 +60,10 @@ def test_report_with_seeds_drift_and_grid():
             grid=pd.DataFrame([{"learning_rate": "1e-05", "best": "SLM-RFT"}]),
         ),
     )
-    assert "mean ± 95% Student-t interval over 3 seeds." in text
+    assert (
+        "bootstrap interval over problems and seeds in brackets; other tables: mean ± 95% Student-t interval over 3 seeds."
+        in text
+    )
     assert "| 0.500 | 2.000 |" in text and " 1e-05 | SLM-RFT |" in text
 
 

@@ -20,6 +20,12 @@ def u(stream: str, loss: str) -> tuple[float, float, int]:
     return U.get((stream, loss), (float("nan"), float("nan"), 0))
 
 
+def ui(stream: str, loss: str) -> tuple[float, float, float]:
+    """A bootstrap interval per (stream, loss): the mean, then mean - 2 and mean + 1 (asymmetric)."""
+    m = U.get((stream, loss), (float("nan"),))[0]
+    return m, m - 2, m + 1
+
+
 def test_table1_has_the_base_slm_first_and_formats_intervals():
     full, shown = tables.table1(
         u,
@@ -27,16 +33,17 @@ def test_table1_has_the_base_slm_first_and_formats_intervals():
         {"slm_rft": 0.5, "oracle_refined": 0.91},
         {"slm_rft": 1.234, "oracle_refined": 5.678},
         k=4,
+        ui=ui,
     )
     assert full["Stream"].tolist() == ["Base SLM", "SLM-RFT", "Oracle-Refined"]
     assert math.isnan(full.loc[0, "Reward"]) and full.loc[0, "SFT Avg@4"] == full.loc[0, "DFT Avg@4"] == 20.0
-    assert full.loc[1, "DFT ci95"] == 2.5 and full.loc[2, "seeds"] == 3
+    assert full.loc[1, "DFT lo"] == full.loc[1, "DFT Avg@4"] - 2 and full.loc[2, "seeds"] == 3
     assert shown.to_dict("records")[0] == {
         "Stream": "Base SLM",
         "Reward": "n/a",
         "PPL": "n/a",
-        "SFT Avg@4": "20.00 ± 1.00",
-        "DFT Avg@4": "20.00 ± 1.00",
+        "SFT Avg@4": "20.00 [18.00, 21.00]",
+        "DFT Avg@4": "20.00 [18.00, 21.00]",
     }
     assert shown.loc[2, "Reward"] == "0.91" and shown.loc[2, "PPL"] == "5.68"
 

@@ -221,6 +221,21 @@ def drift_table(
     )
 
 
+def dose_response(drift: pd.DataFrame) -> pd.DataFrame:
+    """What the mechanism predicts along the drift dial, against what the run shows: Spearman's rank
+    correlation of f with perplexity (predicted rising) and with each utility column (predicted
+    falling). A description over a handful of points, not a test."""
+    rows = []
+    for col in drift.columns.drop("f"):
+        if col == "reward":
+            continue
+        predicted = "rises" if col == "ppl" else "falls"
+        rho = float(drift["f"].corr(drift[col], method="spearman"))
+        shown = "n/a" if np.isnan(rho) else ("rises" if rho > 0 else "falls" if rho < 0 else "flat")
+        rows.append({"with f": col, "mechanism predicts": predicted, "spearman": rho, "this run": shown})
+    return pd.DataFrame(rows)
+
+
 def correlations(
     streams: Sequence[str], reward: Mapping[str, float], ppl: Mapping[str, float], util: pd.DataFrame
 ) -> pd.DataFrame:

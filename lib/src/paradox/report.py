@@ -71,7 +71,9 @@ def add_caption(fig: Figure, caption: str) -> None:
     fig.text(
         0.0,
         -0.02,
-        textwrap.fill(caption, chars, break_on_hyphens=False).replace("$", r"\$"),  # a literal $, not mathtext
+        textwrap.fill(caption, chars, break_on_hyphens=False).replace(
+            "$", r"\$"
+        ),  # a literal $, not mathtext
         ha="left",
         va="top",
         fontsize=CAPTION_FONTSIZE,
@@ -185,7 +187,12 @@ def mechanism_report(
     profile = params.profile
     caveat = f"\n> {TOY_CAVEAT}\n" if params.world == "toy" else ""
     grid_hint = " (see `toy-full`)" if params.world == "toy" else ""
-    seeds = f"mean ± 95% Student-t interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    seeds = (
+        f"Table 1: mean of {n_seeds} seeds with a 95% bootstrap interval over problems and seeds in brackets; "
+        f"other tables: mean ± 95% Student-t interval over {n_seeds} seeds"
+        if n_seeds > 1
+        else "one seed; in Table 1's brackets a 95% bootstrap interval over the evaluation problems"
+    )
     figure_links = "\n".join(f"- [{name}]({Path(figures_link) / name})" for name in figure_names)
     return f"""# Report: profile `{profile}`
 {caveat}

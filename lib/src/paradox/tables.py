@@ -5,6 +5,7 @@ functions over the utility lookup and per-stream numbers. Each returns the full-
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,15 +18,31 @@ from paradox.streams import BASE, LABELS
 Utility = Callable[[str, str], tuple[float, float, int]]  # (stream, loss) -> (mean, ci95, n_seeds)
 
 
+Interval = Callable[[str, str], tuple[float, float, float]]  # (stream, loss) -> (mean, lo, hi)
+
+
+def _fmt_interval(mean: float, lo: float, hi: float) -> str:
+    """'16.00 [12.12, 20.00]'; 'n/a' for a loss that was not run."""
+    return "n/a" if math.isnan(mean) else f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def table1(
-    u: Utility, streams: Sequence[str], reward: Mapping[str, float], ppl: Mapping[str, float], k: int
+    u: Utility,
+    streams: Sequence[str],
+    reward: Mapping[str, float],
+    ppl: Mapping[str, float],
+    k: int,
+    ui: Interval,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 1: the base SLM, then each stream: mean reward, perplexity under the base SLM and
-    Avg@k after SFT and DFT (the base SLM's one utility in both columns; no reward or PPL)."""
+    Avg@k after SFT and DFT (the base SLM's one utility in both columns; no reward or PPL), with
+    the 95% bootstrap interval of `ui` (`metrics.bootstrap_utility`: over problems and seeds, so
+    it stays within [0, 100] and a one-seed run has one too). `u` gives the seed count."""
     rows: list[dict[str, Any]] = []
     shown: list[dict[str, str]] = []
     for s in [BASE, *streams]:
-        sft, dft = (u(BASE, "none"),) * 2 if s == BASE else (u(s, "nll"), u(s, "dft"))
+        keys = [(BASE, "none")] * 2 if s == BASE else [(s, "nll"), (s, "dft")]
+        (sft, dft), n_seeds = [ui(*key) for key in keys], u(*keys[0])[2]
         rew, p = (float("nan"), float("nan")) if s == BASE else (reward[s], ppl[s])
         rows.append(
             {
@@ -33,10 +50,12 @@ def table1(
                 "Reward": rew,
                 "PPL": p,
                 f"SFT Avg@{k}": sft[0],
-                "SFT ci95": sft[1],
+                "SFT lo": sft[1],
+                "SFT hi": sft[2],
                 f"DFT Avg@{k}": dft[0],
-                "DFT ci95": dft[1],
-                "seeds": sft[2],
+                "DFT lo": dft[1],
+                "DFT hi": dft[2],
+                "seeds": n_seeds or u(*keys[1])[2],
             }
         )
         shown.append(
@@ -44,8 +63,8 @@ def table1(
                 "Stream": LABELS[s],
                 "Reward": "n/a" if s == BASE else f"{rew:.2f}",
                 "PPL": "n/a" if s == BASE else f"{p:.3g}",
-                f"SFT Avg@{k}": fmt(*sft),
-                f"DFT Avg@{k}": fmt(*dft),
+                f"SFT Avg@{k}": _fmt_interval(*sft),
+                f"DFT Avg@{k}": _fmt_interval(*dft),
             }
         )
     return pd.DataFrame(rows), pd.DataFrame(shown)

@@ -27,6 +27,7 @@ def make(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smoke_run():
     shutil.rmtree(RUN, ignore_errors=True)
+    shutil.rmtree(ROOT / "figures" / "smoke", ignore_errors=True)  # left by older code: must not come back
     proc = make("paper")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc

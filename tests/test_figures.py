@@ -164,3 +164,22 @@ def test_save_figure_prints_caption_and_toy_caveat_under_the_png_only(tmp_path):
     assert mpimg.imread(png).shape[0] > mpimg.imread(bare).shape[0] + 40  # the caption grew the PNG
     assert json.loads(png.with_name("fig.png.json").read_text())["caption"] == f"{caption} {TOY_CAVEAT}"
     assert pdf.suffix == ".pdf" and json.loads(pdf.with_name("fig.pdf.json").read_text())["caption"]
+
+
+def test_a_profile_that_trains_one_loss_gets_one_panel_not_an_empty_one():
+    """The class profile trains DFT only: no empty SFT panel with a meaningless axis."""
+    dft_only = {("slm_rft", "dft"): (41.0, 37.5, 44.0), ("oracle_refined", "dft"): (30.0, 26.0, 33.0)}
+    fig = figures.utility_scatter(
+        {"slm_rft": 0.5, "oracle_refined": 0.6},
+        lambda s, loss: dft_only.get((s, loss), (float("nan"),) * 3),
+        ["slm_rft", "oracle_refined"],
+        (35.0, 32.0, 38.0),
+        k=4,
+        xlabel="reward",
+    )
+    assert [sf._suptitle.get_text() for sf in fig.subfigs] == ["DFT"] and len(fig.axes) == 1
+    curves = pd.DataFrame(
+        [{"stream": "slm_rft", "loss_type": "dft", "step": st, "loss": 1.0 / st} for st in (1, 2)]
+    )
+    [ax] = figures.loss_curves(curves, ["slm_rft"]).axes
+    assert ax.get_title() == "DFT" and len(ax.lines) == 1

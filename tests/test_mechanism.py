@@ -324,7 +324,12 @@ def test_drift_table():
 
 def test_dose_response_sets_the_prediction_beside_the_run():
     drift = pd.DataFrame(
-        {"f": [0.0, 0.5, 1.0], "ppl": [1.3, 1.5, 1.1], "reward": [1.0, 1.5, 2.0], "dft Avg@4": [16.0, 12.0, 13.0]}
+        {
+            "f": [0.0, 0.5, 1.0],
+            "ppl": [1.3, 1.5, 1.1],
+            "reward": [1.0, 1.5, 2.0],
+            "dft Avg@4": [16.0, 12.0, 13.0],
+        }
     )
     d = mechanism.dose_response(drift).set_index("with f")
     assert list(d.index) == ["ppl", "dft Avg@4"]  # reward rises with f by construction: not shown

@@ -156,11 +156,16 @@ def utility_scatter(
     `break_off_scale` (for positive quantities such as perplexity): streams more than `OFF_SCALE`
     times above the rest are drawn on a narrow broken-off part of the x axis, ticked at their values."""
     trained = [s for s in streams if any(not math.isnan(u(s, loss)[0]) for loss in LOSS_TITLES)]
+    # a panel per loss the profile trained (the class profile trains DFT only)
+    losses = [loss for loss in LOSS_TITLES if any(not math.isnan(u(s, loss)[0]) for s in trained)] or list(
+        LOSS_TITLES
+    )
     main, off = split_off_scale({s: (x[s], x[s]) for s in trained}) if break_off_scale else (trained, [])
-    fig = plt.figure(figsize=(10, 3.9), layout="constrained")
-    subs: list[SubFigure] = list(np.ravel(np.asarray(fig.subfigures(1, len(LOSS_TITLES), wspace=0.03))))
+    fig = plt.figure(figsize=(5 * len(losses), 3.9), layout="constrained")
+    subs: list[SubFigure] = list(np.ravel(np.asarray(fig.subfigures(1, len(losses), wspace=0.03))))
     all_axes: list[Axes] = []
-    for sub, loss, title in zip(subs, LOSS_TITLES, LOSS_TITLES.values(), strict=True):
+    for sub, loss in zip(subs, losses, strict=True):
+        title = LOSS_TITLES[loss]
         if off:
             ax, ax_off = sub.subplots(1, 2, sharey=True, width_ratios=[5, 1], gridspec_kw={"wspace": 0.05})
         else:
@@ -228,8 +233,12 @@ def loss_curves(curves: pd.DataFrame, streams: Sequence[str]) -> Figure:
     """Training loss per optimizer step (models/loss_curves.csv), one panel per loss, log scale.
     SFT logs the mean NLL per response token; DFT the mean of p(token) x NLL(token) (TRL's
     loss_type="dft"), a different quantity on a different scale, so each panel has its own y label."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    for ax, loss, title in zip(axes, LOSS_TITLES, LOSS_TITLES.values(), strict=True):
+    losses = [loss for loss in LOSS_TITLES if (curves["loss_type"] == loss).any()] or list(LOSS_TITLES)
+    fig, axes = plt.subplots(
+        1, len(losses), figsize=(5 * len(losses), 3.8), layout="constrained", squeeze=False
+    )
+    for ax, loss in zip(axes[0], losses, strict=True):
+        title = LOSS_TITLES[loss]
         for s in streams:
             c = curves[(curves["stream"] == s) & (curves["loss_type"] == loss)]
             ax.plot(
@@ -243,7 +252,7 @@ def loss_curves(curves: pd.DataFrame, streams: Sequence[str]) -> Figure:
         _log_plain(ax)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(LOSS_YLABELS[loss])
-    _merge_legend_from(fig, list(axes))
+    _merge_legend_from(fig, list(axes[0]))
     return fig
 
 

@@ -8,12 +8,17 @@ back to a default.
 from __future__ import annotations
 
 import difflib
+import re
+import reprlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from annotated_types import Interval
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,50 +26,133 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic import Strict as StrictMode
 from pydantic_core import ErrorDetails
 
 from paradox.io import stable_hash
 from paradox.paths import display, resolve
-from paradox.streams import STREAMS
+from paradox.streams import STREAMS, drift_stream
 
 PARAMS_DIR = Path("params")  # relative to the project root (paradox.paths), wherever the kernel starts
 BASE_FILE = "base.yaml"
 
 
+# Strings that look like credentials (OpenAI / Anthropic `sk-`, Hugging Face `hf_`, GitHub, Slack,
+# AWS, Google keys), and any long run of token characters mixing upper case, lower case and digits:
+# an error message never shows them, whatever key they were written under.
+_SECRET = re.compile(
+    r"(?:sk-|hf_|ghp_|gho_|ghs_|github_pat_|xox[abprs]-|AKIA|AIza)[A-Za-z0-9_\-]{8,}"
+    r"|(?<![A-Za-z0-9+=_-])(?=[A-Za-z0-9+=_-]*[a-z])(?=[A-Za-z0-9+=_-]*[A-Z])"
+    r"(?=[A-Za-z0-9+=_-]*[0-9])[A-Za-z0-9+=_-]{32,}"
+)
+# Keys whose values are never echoed: a name part (split at "_") that names a credential.
+_SECRET_KEY_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "credential", "auth"}
+_MAX_LINE, _MAX_LINES = 300, 40  # an error message stays readable whatever the input was
+
+
+def _redact(text: str) -> str:
+    return _SECRET.sub("<hidden: looks like a secret>", text)
+
+
+def _bounded(text: str) -> str:
+    lines = [ln if len(ln) <= _MAX_LINE else ln[: _MAX_LINE - 3] + "..." for ln in text.splitlines()]
+    if len(lines) > _MAX_LINES:
+        lines = [*lines[: _MAX_LINES - 1], f"... and {len(lines) - _MAX_LINES + 1} more lines"]
+    return "\n".join(lines)
+
+
 class ParamsError(ValueError):
-    """A params file is missing, unparseable or fails the schema."""
+    """A params file is missing, unparseable or fails the schema. The message is safe to print and
+    to log: strings that look like secrets are hidden and its size is bounded."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_bounded(_redact(message)))
+
+
+# Profile names, split names and stream names become path components (params/<profile>.yaml,
+# runs/<profile>/, eval/<split>.jsonl): one plain name each, never a path.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def bad_name(name: object) -> str | None:
+    """Why `name` cannot be a profile, split or stream name (None: it can)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
+        return (
+            "must be a plain name (letters, digits, '.', '_', '-'; starting with a letter or digit; "
+            "no '..'; at most 64 characters): it becomes part of a path"
+        )
+    return None
+
+
+def _safe_name(v: str) -> str:
+    if why := bad_name(v):
+        raise ValueError(why)
+    return v
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _env_name(v: str) -> str:
+    if not ENV_NAME.fullmatch(v) or _SECRET.search(v):
+        raise ValueError(
+            "names an environment variable (e.g. OPENAI_API_KEY); never put the key itself in params"
+        )
+    return v
+
+
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, bool):  # YAML reads yes/no/on/off as booleans: never a number
+        raise ValueError("must be a number, not a boolean (YAML reads yes/no/on/off as true/false)")
+    return v
+
+
+# Integers refuse booleans, floats (1.0e+23) and strings; every one fits a signed 32-bit int (what
+# torch, vLLM and the tokenizers take), fields bound themselves further. Floats refuse booleans,
+# and inf/nan (model config below).
+Int = Annotated[int, StrictMode(), Interval(ge=-(2**31), le=2**31 - 1)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
+Seed = Annotated[int, StrictMode(), Interval(ge=0, le=2**32 - 1)]  # numpy / torch seed range
+Name = Annotated[str, AfterValidator(_safe_name)]
+EnvName = Annotated[str, AfterValidator(_env_name)]  # the NAME of an environment variable
+# The toy world's evaluation splits, as notebook 00 names them (its `sizes`; "train" is sampled on).
+TOY_EVAL_SPLITS = ("test", "hard")
+MAX_K = 1024  # samples per problem (the paper: 8 for RFT, 16 for Avg@16)
+MAX_PROBLEMS = 10**7  # toy problems of one split
+MAX_TOKENS = 2**20  # a length in tokens (context, generation budget)
+MAX_BATCH = 2**16
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ToyProblems(Strict):
-    n_train: int = Field(gt=0)
-    n_test: int = Field(gt=0)
-    n_hard: int = Field(gt=0)
-    ops: tuple[int, int]  # inclusive range of operations per problem
-    max_operand: int = Field(gt=1)
-    max_value: int = Field(gt=2)  # every intermediate value stays in [1, max_value]
-    hard_ops: tuple[int, int]
-    hard_max_operand: int = Field(gt=1)
-    hard_max_value: int = Field(gt=2)
+    n_train: Int = Field(gt=0, le=MAX_PROBLEMS)
+    n_test: Int = Field(gt=0, le=MAX_PROBLEMS)
+    n_hard: Int = Field(gt=0, le=MAX_PROBLEMS)
+    ops: tuple[Int, Int]  # inclusive range of operations per problem
+    max_operand: Int = Field(gt=1)
+    max_value: Int = Field(gt=2)  # every intermediate value stays in [1, max_value]
+    hard_ops: tuple[Int, Int]
+    hard_max_operand: Int = Field(gt=1)
+    hard_max_value: Int = Field(gt=2)
 
 
 class ToySLM(Strict):
-    hidden_size: int = Field(gt=0)
-    n_layers: int = Field(gt=0)
-    n_heads: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    vocab_size: int = Field(gt=32)
-    max_position: int = Field(gt=0)
-    pretrain_problems: int = Field(gt=0)
-    pretrain_epochs: float = Field(gt=0)
-    pretrain_lr: float = Field(gt=0)
-    pretrain_batch_size: int = Field(gt=0)
+    hidden_size: Int = Field(gt=0)
+    n_layers: Int = Field(gt=0)
+    n_heads: Int = Field(gt=0)
+    intermediate_size: Int = Field(gt=0)
+    vocab_size: Int = Field(gt=32)
+    max_position: Int = Field(gt=0)
+    pretrain_problems: Int = Field(gt=0, le=MAX_PROBLEMS)
+    pretrain_epochs: Float = Field(gt=0, le=1000)
+    pretrain_lr: Float = Field(gt=0, le=1)
+    pretrain_batch_size: Int = Field(gt=0)
     # Share of pretraining solutions written in the Oracle's / dataset's notation: a real SLM
     # has seen some LaTeX and some GSM8K-style text, so those notations are rare, not unseen.
-    foreign_style_fraction: float = Field(ge=0, le=1)
+    foreign_style_fraction: Float = Field(ge=0, le=1)
 
 
 class ToyWorld(Strict):
@@ -128,10 +216,10 @@ class SLM(Strict):
 class VLLMEngine(Strict):
     """vLLM engine settings, used wherever a backend is `vllm` (sampling, evaluation, reward)."""
 
-    tensor_parallel_size: int = Field(1, gt=0)
-    data_parallel_size: int = Field(1, gt=0)  # engine replicas, each on tensor_parallel_size GPUs
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    max_model_len: int | None = Field(None, gt=0)
+    tensor_parallel_size: Int = Field(1, gt=0)
+    data_parallel_size: Int = Field(1, gt=0)  # engine replicas, each on tensor_parallel_size GPUs
+    gpu_memory_utilization: Float = Field(0.9, gt=0, le=1)
+    max_model_len: Int | None = Field(None, gt=0)
     enforce_eager: bool = False
 
 
@@ -143,17 +231,17 @@ class Serve(Strict):
     127.0.0.1 at a free port, waits for it, logs to runs/<profile>/logs/, and stops it when the
     stage ends, fails or is interrupted."""
 
-    replicas: int = Field(1, gt=0)  # servers on this machine, each at its own port (e.g. one per GPU group)
-    tensor_parallel_size: int = Field(1, gt=0)
-    data_parallel_size: int = Field(1, gt=0)  # vLLM's own data parallelism inside one server
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    max_model_len: int | None = Field(None, gt=0)
+    replicas: Int = Field(1, gt=0)  # servers on this machine, each at its own port (e.g. one per GPU group)
+    tensor_parallel_size: Int = Field(1, gt=0)
+    data_parallel_size: Int = Field(1, gt=0)  # vLLM's own data parallelism inside one server
+    gpu_memory_utilization: Float = Field(0.9, gt=0, le=1)
+    max_model_len: Int | None = Field(None, gt=0)
     dtype: str = "auto"
     enforce_eager: bool = False
     extra_args: tuple[str, ...] = ()  # further `vllm serve` flags, verbatim
     # (name, value) pairs added to the servers' environment, e.g. [[CUDA_VISIBLE_DEVICES, "0"]]
     env: tuple[tuple[str, str], ...] = ()
-    start_timeout_s: float = Field(1800.0, gt=0)
+    start_timeout_s: Float = Field(1800.0, gt=0)
 
 
 class Endpoint(Strict):
@@ -162,30 +250,21 @@ class Endpoint(Strict):
 
     base_urls: tuple[str, ...] = ()  # servers you run (one per node); unused when `serve` is set
     served_model_name: str | None = None  # the name those servers serve (default: slm.name_or_path)
-    api_key_env: str = "SLM_API_KEY"  # the NAME of the variable holding the key
-    concurrency: int = Field(32, gt=0)  # requests in flight per endpoint
-    max_retries: int = Field(6, ge=0)
-    timeout_s: float = Field(1800.0, gt=0)
+    api_key_env: EnvName = "SLM_API_KEY"  # the NAME of the variable holding the key
+    concurrency: Int = Field(32, gt=0)  # requests in flight per endpoint
+    max_retries: Int = Field(6, ge=0)
+    timeout_s: Float = Field(1800.0, gt=0)
     serve: Serve | None = None
-
-    @model_validator(mode="after")
-    def _key_name(self) -> Endpoint:
-        if not self.api_key_env.replace("_", "").isalnum() or self.api_key_env.startswith("sk-"):
-            raise ValueError(
-                "endpoint.api_key_env names an environment variable (e.g. SLM_API_KEY); "
-                "never put the key itself in params"
-            )
-        return self
 
 
 class Sampling(Strict):
     # hf: transformers generate; vllm: vLLM's offline engine; openai: completions endpoints (`endpoint`)
     backend: GenBackend = "hf"
-    k: int = Field(gt=0)
-    temperature: float = Field(ge=0)
-    top_p: float = Field(gt=0, le=1)
-    max_new_tokens: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
+    k: Int = Field(gt=0, le=MAX_K)
+    temperature: Float = Field(ge=0)
+    top_p: Float = Field(gt=0, le=1)
+    max_new_tokens: Int = Field(gt=0, le=MAX_TOKENS)
+    batch_size: Int = Field(gt=0, le=MAX_BATCH)
 
 
 class RFT(Strict):
@@ -200,8 +279,8 @@ class RFT(Strict):
     # Oracle's tokens (oracle.tokenizer): notebook 01 drops, and counts, a problem whose question is
     # longer (before sampling) or whose kept trace is longer (the larger of the plain trace and its
     # step-tagged form, as the locate and style-align prompts show it). None: no bound.
-    max_question_tokens: int | None = Field(None, gt=0)
-    max_trace_tokens: int | None = Field(None, gt=0)
+    max_question_tokens: Int | None = Field(None, gt=0)
+    max_trace_tokens: Int | None = Field(None, gt=0)
 
 
 class OraclePrompts(Strict):
@@ -222,9 +301,9 @@ class AnswerTokens(Strict):
     context leaves), and is not sent when less than `per_source_token x source tokens + min_tokens`
     is left. Applied only when oracle.context_length is set (requests are counted)."""
 
-    max_tokens: int = Field(gt=0)
-    min_tokens: int = Field(gt=0)
-    per_source_token: float = Field(0.0, ge=0)
+    max_tokens: Int = Field(gt=0)
+    min_tokens: Int = Field(gt=0)
+    per_source_token: Float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _order(self) -> AnswerTokens:
@@ -255,38 +334,38 @@ class Oracle(Strict):
     # then not needed.
     serve: Serve | None = None
     # The NAME of the environment variable holding the API key; the key itself never enters params.
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: EnvName = "OPENAI_API_KEY"
     # null = not sent: reasoning models (OpenAI's GPT-5 class) accept only their defaults.
-    temperature: float | None = Field(0.0, ge=0)
-    top_p: float | None = Field(1.0, gt=0, le=1)
+    temperature: Float | None = Field(0.0, ge=0)
+    top_p: Float | None = Field(1.0, gt=0, le=1)
     # The most completion tokens any request asks for (with context_length set, each kind asks for
     # its own `answers` budget, capped by this).
-    max_tokens: int = Field(4096, gt=0)
+    max_tokens: Int = Field(4096, gt=0)
     # The request field carrying max_tokens: OpenAI's reasoning models take max_completion_tokens.
     token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    seed: int | None = None
-    concurrency: int = Field(8, gt=0)  # requests in flight
-    max_retries: int = Field(6, ge=0)  # on 429, 5xx, timeouts and dropped connections, with backoff
-    timeout_s: float = Field(600.0, gt=0)
+    seed: Seed | None = None
+    concurrency: Int = Field(8, gt=0)  # requests in flight
+    max_retries: Int = Field(6, ge=0)  # on 429, 5xx, timeouts and dropped connections, with backoff
+    timeout_s: Float = Field(600.0, gt=0)
     prompts: OraclePrompts = OraclePrompts()
     # Style-Aligned Refinement's error locator: the Oracle with the `locate` prompt, or a PRM.
     locator: Literal["oracle", "prm"] = "oracle"
     prm: str | None = None  # e.g. Qwen/Qwen2.5-Math-PRM-7B (locator: prm)
-    prm_threshold: float = Field(0.5, gt=0, lt=1)  # first step whose PRM score is below this is wrong
+    prm_threshold: Float = Field(0.5, gt=0, lt=1)  # first step whose PRM score is below this is wrong
     # Fitting every request into the Oracle's context (docs/budgets.md). context_length: the served
     # model's context (vLLM's max_model_len); None: requests are not counted (a hosted API with a
     # large context). tokenizer: hub id or local path of the Oracle's tokenizer with its chat template
     # (None: oracle.model), loaded on the first request to count prompts as the server will.
-    context_length: int | None = Field(None, gt=0)
+    context_length: Int | None = Field(None, gt=0)
     tokenizer: str | None = None
-    context_margin: int = Field(16, ge=0)  # tokens of the context never planned for
+    context_margin: Int = Field(16, ge=0)  # tokens of the context never planned for
     # A bound on the tokens the chat template adds around a prompt: `make plan` uses it (nothing is
     # loaded there) and the client checks it against the real template when it loads the tokenizer.
-    chat_template_tokens: int = Field(64, ge=0)
+    chat_template_tokens: Int = Field(64, ge=0)
     # `make plan` bounds a prompt template's own text by this many tokens per UTF-8 byte: 1.0 is safe
     # for any byte-level BPE tokenizer; a smaller value is an assumption that notebook 01 checks with
     # the real tokenizer before sampling (English prose takes about 0.25 tokens per byte).
-    template_tokens_per_byte: float = Field(1.0, gt=0, le=1)
+    template_tokens_per_byte: Float = Field(1.0, gt=0, le=1)
     answers: OracleAnswers = OracleAnswers()
 
     @property
@@ -307,11 +386,6 @@ class Oracle(Strict):
             )
         if self.locator == "prm" and not self.prm:
             raise ValueError("oracle.locator 'prm' needs oracle.prm (a process reward model)")
-        if not self.api_key_env.replace("_", "").isalnum() or self.api_key_env.startswith("sk-"):
-            raise ValueError(
-                "oracle.api_key_env names an environment variable (e.g. OPENAI_API_KEY); "
-                "never put the key itself in params"
-            )
         return self
 
 
@@ -330,18 +404,18 @@ class RewardModel(Strict):
     trust_remote_code: bool = False
     system_prompt: str | None = None  # chat: system (optional), user = question, assistant = trace
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    batch_size: int = Field(8, gt=0)  # chats per forward pass (hf), per request (vllm_server)
-    max_length: int = Field(4096, gt=0)
+    batch_size: Int = Field(8, gt=0)  # chats per forward pass (hf), per request (vllm_server)
+    max_length: Int = Field(4096, gt=0)
     # backend vllm_server only: the servers you run (one per node), "http://host:port" with or without
     # "/v1", one URL or a list (requests are spread over them and fail over), or `serve`: servers the
     # scoring stage starts (on this machine, under the GPU lock) and stops when it is done.
     base_url: str | tuple[str, ...] | None = None
     serve: Serve | None = None
     served_model_name: str | None = None  # the name the servers serve (default: name_or_path)
-    api_key_env: str = "REWARD_API_KEY"  # the NAME of the variable holding the servers' key, if any
-    concurrency: int = Field(8, gt=0)  # requests in flight per server (each of batch_size chats)
-    max_retries: int = Field(6, ge=0)  # on 5xx, timeouts and dropped connections, with backoff
-    timeout_s: float = Field(600.0, gt=0)
+    api_key_env: EnvName = "REWARD_API_KEY"  # the NAME of the variable holding the servers' key, if any
+    concurrency: Int = Field(8, gt=0)  # requests in flight per server (each of batch_size chats)
+    max_retries: Int = Field(6, ge=0)  # on 5xx, timeouts and dropped connections, with backoff
+    timeout_s: Float = Field(600.0, gt=0)
 
     @property
     def base_urls(self) -> tuple[str, ...]:
@@ -363,15 +437,6 @@ class RewardModel(Strict):
             urls = (v,) if isinstance(v, str) else v
             if not urls or any(not u.startswith(("http://", "https://")) for u in urls):
                 raise ValueError("needs one http(s) URL or a list of them")
-        return v
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _key_name(cls, v: str) -> str:
-        if not v.replace("_", "").isalnum() or v.startswith("sk-"):
-            raise ValueError(
-                "names an environment variable (e.g. REWARD_API_KEY); never put the key itself in params"
-            )
         return v
 
     @model_validator(mode="after")
@@ -401,48 +466,48 @@ class Reward(RewardModel):
 class StyleAlign(Strict):
     # A rewrite is kept only if its perplexity under the SLM is at most this multiple of the
     # original trace's, and its character edit distance at most this fraction of its length.
-    max_ppl_ratio: float = Field(gt=0)
-    max_edit_ratio: float = Field(ge=0, le=1)
+    max_ppl_ratio: Float = Field(gt=0)
+    max_edit_ratio: Float = Field(ge=0, le=1)
 
 
 class Lora(Strict):
     enabled: bool = False
-    r: int = Field(16, gt=0)
-    alpha: int = Field(32, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    r: Int = Field(16, gt=0)
+    alpha: Int = Field(32, gt=0)
+    dropout: Float = Field(0.0, ge=0, lt=1)
 
 
 Loss = Literal["nll", "dft"]
 
 
 class Train(Strict):
-    streams: tuple[str, ...]
-    losses: tuple[Loss, ...]
-    seeds: tuple[int, ...] = Field((0,), min_length=1)  # fine-tuning and evaluation seeds
-    learning_rate: float = Field(gt=0)
-    batch_size: int = Field(gt=0)  # effective (global) batch size, as papers report it
+    streams: tuple[str, ...] = Field(min_length=1)
+    losses: tuple[Loss, ...] = Field(min_length=1)
+    seeds: tuple[Seed, ...] = Field((0,), min_length=1)  # fine-tuning and evaluation seeds
+    learning_rate: Float = Field(gt=0, le=1)
+    batch_size: Int = Field(gt=0, le=MAX_BATCH)  # effective (global) batch size, as papers report it
     # Examples per device per forward pass; the rest of the batch is gradient accumulation.
     # None: the whole batch in one pass on one process.
-    per_device_batch_size: int | None = Field(None, gt=0)
-    epochs: float = Field(gt=0)
-    max_length: int = Field(gt=0)
+    per_device_batch_size: Int | None = Field(None, gt=0)
+    epochs: Float = Field(gt=0, le=1000)
+    max_length: Int = Field(gt=0, le=MAX_TOKENS)
     # inline: TRL in the notebook's process (CPU or one GPU). accelerate: `accelerate launch` of
     # `python -m paradox.training.job` with `accelerate_config` (FSDP/DeepSpeed) on num_processes.
     launcher: Literal["inline", "accelerate"] = "inline"
     accelerate_config: str | None = None
-    num_processes: int = Field(1, gt=0)  # every training process of a run, over all machines
+    num_processes: Int = Field(1, gt=0)  # every training process of a run, over all machines
     # Nodes in one training job (accelerate multi-node; every node runs `make train-node`, see
     # README): num_processes is split evenly over them. Rank and main address: environment.
-    num_machines: int = Field(1, gt=0)
+    num_machines: Int = Field(1, gt=0)
     gradient_checkpointing: bool = False
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    warmup_ratio: Float = Field(0.0, ge=0, lt=1)
     scheduler: str = "cosine"
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: Float = Field(0.0, ge=0)
     bf16: bool = False
-    logging_steps: int = Field(5, gt=0)
+    logging_steps: Int = Field(5, gt=0)
     lora: Lora = Lora()
 
-    def split_batch(self, batch_size: int) -> tuple[int, int]:
+    def split_batch(self, batch_size: Int) -> tuple[Int, Int]:
         """(per-device batch, gradient-accumulation steps) giving the effective `batch_size`."""
         per_device = self.per_device_batch_size or batch_size // self.num_processes
         accum, rest = divmod(batch_size, per_device * self.num_processes)
@@ -456,48 +521,48 @@ class Train(Strict):
 
 class Eval(Strict):
     backend: GenBackend | None = None  # None: as sampling.backend
-    splits: tuple[str, ...]
-    k: int = Field(gt=0)
-    temperature: float = Field(ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    grade_timeout_s: float = Field(5.0, gt=0)  # wall-time bound of one grade() call, all steps together
+    splits: tuple[Name, ...] = Field(min_length=1)
+    k: Int = Field(gt=0, le=MAX_K)
+    temperature: Float = Field(ge=0)
+    top_p: Float = Field(1.0, gt=0, le=1)
+    max_new_tokens: Int = Field(gt=0, le=MAX_TOKENS)
+    batch_size: Int = Field(gt=0, le=MAX_BATCH)
+    grade_timeout_s: Float = Field(5.0, gt=0)  # wall-time bound of one grade() call, all steps together
     # Processes grading answers (paradox.grading.grade_many); 0 = every core. A few hundred
     # answers or fewer are graded in the notebook's own process whatever this says.
-    grade_workers: int = Field(0, ge=0)
+    grade_workers: Int = Field(0, ge=0)
     # Perplexity scoring: padded tokens (prompt + response) per forward pass, whatever batch_size
     # is; the vocabulary-sized logits exist only for slices of positions (metrics.response_nll).
-    score_token_budget: int = Field(16384, gt=0)
+    score_token_budget: Int = Field(16384, gt=0)
 
 
 class Selection(Strict):
     # Compatibility-aware selection (beyond the paper): per problem, the candidate trace with the
     # largest reward - lam * log PPL under the SLM becomes the `compat_selected` stream.
     enabled: bool = False
-    lam: float = Field(1.0, ge=0)
+    lam: Float = Field(1.0, ge=0)
     candidates: tuple[str, ...] = ("slm_rft", "oracle_refined", "oracle_synthesized", "style_aligned")
 
 
 class Drift(Strict):
     # The drift dial (beyond the paper): the same logical repair with a fraction f of each trace
     # in the Oracle's notation; one stream `drift_<100 f>` per fraction.
-    fractions: tuple[float, ...] = ()
+    fractions: tuple[Float, ...] = ()
     losses: tuple[Loss, ...] = ("dft",)
 
 
 class LearningCurve(Strict):
-    checkpoints: int = Field(0, ge=0)  # evenly spaced checkpoints kept per main run (first seed)
+    checkpoints: Int = Field(0, ge=0)  # evenly spaced checkpoints kept per main run (first seed)
     streams: tuple[str, ...] = STREAMS
     losses: tuple[Loss, ...] = ("dft",)
-    splits: tuple[str, ...] = ("test",)
+    splits: tuple[Name, ...] = ("test",)
 
 
 class Grid(Strict):
     # Robustness grid: learning rate x batch size for these streams (first seed).
     streams: tuple[str, ...] = ()
-    learning_rates: tuple[float, ...] = ()
-    batch_sizes: tuple[int, ...] = ()
+    learning_rates: tuple[Float, ...] = ()
+    batch_sizes: tuple[Int, ...] = ()
     losses: tuple[Loss, ...] = ("dft",)
 
 
@@ -514,7 +579,7 @@ class DatasetSpec(Strict):
     answer_from: Literal["field", "boxed_in_solution", "gsm8k_hash"] = "field"
     solution_field: str | None = None
     id_field: str | None = None
-    limit: int | None = Field(None, gt=0)  # a seeded sample of this many problems
+    limit: Int | None = Field(None, gt=0)  # a seeded sample of this many problems
 
     @model_validator(mode="after")
     def _fields(self) -> DatasetSpec:
@@ -529,14 +594,14 @@ class ModelShape(Strict):
     """A transformer's published config (its config.json), as the memory estimates of `make plan`
     need it (paradox.gpu_memory; the paper's models are in its table, with their sources)."""
 
-    layers: int = Field(gt=0)  # num_hidden_layers
-    hidden: int = Field(gt=0)  # hidden_size
-    heads: int = Field(gt=0)  # num_attention_heads
-    kv_heads: int = Field(gt=0)  # num_key_value_heads
-    head_dim: int | None = Field(None, gt=0)  # None: hidden / heads
-    intermediate: int = Field(gt=0)  # intermediate_size (a gated MLP: gate, up, down)
-    vocab: int = Field(gt=0)  # vocab_size
-    max_position: int = Field(gt=0)  # max_position_embeddings
+    layers: Int = Field(gt=0)  # num_hidden_layers
+    hidden: Int = Field(gt=0)  # hidden_size
+    heads: Int = Field(gt=0)  # num_attention_heads
+    kv_heads: Int = Field(gt=0)  # num_key_value_heads
+    head_dim: Int | None = Field(None, gt=0)  # None: hidden / heads
+    intermediate: Int = Field(gt=0)  # intermediate_size (a gated MLP: gate, up, down)
+    vocab: Int = Field(gt=0)  # vocab_size
+    max_position: Int = Field(gt=0)  # max_position_embeddings
     tied_embeddings: bool = False  # tie_word_embeddings
     lm_head: bool = True  # False: a reward model (a scalar head, no vocabulary)
     qkv_bias: bool = False  # Qwen2: biases on the q, k and v projections
@@ -550,33 +615,33 @@ class GPUHours(Strict):
 
     # Generated tokens/s per GPU of one model in vLLM with hundreds of sequences in flight (hub id or
     # path -> rate); overrides the table's rate for that model's size. Set it from your own run.
-    decode_tokens_per_s: dict[str, float] = Field(default_factory=dict)
-    peak_tflops: float | None = Field(
+    decode_tokens_per_s: dict[str, Float] = Field(default_factory=dict)
+    peak_tflops: Float | None = Field(
         None, gt=0
     )  # dense bf16 TFLOP/s per GPU; None: the GPU's datasheet figure
     # Model FLOPs utilisation: training counts 6 x params x tokens (gradient checkpointing's recompute
     # and padding are inside it); forward passes (prefill, rewards, perplexity) 2 x params x tokens.
-    train_mfu: float = Field(0.35, gt=0, le=1)
-    forward_mfu: float = Field(0.3, gt=0, le=1)
-    mean_question_tokens: int = Field(150, gt=0)  # a problem statement (with the chat template)
-    mean_trace_tokens: int = Field(600, gt=0)  # a sampled trace, and a trace in every stream
-    mean_eval_tokens: int = Field(800, gt=0)  # an answer to a benchmark problem (harder: longer)
-    kept_share: float = Field(0.34, gt=0, le=1)  # problems kept by rejection sampling (paper: ~34K of 100K)
-    load_gib_per_s: float = Field(2.0, gt=0)  # reading (or writing) weights on local disk
-    engine_start_s: float = Field(
+    train_mfu: Float = Field(0.35, gt=0, le=1)
+    forward_mfu: Float = Field(0.3, gt=0, le=1)
+    mean_question_tokens: Int = Field(150, gt=0)  # a problem statement (with the chat template)
+    mean_trace_tokens: Int = Field(600, gt=0)  # a sampled trace, and a trace in every stream
+    mean_eval_tokens: Int = Field(800, gt=0)  # an answer to a benchmark problem (harder: longer)
+    kept_share: Float = Field(0.34, gt=0, le=1)  # problems kept by rejection sampling (paper: ~34K of 100K)
+    load_gib_per_s: Float = Field(2.0, gt=0)  # reading (or writing) weights on local disk
+    engine_start_s: Float = Field(
         90.0, ge=0
     )  # a vLLM engine's start beyond its weights (CUDA graphs, compile)
-    train_run_s: float = Field(60.0, ge=0)  # a training run's launch beyond loading and saving weights
+    train_run_s: Float = Field(60.0, ge=0)  # a training run's launch beyond loading and saving weights
     # GPUs of an Oracle that runs elsewhere (oracle.base_url): its wall time; None: its GPU hours only.
-    oracle_gpus: int | None = Field(None, gt=0)
+    oracle_gpus: Int | None = Field(None, gt=0)
 
 
 class Hardware(Strict):
     """The GPUs a profile runs on: `make plan` checks each stage's estimated peak memory against them
     and estimates each stage's GPU hours on them."""
 
-    gpu_memory_gib: float | None = Field(None, gt=0)  # per GPU, as CUDA reports it; None: no estimate
-    gpus_per_node: int = Field(1, gt=0)
+    gpu_memory_gib: Float | None = Field(None, gt=0)  # per GPU, as CUDA reports it; None: no estimate
+    gpus_per_node: Int = Field(1, gt=0)
     # The kind of GPU (a row of paradox.gpu_hours.GPUS: peak FLOP/s, decode throughputs); None: GPU
     # hours are not estimated.
     gpu: Literal["h100", "h200", "a100"] | None = None
@@ -587,7 +652,7 @@ class Hardware(Strict):
 
 
 class Analysis(Strict):
-    top_tokens: int = Field(12, gt=0)
+    top_tokens: Int = Field(12, gt=0)
     retention_prompt: str = "params/prompts/retention_judge.txt"
 
 
@@ -595,7 +660,7 @@ class Params(Strict):
     profile: str
     description: str
     world: Literal["toy", "real"]
-    seed: int
+    seed: Seed
     toy: ToyWorld | None = None
     slm: SLM
     sampling: Sampling
@@ -613,7 +678,7 @@ class Params(Strict):
     vllm: VLLMEngine = VLLMEngine()
     endpoint: Endpoint = Endpoint()
     hardware: Hardware = Hardware()
-    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)  # world "real": split name -> dataset
+    datasets: dict[Name, DatasetSpec] = Field(default_factory=dict)  # world "real": split name -> dataset
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
@@ -647,6 +712,35 @@ class Params(Strict):
             )
         if any(not 0 <= f <= 1 for f in self.drift.fractions):
             raise ValueError(f"drift.fractions must lie in [0, 1], got {list(self.drift.fractions)}")
+        # A drift run is named drift_<percent> and reported at that percent (streams.drift_fraction):
+        # a fraction between whole percents would run at one f and be reported at another, and two
+        # such fractions (0.001, 0.002) would share one run directory.
+        if off := [f for f in self.drift.fractions if abs(f * 100 - round(f * 100)) > 1e-9]:
+            raise ValueError(
+                f"drift.fractions {off} are not whole percents (e.g. 0.25, not 0.253): each run is "
+                "named and reported as drift_<percent>"
+            )
+        if self.drift.fractions and not self.drift.losses:
+            raise ValueError("drift.losses is empty but drift.fractions is set: no drift run would train")
+        if self.world == "toy" and (off := [s for s in self.eval.splits if s not in TOY_EVAL_SPLITS]):
+            raise ValueError(
+                f"eval.splits {off}: the toy world has the evaluation splits {list(TOY_EVAL_SPLITS)} "
+                "(notebook 00 writes them)"
+            )
+        for key, values in (
+            ("train.streams", self.train.streams),
+            ("train.losses", self.train.losses),
+            ("train.seeds", self.train.seeds),
+            ("eval.splits", self.eval.splits),
+            ("drift.fractions", tuple(drift_stream(f) for f in self.drift.fractions)),
+            ("grid.streams", self.grid.streams),
+            ("grid.learning_rates", self.grid.learning_rates),
+            ("grid.batch_sizes", self.grid.batch_sizes),
+            ("learning_curve.splits", self.learning_curve.splits),
+            ("selection.candidates", self.selection.candidates),
+        ):
+            if twice := sorted({str(v) for v in values if values.count(v) > 1}):
+                raise ValueError(f"{key} lists {twice} more than once (each names one run or file)")
         if self.grid.streams and not (self.grid.learning_rates and self.grid.batch_sizes):
             raise ValueError("grid.streams is set but grid.learning_rates or grid.batch_sizes is empty")
         for bs in (self.train.batch_size, *self.grid.batch_sizes):
@@ -712,13 +806,64 @@ class Params(Strict):
 _Origin = dict[tuple[object, ...], str]
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter where a params file would otherwise be silently wrong: a key
+    written twice in one mapping is an error (PyYAML keeps the last, replacing a whole section), and
+    so are anchors and aliases (`&a`, `*a`): params never need them, and a few hundred bytes of
+    nested aliases expand to gigabytes."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.MarkedYAMLError(
+                problem="anchors and aliases (&name, *name) are not allowed in params files; "
+                "write the value out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)  # type: ignore[misc]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base loader says so
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.MarkedYAMLError(
+                    problem=f"key {key!r} is set twice in one mapping, on line {first} and line "
+                    f"{key_node.start_mark.line + 1} (YAML would silently keep only the last)",
+                    problem_mark=key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_error(err: yaml.YAMLError) -> str:
+    """Line, column and problem, without PyYAML's own file name or source snippet."""
+    if not isinstance(err, yaml.MarkedYAMLError):
+        return str(err)
+    mark = err.problem_mark or err.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return where + "; ".join(str(x) for x in (err.context, err.problem) if x)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{display(path)}: params file not found")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ParamsError(
+            f"{display(path)}: not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_ParamsLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
-        raise ParamsError(f"{display(path)}: not valid YAML: {err}") from err
+        raise ParamsError(f"{display(path)}: not valid YAML: {_yaml_error(err)}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{display(path)}: expected a mapping of keys at the top level")
     return data
@@ -755,14 +900,45 @@ def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]
     return list(model.model_fields)
 
 
-def _describe(err: ErrorDetails, origin: _Origin, profile_file: str) -> str:
+def _blame(loc: tuple[object, ...], origin: _Origin, files: list[str]) -> str | None:
+    """The file that set `loc`: for a section, the most specific file (latest in `files`) that set
+    anything in it, so a rule broken by a profile's override is blamed on the profile."""
+    under = [src for path, src in origin.items() if path[: len(loc)] == loc]
+    if under:
+        return max(under, key=files.index)
+    for n in range(len(loc) - 1, 0, -1):
+        if loc[:n] in origin:
+            return origin[loc[:n]]
+    return None
+
+
+_ECHO = reprlib.Repr()  # a short repr, however large or deep the value
+_ECHO.maxlevel, _ECHO.maxtuple, _ECHO.maxlist, _ECHO.maxdict, _ECHO.maxstring = 3, 6, 6, 6, 160
+_MAX_ECHO = 200  # characters of a bad value shown in its error
+
+
+def _echo(loc: tuple[object, ...], value: object) -> str:
+    """The bad value, as far as it is safe to show: never under a credential-like key name, never
+    a string that looks like a secret, never more than _MAX_ECHO characters."""
+    parts = {p for part in loc for p in re.split(r"[_\W]+", str(part).lower())}
+    if parts & _SECRET_KEY_PARTS:
+        return "(value not shown: the key may hold a secret)"
+    text = _redact(_ECHO.repr(value))
+    return f"(got {text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 3] + '...'})"
+
+
+_KEY_IN_MESSAGE = re.compile(r"[a-z_]+(?:\.[a-z_]+)+")  # "eval.splits ..." opens a cross-key rule
+
+
+def _describe(err: ErrorDetails, origin: _Origin, files: list[str]) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     key = ".".join(str(p) for p in loc) or "(top level)"
-    src = profile_file
-    for n in range(len(loc), 0, -1):
-        if loc[:n] in origin:
-            src = origin[loc[:n]]
-            break
+    msg = err["msg"].removeprefix("Value error, ")
+    if not loc and (m := _KEY_IN_MESSAGE.match(msg)):  # a rule across keys that names its key
+        loc_named: tuple[object, ...] = tuple(m.group().split("."))
+        src = _blame(loc_named, origin, files) or files[-1]
+        return f"{src}: {msg}"
+    src = _blame(loc, origin, files) or files[-1]
     if err["type"] == "extra_forbidden":
         hint = difflib.get_close_matches(str(loc[-1]), _known_keys(Params, loc[:-1]), n=1)
         more = f" (did you mean '{'.'.join(map(str, loc[:-1] + (hint[0],)))}'?)" if hint else ""
@@ -770,8 +946,8 @@ def _describe(err: ErrorDetails, origin: _Origin, profile_file: str) -> str:
     if err["type"] == "missing":
         return f"{src}: missing key '{key}'"
     if not loc:  # a rule across keys: the input is the whole profile, too long to echo
-        return f"{src}: {err['msg'].removeprefix('Value error, ')}"
-    return f"{src}: key '{key}': {err['msg']} (got {err.get('input')!r})"
+        return f"{src}: {msg}"
+    return f"{src}: key '{key}': {msg} {_echo(loc, err.get('input'))}"
 
 
 def _profile_chain(params_dir: Path, profile: str) -> list[tuple[Path, dict[str, Any]]]:
@@ -790,6 +966,8 @@ def _profile_chain(params_dir: Path, profile: str) -> list[tuple[Path, dict[str,
             raise ParamsError(
                 f"{display(path)}: key 'extends' must name another profile (base.yaml is always first)"
             )
+        if parent is not None and (why := bad_name(parent)):
+            raise ParamsError(f"{display(path)}: key 'extends': {why}")
         chain.append((path, data))
         name = parent
     return chain[::-1]
@@ -799,20 +977,27 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
     """Load `base.yaml` + `<profile>.yaml` (after the profiles it `extends`, if any) and validate;
     raise ParamsError naming the file and the key. A relative `params_dir` is taken from the
     project root (`paradox.paths`), so this works from `notebooks/` as from the root."""
+    if why := bad_name(profile):  # before any file is opened: the name becomes a path
+        raise ParamsError(f"profile {_ECHO.repr(profile)}: {why}")
     params_dir = resolve(params_dir)
     base_path, prof_path = params_dir / BASE_FILE, params_dir / f"{profile}.yaml"
     origin: _Origin = {}
     merged = _merge({}, _read_yaml(base_path), origin, display(base_path))
+    files = [display(base_path)]
     for path, data in _profile_chain(params_dir, profile):
         merged = _merge(merged, data, origin, display(path))
+        files.append(display(path))
     merged.setdefault("profile", profile)
     origin.setdefault(("profile",), display(prof_path))
     if merged["profile"] != profile:
-        raise ParamsError(f"{prof_path}: key 'profile' is {merged['profile']!r}, expected {profile!r}")
+        raise ParamsError(
+            f"{display(prof_path)}: key 'profile' is {_ECHO.repr(merged['profile'])}, expected {profile!r} "
+            "(the file's name)"
+        )
     try:
         params = Params.model_validate(merged)
     except ValidationError as err:
-        lines = [_describe(e, origin, display(prof_path)) for e in err.errors()]
+        lines = [_describe(e, origin, files) for e in err.errors()]
         raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None
     # Files named by params are resolved from the repository root (the parent of params/).
     files: dict[tuple[str, ...], str | None] = {

@@ -221,3 +221,20 @@ def test_toy_eval_splits_are_the_ones_notebook_00_writes():
     assert sizes is not None
     written = set(re.findall(r'"(\w+)":', sizes.group(1)))
     assert set(TOY_EVAL_SPLITS) <= written and set(TOY_EVAL_SPLITS) == written - {"train", "pretrain"}
+
+
+def test_profile_world_refuses_the_same_names(tmp_path):
+    """The Makefile asks profile_world.py (system python3) first: it refuses a path as paradox.params does."""
+    from paradox.params import NAME
+    from paradox.profile_world import NAME as MAKE_NAME
+    from paradox.profile_world import ProfileError, world_and_files
+
+    assert MAKE_NAME.pattern == NAME.pattern
+    (tmp_path / "evil.yaml").write_text("world: toy\n")
+    (tmp_path / "params").mkdir()
+    for name in ("../evil", "..", "a/b"):
+        with pytest.raises(ProfileError, match="not a profile name"):
+            world_and_files(name, tmp_path / "params")
+    (tmp_path / "params" / "bad.yaml").write_text("extends: ../evil\n")
+    with pytest.raises(ProfileError, match=r"bad\.yaml: key 'extends': '\.\./evil' is not a profile name"):
+        world_and_files("bad", tmp_path / "params")

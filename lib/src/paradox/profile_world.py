@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 KEYS = ("world", "extends")
+# A profile name becomes a path (params/<name>.yaml, runs/<name>/): the pattern of paradox.params.NAME.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 WORLDS = ("toy", "real")
 # `key: value`, `key: "value"` or `key: 'value'`, then an optional comment; at column 0 (top level).
 LINE = re.compile(
@@ -56,6 +58,11 @@ def world_and_files(profile: str, params_dir: Path) -> tuple[str, list[Path]]:
     world: str | None = None
     name: str | None = profile
     while name is not None:
+        if not NAME.fullmatch(name) or ".." in name:
+            where = f"{chain[-1]}: key 'extends'" if chain else "PROFILE"
+            raise ProfileError(
+                f"{where}: {name!r} is not a profile name (letters, digits, '.', '_', '-'; no '..')"
+            )
         path = params_dir / f"{name}.yaml"
         if path in chain:
             raise ProfileError(f"{chain[-1]}: key 'extends': profiles extend each other in a cycle ({name})")

@@ -715,9 +715,9 @@ class Params(Strict):
         # A drift run is named drift_<percent> and reported at that percent (streams.drift_fraction):
         # a fraction between whole percents would run at one f and be reported at another, and two
         # such fractions (0.001, 0.002) would share one run directory.
-        if off := [f for f in self.drift.fractions if abs(f * 100 - round(f * 100)) > 1e-9]:
+        if unround := [f for f in self.drift.fractions if abs(f * 100 - round(f * 100)) > 1e-9]:
             raise ValueError(
-                f"drift.fractions {off} are not whole percents (e.g. 0.25, not 0.253): each run is "
+                f"drift.fractions {unround} are not whole percents (e.g. 0.25, not 0.253): each run is "
                 "named and reported as drift_<percent>"
             )
         if self.drift.fractions and not self.drift.losses:
@@ -812,15 +812,15 @@ class _ParamsLoader(yaml.SafeLoader):
     so are anchors and aliases (`&a`, `*a`): params never need them, and a few hundred bytes of
     nested aliases expand to gigabytes."""
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        event = self.peek_event()
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise yaml.MarkedYAMLError(
                 problem="anchors and aliases (&name, *name) are not allowed in params files; "
                 "write the value out",
                 problem_mark=event.start_mark,
             )
-        return super().compose_node(parent, index)  # type: ignore[misc]
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         lines: dict[Any, int] = {}
@@ -947,7 +947,7 @@ def _describe(err: ErrorDetails, origin: _Origin, files: list[str]) -> str:
         return f"{src}: missing key '{key}'"
     if not loc:  # a rule across keys: the input is the whole profile, too long to echo
         return f"{src}: {msg}"
-    return f"{src}: key '{key}': {msg} {_echo(loc, err.get('input'))}"
+    return f"{src}: key '{key}': {err['msg']} {_echo(loc, err.get('input'))}"
 
 
 def _profile_chain(params_dir: Path, profile: str) -> list[tuple[Path, dict[str, Any]]]:
@@ -983,10 +983,10 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
     base_path, prof_path = params_dir / BASE_FILE, params_dir / f"{profile}.yaml"
     origin: _Origin = {}
     merged = _merge({}, _read_yaml(base_path), origin, display(base_path))
-    files = [display(base_path)]
+    layers = [display(base_path)]
     for path, data in _profile_chain(params_dir, profile):
         merged = _merge(merged, data, origin, display(path))
-        files.append(display(path))
+        layers.append(display(path))
     merged.setdefault("profile", profile)
     origin.setdefault(("profile",), display(prof_path))
     if merged["profile"] != profile:
@@ -997,7 +997,7 @@ def load_params(profile: str, params_dir: Path | str = PARAMS_DIR) -> Params:
     try:
         params = Params.model_validate(merged)
     except ValidationError as err:
-        lines = [_describe(e, origin, files) for e in err.errors()]
+        lines = [_describe(e, origin, layers) for e in err.errors()]
         raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None
     # Files named by params are resolved from the repository root (the parent of params/).
     files: dict[tuple[str, ...], str | None] = {

@@ -18,6 +18,13 @@
 # help: make train-node            the other nodes of a multi-node training job (train.num_machines > 1)
 
 PROFILE ?= toy
+# PROFILE becomes a path (params/$(PROFILE).yaml, runs/$(PROFILE)/, figures/$(PROFILE)/) and a shell
+# word: a plain name only (paradox.params.NAME), refused before any rule creates or removes anything.
+_NAME_CHARS := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z 0 1 2 3 4 5 6 7 8 9 . _ -
+_strip = $(if $(2),$(call _strip,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,999,$(2))),$(1))
+ifneq ($(words $(PROFILE))$(call _strip,$(PROFILE),$(_NAME_CHARS))$(findstring ..,$(PROFILE))$(filter .% _% -%,$(PROFILE)),1)
+$(error PROFILE '$(PROFILE)' is not a profile name: letters, digits, '.', '_', '-', starting with a letter or digit, no '..')
+endif
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:

@@ -160,3 +160,11 @@ def test_the_environment_gets_vllm_where_nvidia_smi_works(checkout, tmp_path, wo
     else:
         assert any(ln.endswith("torch==2.13.0") for ln in installs) and installs[-1].endswith("-e '.[dev]'")
         assert "vllm" not in out and "touch .venv/.installed\n" in out
+
+
+@pytest.mark.parametrize("name", ["../x", "..", "a/b", ".hidden", "x;rm", "a b", "-x"])
+def test_make_refuses_a_profile_name_that_is_not_a_plain_name(name):
+    """PROFILE becomes runs/$(PROFILE) in `make clean`'s rm -rf: refused before any rule runs."""
+    proc = subprocess.run(["make", "-n", "clean", f"PROFILE={name}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and "is not a profile name" in proc.stderr
+    assert "rm -rf" not in proc.stdout

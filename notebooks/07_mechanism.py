@@ -101,9 +101,8 @@ picked = examples.pick_ids(data, 3)  # problems with a style-aligned repair firs
 records = examples.build(picked, data, questions, scored, tok)
 write_jsonl(fig_dir / "examples.jsonl", records)
 ex = records[0]
-strips_view(
-    {s: (st["tokens"], st["nll"]) for s, st in ex["strips"].items()}, title=f"{ex['id']}: {ex['question']}"
-)
+strips = {s: (ex["strips"][s]["tokens"], ex["strips"][s]["nll"]) for s in examples.STRIP_STREAMS}
+strips_view(strips, title=f"{ex['id']}: {ex['question']}")
 
 # %% [markdown]
 # ## 1. Segmented perplexity

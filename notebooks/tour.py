@@ -112,7 +112,8 @@ trace_view.side_by_side(
 # more surprising). Hover over a token for its value.
 
 # %%
-trace_view.strips_view({s: (st["tokens"], st["nll"]) for s, st in ex["strips"].items()}, title=ex["id"])
+strips = {s: (ex["strips"][s]["tokens"], ex["strips"][s]["nll"]) for s in ("slm_rft", "oracle_refined")}
+trace_view.strips_view(strips, title=ex["id"])
 
 # %% [markdown]
 # The paper finds the cost early in the response, where the notation is set: perplexity per

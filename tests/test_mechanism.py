@@ -257,8 +257,8 @@ def test_verdict_names_the_higher_reward_streams_below_rft():
         "intervals separated for Oracle-Refined"
     )
     assert mechanism.verdict(util, REWARD, streams, "dft") == (
-        "yes for Oracle-Synthesized (higher reward, lower utility than SLM-RFT); one seed, so no interval: "
-        "read it as an observation, not a measurement of its size"
+        "yes for Oracle-Synthesized (higher reward, lower utility than SLM-RFT); one seed: Table 1's "
+        "bootstrap intervals over problems say how large the gaps are"
     )
     assert mechanism.verdict(util, {**REWARD, "slm_rft": 1.0}, streams, "nll").startswith("no:")
     # an Oracle stream the profile does not train is not judged

@@ -272,6 +272,6 @@ def verdict(util: pd.DataFrame, reward: Mapping[str, float], streams: Sequence[s
     sep = (
         f"; intervals separated for {', '.join(label(s) for s in separated)}"
         if rft[2] > 1
-        else "; one seed, so no interval: read it as an observation, not a measurement of its size"
+        else "; one seed: Table 1's bootstrap intervals over problems say how large the gaps are"
     )
     return f"yes for {', '.join(label(s) for s in shown)} (higher reward, lower utility than SLM-RFT){sep}"

@@ -12,6 +12,7 @@
 # help: make publish [PROFILE=toy] copy a finished run's tables, figures and REPORT.md into figures/<profile>/ (committed)
 # help: make render [PROFILE=toy]  the executed notebooks and the tour as HTML in runs/<profile>/html/
 # help: make clean [PROFILE=toy]   remove runs/<profile> (the shared toy-SLM cache runs/.cache stays)
+# help: make clean-stale           remove what killed stages left behind under runs/ (hidden *.tmp, notebooks/partial/)
 # help: make typecheck | lint      mypy (strict on lib) | ruff check + format check + mypy
 # help: make check-params          validate the profile (make paper does this first)
 # help: make sync-notebooks        after editing a notebook's .py or .ipynb, bring its pair up to date
@@ -214,3 +215,12 @@ render: | $(STAMP)
 
 clean:
 	rm -rf $(RUN) figures/$(PROFILE).tmp
+
+# Leftovers of killed stages in every profile and the shared cache: half-written files and model
+# directories (hidden, named .<name>.<random>.tmp by paradox.io) and failed notebooks. Not while a
+# stage is running: its work in progress looks the same.
+.PHONY: clean-stale
+clean-stale:
+	@find runs -name '.*.tmp' -prune -print -exec rm -rf {} + 2>/dev/null || true
+	@find runs -path '*/notebooks/partial' -prune -print -exec rm -rf {} + 2>/dev/null || true
+	@find figures -maxdepth 1 -name '*.tmp' -prune -print -exec rm -rf {} + 2>/dev/null || true

@@ -183,3 +183,15 @@ def test_a_profile_that_trains_one_loss_gets_one_panel_not_an_empty_one():
     )
     [ax] = figures.loss_curves(curves, ["slm_rft"]).axes
     assert ax.get_title() == "DFT" and len(ax.lines) == 1
+
+
+def test_the_same_figure_saved_twice_gives_the_same_pdf_bytes(tmp_path):
+    """No CreationDate in the PDF (matplotlib writes the wall-clock time by default)."""
+    params = load_params("smoke")
+    outs = []
+    for run in ("a", "b"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        png, pdf = save_figure(fig, tmp_path / run / "f", params, [], "A caption.")
+        outs.append(pdf.read_bytes())
+    assert outs[0] == outs[1] and b"CreationDate" not in outs[0]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from paradox.io import DoneMarker, atomic_dir, atomic_path, file_hash, read_jsonl, write_jsonl
@@ -56,3 +58,36 @@ def test_model_fingerprint_ignores_logs(tmp_path):
     (tmp_path / "b" / "model.safetensors").write_bytes(b"other")
     assert model_fingerprint(str(tmp_path / "a")) != model_fingerprint(str(tmp_path / "b"))
     assert model_fingerprint("Qwen/Qwen2.5-Math-1.5B") == "Qwen/Qwen2.5-Math-1.5B"
+
+
+def test_finished_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from paradox.io import FILE_MODE, write_text
+
+    old = os.umask(0o022)
+    os.umask(old)
+    p = write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE(p.stat().st_mode) == FILE_MODE == 0o666 & ~old
+
+
+def test_clean_stale_removes_what_killed_stages_leave_and_nothing_else(tmp_path):
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    leftovers = [
+        tmp_path / "runs/toy/eval/.accuracy.csv.k2j3.tmp",
+        tmp_path / "runs/.cache/slm/.0231fb.x9.tmp/model.safetensors",
+        tmp_path / "runs/toy/notebooks/partial/05_eval.ipynb",
+    ]
+    kept = [tmp_path / "runs/toy/eval/accuracy.csv", tmp_path / "runs/toy/notebooks/05_eval.ipynb"]
+    for f in leftovers + kept:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    proc = subprocess.run(
+        ["make", "-f", str(root / "Makefile"), "clean-stale"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not [f for f in leftovers if f.exists()] and all(f.exists() for f in kept)
+    assert not (tmp_path / "runs/.cache/slm/.0231fb.x9.tmp").exists()

@@ -165,6 +165,8 @@ def test_the_environment_gets_vllm_where_nvidia_smi_works(checkout, tmp_path, wo
 @pytest.mark.parametrize("name", ["../x", "..", "a/b", ".hidden", "x;rm", "a b", "-x"])
 def test_make_refuses_a_profile_name_that_is_not_a_plain_name(name):
     """PROFILE becomes runs/$(PROFILE) in `make clean`'s rm -rf: refused before any rule runs."""
-    proc = subprocess.run(["make", "-n", "clean", f"PROFILE={name}"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["make", "-n", "clean", f"PROFILE={name}"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode != 0 and "is not a profile name" in proc.stderr
     assert "rm -rf" not in proc.stdout

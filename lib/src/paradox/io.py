@@ -19,6 +19,12 @@ from typing import Any
 
 from paradox.paths import display, project_root
 
+# mkstemp creates 0600 files; a finished artifact gets the mode any new file would (0644 under the
+# usual umask), so that a shared runs/ or a published figures/ stays readable by others.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
@@ -26,6 +32,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

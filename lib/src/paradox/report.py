@@ -93,7 +93,9 @@ def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path],
             add_caption(fig, caption)
         path = stem.with_suffix(f".{ext}")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+            # no CreationDate in the PDF: the same run gives the same bytes
+            meta = {"CreationDate": None} if ext == "pdf" else None
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
         write_sidecar(
             path, profile=params.profile, params_hash=params.hash(), inputs=inputs, extra={"caption": caption}
         )

@@ -261,6 +261,11 @@ def test_verdict_names_the_higher_reward_streams_below_rft():
         "bootstrap intervals over problems say how large the gaps are"
     )
     assert mechanism.verdict(util, {**REWARD, "slm_rft": 1.0}, streams, "nll").startswith("no:")
+    untrained = util.drop(index=[i for i in util.index if i[1] == "nll"])  # a DFT-only profile
+    assert (
+        mechanism.verdict(untrained, REWARD, streams, "nll")
+        == "not run: this profile does not train this loss"
+    )
     # an Oracle stream the profile does not train is not judged
     assert mechanism.verdict(util, REWARD, ["slm_rft", "oracle_synthesized"], "nll").startswith(
         "yes for Oracle-Synthesized ("

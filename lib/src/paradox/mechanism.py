@@ -262,6 +262,8 @@ def verdict(util: pd.DataFrame, reward: Mapping[str, float], streams: Sequence[s
     higher mean reward and a lower mean utility than SLM-RFT; with several seeds, also which of
     them lie below SLM-RFT with separated 95% intervals (mean + ci < RFT mean - RFT ci)."""
     rft = lookup(util, "slm_rft", loss)
+    if rft[2] == 0:  # the profile does not train this loss (train.losses), e.g. the class profile
+        return "not run: this profile does not train this loss"
     oracle_streams = [s for s in ORACLE_STREAMS if s in streams]
     worse = [s for s in oracle_streams if lookup(util, s, loss)[0] < rft[0]]
     higher_reward = [s for s in oracle_streams if reward[s] > reward["slm_rft"]]

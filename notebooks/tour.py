@@ -39,12 +39,12 @@ profile = "toy"
 
 # %%
 import pandas as pd
-from IPython.display import Image, Markdown, display
+from IPython.display import Markdown, display
 
 from paradox import paper, trace_view
 from paradox.io import read_jsonl
 from paradox.paths import resolve
-from paradox.report import TOY_CAVEAT
+from paradox.report import TOY_CAVEAT, saved_image
 
 results = resolve(f"figures/{profile}")
 if not (results / "table1.csv").is_file():
@@ -75,7 +75,7 @@ Markdown((results / "table1.md").read_text())
 # what a trace teaches, the points would climb from left to right.
 
 # %%
-Image(filename=results / "quality_vs_utility.png")
+saved_image(results / "quality_vs_utility.png")
 
 # %% [markdown]
 # **Toy vs paper, side by side.** The paper fine-tunes Qwen2.5-Math-1.5B and reports Avg@16 over
@@ -93,7 +93,7 @@ paper.side_by_side(table1).style.format(precision=2, na_rep="–").hide(axis="in
 # closer to how the SLM writes). Plotted against utility:
 
 # %%
-Image(filename=results / "ppl_vs_utility.png")
+saved_image(results / "ppl_vs_utility.png")
 
 # %% [markdown]
 # What a rewrite does to the wording, on one problem: the SLM's own trace next to the Oracle's
@@ -120,7 +120,7 @@ trace_view.strips_view(strips, title=ex["id"])
 # quarter of the response, and the tokens whose frequency the rewrite changes most.
 
 # %%
-display(Image(filename=results / "segmented_ppl.png"), Image(filename=results / "token_shift.png"))
+display(saved_image(results / "segmented_ppl.png"), saved_image(results / "token_shift.png"))
 
 # %% [markdown]
 # ## 3 · The fix: Style-Aligned Refinement
@@ -147,7 +147,7 @@ trace_view.side_by_side(
 # a rewrite keeps) and utility per stream.
 
 # %%
-display(Image(filename=results / "drift_dial.png"))
+display(saved_image(results / "drift_dial.png"))
 Markdown((results / "mechanism.md").read_text())
 
 # %% [markdown]

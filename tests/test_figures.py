@@ -195,3 +195,14 @@ def test_the_same_figure_saved_twice_gives_the_same_pdf_bytes(tmp_path):
         png, pdf = save_figure(fig, tmp_path / run / "f", params, [], "A caption.")
         outs.append(pdf.read_bytes())
     assert outs[0] == outs[1] and b"CreationDate" not in outs[0]
+
+
+def test_a_saved_figure_shows_with_its_caption_as_alt_text(tmp_path):
+    from paradox.report import saved_image
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    png, _ = save_figure(fig, tmp_path / "f", load_params("smoke"), [], "Utility against f.")
+    img = saved_image(png)
+    assert img.alt.startswith("Utility against f.") and TOY_CAVEAT in img.alt
+    assert img.data == png.read_bytes()

@@ -3,10 +3,12 @@ hash, git commit, hashes of the input artifacts, caption)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -47,7 +49,7 @@ def setup_style() -> None:
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind", font_scale=1.1)
 
 
-def _show_in_notebook(png: Path) -> None:
+def _show_in_notebook(png: Path, alt: str = "") -> None:
     """Show the saved PNG as the cell's output when a Jupyter kernel runs us (JupyterLab, papermill):
     the figure is closed after saving, and under Agg (set above for headless runs) IPython has no
     figure formatter, so displaying the figure itself would print only its repr."""
@@ -56,7 +58,8 @@ def _show_in_notebook(png: Path) -> None:
     if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
         from IPython.display import Image, display
 
-        display(Image(filename=str(png)))  # type: ignore[no-untyped-call]  # IPython ships no annotations
+        # alt: the caption, for screen readers and exported HTML
+        display(Image(filename=str(png), alt=alt))  # type: ignore[no-untyped-call]  # IPython ships no annotations
 
 
 CAPTION_FONTSIZE = 8  # points: small, under the plot
@@ -81,6 +84,16 @@ def add_caption(fig: Figure, caption: str) -> None:
     )
 
 
+def saved_image(png: Path) -> Any:
+    """A saved PNG as an IPython Image whose alt text is the caption in its sidecar (the tour shows
+    published figures this way: readable by screen readers and in exported HTML)."""
+    from IPython.display import Image
+
+    sidecar = png.with_name(png.name + ".json")
+    caption = json.loads(sidecar.read_text()).get("caption", "") if sidecar.is_file() else ""
+    return Image(filename=str(png), alt=caption)  # type: ignore[no-untyped-call]  # IPython ships no annotations
+
+
 def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path], caption: str) -> list[Path]:
     """PDF and PNG, each with a sidecar holding the caption (with the toy caveat). The PNG also
     carries the caption printed under the plot; the PDF does not (it goes into LaTeX, where
@@ -100,7 +113,7 @@ def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path],
             path, profile=params.profile, params_hash=params.hash(), inputs=inputs, extra={"caption": caption}
         )
         out.append(path)
-    _show_in_notebook(out[1])
+    _show_in_notebook(out[1], caption)
     plt.close(fig)
     return out[::-1]  # PNG first, as before
 

@@ -184,3 +184,25 @@ def test_a_stage_runs_top_to_bottom_in_the_browser(lab):
     pngs = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
     assert pngs >= 1 and seen["images_on_page"] >= 1, "no figure was rendered inline"
     assert shot.stat().st_size > 10_000
+
+
+def test_the_tour_runs_in_the_browser_and_shows_figures_and_traces(lab):
+    """The first notebook a reader opens: no run needed, everything from the committed results."""
+    url, token = lab
+    shot = ROOT / "runs" / "browser" / "tour.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    nb = notebook_copy("tour")
+    try:
+        seen = run_all_in_browser(url, token, nb, shot)
+        saved = nbformat.read(nb, as_version=4)
+    finally:
+        for leftover in (nb, nb.with_suffix(".py")):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(ROOT / "notebooks" / ".ipynb_checkpoints", ignore_errors=True)
+    code = [c for c in saved.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "Run All left cells unexecuted"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert errors == [], [f"{o.ename}: {o.evalue}" for o in errors]
+    data = [o.get("data", {}) for c in code for o in c.outputs]
+    assert sum("image/png" in d for d in data) >= 5 and seen["images_on_page"] >= 1
+    assert "".join(d.get("text/html", "") for d in data).count("paradox-trace-view") >= 3

@@ -206,3 +206,14 @@ def test_a_saved_figure_shows_with_its_caption_as_alt_text(tmp_path):
     img = saved_image(png)
     assert img.alt.startswith("Utility against f.") and TOY_CAVEAT in img.alt
     assert img.data == png.read_bytes()
+
+
+def test_a_cell_ending_in_save_figure_shows_the_figure_not_a_list_of_paths(tmp_path):
+    from IPython.core.formatters import DisplayFormatter
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    saved = save_figure(fig, tmp_path / "f", load_params("smoke"), [], "A caption.")
+    assert [p.suffix for p in saved] == [".png", ".pdf"]
+    data, _ = DisplayFormatter().format(saved)
+    assert data == {}  # IPython calls _ipython_display_, which shows nothing more

@@ -94,7 +94,15 @@ def saved_image(png: Path) -> Any:
     return Image(filename=str(png), alt=caption)  # type: ignore[no-untyped-call]  # IPython ships no annotations
 
 
-def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path], caption: str) -> list[Path]:
+class SavedFiles(list[Path]):
+    """The paths `save_figure` and `save_table` wrote. As a notebook cell's last value it shows
+    nothing: the figure is already displayed, and a list of paths is noise for a reader."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path], caption: str) -> SavedFiles:
     """PDF and PNG, each with a sidecar holding the caption (with the toy caveat). The PNG also
     carries the caption printed under the plot; the PDF does not (it goes into LaTeX, where
     \\caption carries the text and a printed copy would repeat it). In a notebook the PNG is also
@@ -115,7 +123,7 @@ def save_figure(fig: Figure, stem: Path, params: Params, inputs: Sequence[Path],
         out.append(path)
     _show_in_notebook(out[1], caption)
     plt.close(fig)
-    return out[::-1]  # PNG first, as before
+    return SavedFiles(out[::-1])  # PNG first, as before
 
 
 def save_table(
@@ -126,7 +134,7 @@ def save_table(
     caption: str,
     float_format: str = "{:.2f}",
     display: pd.DataFrame | None = None,
-) -> list[Path]:
+) -> SavedFiles:
     """CSV (full precision), Markdown and LaTeX (booktabs), each with a sidecar. `display`, if
     given, is what Markdown and LaTeX show (e.g. 'mean ± interval' strings)."""
     caption = caption_for(params, caption)
@@ -150,7 +158,7 @@ def save_table(
             path, profile=params.profile, params_hash=params.hash(), inputs=inputs, extra={"caption": caption}
         )
         out.append(path)
-    return out
+    return SavedFiles(out)
 
 
 def markdown_table(df: pd.DataFrame) -> str:

@@ -163,35 +163,14 @@ def run_all_in_browser(url: str, token: str, nb: Path, shot: Path) -> dict:
             browser.close()
 
 
-def test_a_stage_runs_top_to_bottom_in_the_browser(lab):
+def run_copy_in_browser(lab, name: str, **parameters: str) -> tuple[dict, list, Path]:
+    """Run All on a copy of notebooks/<name>.ipynb; assert every cell ran without an error; return
+    what the page showed, the outputs' data bundles and the screenshot (kept in runs/browser/,
+    pass or fail). The copy, and the .py JupyterLab's jupytext pairs with it on save, are removed."""
     url, token = lab
-    if not (ROOT / "runs" / "smoke" / "eval" / "accuracy.csv").is_file():
-        pytest.skip("needs a finished smoke run (make test makes one)")
-    shot = ROOT / "runs" / "browser" / "06_figures.png"  # kept: what the page showed, pass or fail
+    shot = ROOT / "runs" / "browser" / f"{name}.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
-    nb = notebook_copy("06_figures", profile="smoke")
-    try:
-        seen = run_all_in_browser(url, token, nb, shot)
-        saved = nbformat.read(nb, as_version=4)
-    finally:
-        for leftover in (nb, nb.with_suffix(".py")):  # JupyterLab's jupytext pairs it on save
-            leftover.unlink(missing_ok=True)
-        shutil.rmtree(ROOT / "notebooks" / ".ipynb_checkpoints", ignore_errors=True)
-    code = [c for c in saved.cells if c.cell_type == "code"]
-    assert all(c.execution_count for c in code), "Run All left cells unexecuted"
-    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
-    assert errors == [], [f"{o.ename}: {o.evalue}" for o in errors]
-    pngs = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
-    assert pngs >= 1 and seen["images_on_page"] >= 1, "no figure was rendered inline"
-    assert shot.stat().st_size > 10_000
-
-
-def test_the_tour_runs_in_the_browser_and_shows_figures_and_traces(lab):
-    """The first notebook a reader opens: no run needed, everything from the committed results."""
-    url, token = lab
-    shot = ROOT / "runs" / "browser" / "tour.png"
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    nb = notebook_copy("tour")
+    nb = notebook_copy(name, **parameters)
     try:
         seen = run_all_in_browser(url, token, nb, shot)
         saved = nbformat.read(nb, as_version=4)
@@ -203,6 +182,20 @@ def test_the_tour_runs_in_the_browser_and_shows_figures_and_traces(lab):
     assert all(c.execution_count for c in code), "Run All left cells unexecuted"
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert errors == [], [f"{o.ename}: {o.evalue}" for o in errors]
-    data = [o.get("data", {}) for c in code for o in c.outputs]
+    assert shot.stat().st_size > 10_000
+    return seen, [o.get("data", {}) for c in code for o in c.outputs], shot
+
+
+def test_a_stage_runs_top_to_bottom_in_the_browser(lab):
+    if not (ROOT / "runs" / "smoke" / "eval" / "accuracy.csv").is_file():
+        pytest.skip("needs a finished smoke run (make test makes one)")
+    seen, data, _ = run_copy_in_browser(lab, "06_figures", profile="smoke")
+    pngs = sum("image/png" in d for d in data)
+    assert pngs >= 1 and seen["images_on_page"] >= 1, "no figure was rendered inline"
+
+
+def test_the_tour_runs_in_the_browser_and_shows_figures_and_traces(lab):
+    """The first notebook a reader opens: no run needed, everything from the committed results."""
+    seen, data, _ = run_copy_in_browser(lab, "tour")
     assert sum("image/png" in d for d in data) >= 5 and seen["images_on_page"] >= 1
     assert "".join(d.get("text/html", "") for d in data).count("paradox-trace-view") >= 3

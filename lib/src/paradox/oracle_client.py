@@ -449,10 +449,14 @@ class OracleClient:
         *,
         kind: str = OTHER,
         sources: Sequence[str | None] | None = None,
+        keep_truncated: bool = True,
     ) -> list[str | None]:
-        """The answers' text in input order; None for a request that was skipped (did not fit)."""
+        """The answers' text in input order; None for a request that was skipped (did not fit),
+        and, with `keep_truncated=False`, for an answer cut at its completion limit (a verdict
+        parsed from a partial answer, such as the retention judge's score, is not one). Both are
+        counted in `stats()`."""
         return [
-            None if a.skipped else a.text
+            None if a.skipped or (a.truncated and not keep_truncated) else a.text
             for a in self.answer_many(prompts, kind=kind, sources=sources, desc=desc)
         ]
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +15,7 @@ from fault_proxy import FaultServer
 from oracle_helpers import (
     BYTE_CHAT_OVERHEAD,
     KEY_ENV,
+    RUN_CLIENT,
     TOO_LONG_BODIES,
     PayloadServer,
     byte_tokenizer,
@@ -203,21 +208,45 @@ def test_killed_run_resumes_without_repeating_finished_prompts(tmp_path):
 
 def test_a_killed_run_re_pays_at_most_the_requests_in_flight(tmp_path):
     """The resume guarantee, exactly: answers cached are never paid again; a SIGKILL loses the
-    answers in flight, at most `concurrency` (2 in the killed client, one endpoint)."""
-    n, concurrency = 30, 2
+    answers in flight, at most `concurrency` (2 in the killed client, one endpoint). Here the
+    bound is reached: the server holds every answer after the fifth until the client is dead."""
+    n, concurrency, quick = 20, 2, 5
     prompts = [f"prompt {i}" for i in range(n)]
-    with FaultServer(delay_s=0.2) as srv:  # slow answers: requests are in flight at the kill
-        kill_mid_run(srv.url, "fake-model", tmp_path, n, after=5, log=tmp_path.parent / "client.log")
+    release = threading.Event()
+
+    def answer(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        if int(prompt.split()[1]) >= quick:
+            release.wait(30)  # in flight until the kill
+        return f"echo: {prompt}"
+
+    args = [sys.executable, "-c", RUN_CLIENT, "", "fake-model", str(tmp_path), str(n), "4096", KEY_ENV]
+    with FaultServer(responder=answer) as srv:
+        args[3] = srv.url
+        proc = subprocess.Popen(
+            args, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(cache_files(tmp_path)) < quick or len(srv.chat_requests()) < quick + concurrency:
+                assert proc.poll() is None and time.monotonic() < deadline, "the client did not get going"
+                time.sleep(0.01)
+            time.sleep(0.3)  # a client that sent more than its concurrency would show it now
+        finally:
+            proc.kill()
+            proc.wait()
+        release.set()
         done = cached_prompts(tmp_path)
         sent = [r.prompt for r in srv.chat_requests()]
         lost = set(sent) - done  # paid for, never cached
-        assert len(sent) == len(set(sent))  # the killed run asked each prompt once
-        assert len(lost) <= concurrency
+        assert len(sent) == len(set(sent)) == quick + concurrency  # each asked once, `concurrency` in flight
+        assert len(done) == quick and len(lost) == concurrency
         c = client(srv.url, tmp_path, concurrency=4)
         assert c.complete_many(prompts, desc=None) == [f"echo: {p}" for p in prompts]
         resumed = [r.prompt for r in srv.chat_requests()[len(sent) :]]
-    assert sorted(resumed) == sorted(set(prompts) - done)  # the lost ones and the never sent, once
-    assert len(sent) + len(resumed) <= n + concurrency  # paid in all: n, plus at most the in-flight
+    assert sorted(resumed) == sorted(set(prompts) - done)  # the lost ones and the never sent, once each
+    assert len(sent) + len(resumed) == n + concurrency  # paid in all: n, plus the in-flight, no more
+    assert c.stats()["cache_hits"] == quick
 
 
 def test_reasoning_model_request_fields(tmp_path):

@@ -267,7 +267,7 @@ class PromptOracle:
         texts = [self._text(a, "refine") for a in answers]
         return [trace if t is None else t for trace, t in zip(traces, texts, strict=True)]  # else: the trace
 
-    def synthesize_many(self, problems: list[Problem], fallbacks: Sequence[str] | None = None) -> list[str]:
+    def synthesize_many(self, problems: list[Problem], fallbacks: list[str] | None = None) -> list[str]:
         """The Oracle's own solution from scratch. An answer not used (see the module docstring)
         becomes `fallbacks[i]`, the problem's SLM-RFT trace, or "" without `fallbacks`.
 

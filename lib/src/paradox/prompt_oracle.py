@@ -275,7 +275,7 @@ class PromptOracle:
         keep its problem (dropping it would shrink this stream alone), and an empty or garbage
         trace must not be trained on. The RFT trace is correct, exists for every problem, is
         refine's fallback too, and pulls this stream towards the baseline it is compared with: the
-        fallbacks can only narrow the gap the paper reports, never make it. The reference solution
+        fallbacks work against the gap the paper reports, not for it. The reference solution
         would be a third model's writing in a stream meant to be the Oracle's. Counted, so a stream
         with many fallbacks is visible in `stats()`."""
         if fallbacks is not None and len(fallbacks) != len(problems):

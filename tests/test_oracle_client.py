@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -10,6 +15,7 @@ from fault_proxy import FaultServer
 from oracle_helpers import (
     BYTE_CHAT_OVERHEAD,
     KEY_ENV,
+    RUN_CLIENT,
     TOO_LONG_BODIES,
     PayloadServer,
     byte_tokenizer,
@@ -57,6 +63,7 @@ def test_retries_through_429_500_timeout_and_dropped_connection(tmp_path):
     assert c.stats() == {
         "requests": 6,
         "cache_hits": 0,
+        "cache_invalid": 0,
         "retries": 5,
         "failures": 0,
         "skipped": 0,
@@ -153,6 +160,35 @@ def test_empty_answer_is_returned_and_cached(tmp_path):
         assert len(srv.chat_requests()) == 1
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        '{"completion": null, "finish_reason": "stop"}',  # not a string (was a TypeError on every rerun)
+        '{"completion": 42, "finish_reason": "stop"}',
+        '{"completion": ["a"], "finish_reason": "stop"}',
+        '{"completion": "half", "finish_reason": 7}',
+        '{"finish_reason": "stop"}',  # a missing field
+        '{"completion": "cut?"}',  # unknown whether it was cut at its limit
+        '["echo: q", "stop"]',  # not an object
+        '{"completion": "echo',  # not JSON (a torn hand edit)
+    ],
+)
+def test_an_invalid_cache_entry_is_asked_again_counted_and_overwritten(tmp_path, entry):
+    with FaultServer() as srv:
+        first = client(srv.url, tmp_path)
+        assert first.complete("q") == "echo: q"
+        path = first.cache_path("q")
+        path.write_text(entry)
+        again = client(srv.url, tmp_path)
+        assert again.complete("q") == "echo: q"  # never a crash, never the broken value
+        assert len(srv.chat_requests()) == 2  # asked again, once
+        assert again.stats()["cache_invalid"] == 1 and again.stats()["cache_hits"] == 0
+        assert json.loads(path.read_text())["completion"] == "echo: q"  # overwritten
+        third = client(srv.url, tmp_path)
+        assert third.complete("q") == "echo: q" and len(srv.chat_requests()) == 2  # a hit now
+        assert third.stats()["cache_invalid"] == 0
+
+
 def test_killed_run_resumes_without_repeating_finished_prompts(tmp_path):
     n = 60
     prompts = [f"prompt {i}" for i in range(n)]
@@ -168,6 +204,49 @@ def test_killed_run_resumes_without_repeating_finished_prompts(tmp_path):
     assert sorted(resumed) == sorted(set(prompts) - done)  # everything else exactly once
     assert c.stats()["cache_hits"] == len(done)
     assert cached_prompts(tmp_path) == set(prompts)
+
+
+def test_a_killed_run_re_pays_at_most_the_requests_in_flight(tmp_path):
+    """The resume guarantee, exactly: answers cached are never paid again; a SIGKILL loses the
+    answers in flight, at most `concurrency` (2 in the killed client, one endpoint). Here the
+    bound is reached: the server holds every answer after the fifth until the client is dead."""
+    n, concurrency, quick = 20, 2, 5
+    prompts = [f"prompt {i}" for i in range(n)]
+    release = threading.Event()
+
+    def answer(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        if int(prompt.split()[1]) >= quick:
+            release.wait(30)  # in flight until the kill
+        return f"echo: {prompt}"
+
+    args = [sys.executable, "-c", RUN_CLIENT, "", "fake-model", str(tmp_path), str(n), "4096", KEY_ENV]
+    with FaultServer(responder=answer) as srv:
+        args[3] = srv.url
+        proc = subprocess.Popen(
+            args, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(cache_files(tmp_path)) < quick or len(srv.chat_requests()) < quick + concurrency:
+                assert proc.poll() is None and time.monotonic() < deadline, "the client did not get going"
+                time.sleep(0.01)
+            time.sleep(0.3)  # a client that sent more than its concurrency would show it now
+        finally:
+            proc.kill()
+            proc.wait()
+        release.set()
+        done = cached_prompts(tmp_path)
+        sent = [r.prompt for r in srv.chat_requests()]
+        lost = set(sent) - done  # paid for, never cached
+        assert len(sent) == len(set(sent)) == quick + concurrency  # each asked once, `concurrency` in flight
+        assert len(done) == quick and len(lost) == concurrency
+        c = client(srv.url, tmp_path, concurrency=4)
+        assert c.complete_many(prompts, desc=None) == [f"echo: {p}" for p in prompts]
+        resumed = [r.prompt for r in srv.chat_requests()[len(sent) :]]
+    assert sorted(resumed) == sorted(set(prompts) - done)  # the lost ones and the never sent, once each
+    assert len(sent) + len(resumed) == n + concurrency  # paid in all: n, plus the in-flight, no more
+    assert c.stats()["cache_hits"] == quick
 
 
 def test_reasoning_model_request_fields(tmp_path):

@@ -16,7 +16,14 @@ from paradox.oracle_client import OracleClient
 from paradox.params import OraclePrompts, load_params
 from paradox.paths import RunPaths
 from paradox.problems import Problem
-from paradox.prompt_oracle import REQUIRED, PromptOracle, load_prompts, parse_index, split_steps
+from paradox.prompt_oracle import (
+    FALLBACK_COUNTS,
+    REQUIRED,
+    PromptOracle,
+    load_prompts,
+    parse_index,
+    split_steps,
+)
 from paradox.retention import judge_retention_many, load_prompt
 from paradox.toy import styles
 from paradox.toy.oracle import ToyOracle
@@ -158,7 +165,7 @@ def test_style_rewrite_keeps_earlier_steps_verbatim(fake):
     assert changed == [1]  # only the wrong paragraph differs; the rest came back word for word
     assert out[1] == (TRACE, [])  # empty answer: the original, counted
     assert out[2] == (TRACE, [])  # a "repair" that breaks the correct answer: the original, counted
-    assert oracle.stats()["style_empty"] == 1 and oracle.stats()["style_answer_lost"] == 1
+    assert oracle.stats()["style_align_empty"] == 1 and oracle.stats()["style_align_answer_lost"] == 1
     sent = next(
         r.prompt
         for r in srv.chat_requests()
@@ -220,7 +227,7 @@ def test_malformed_refine_and_synthesis_never_crash(fake):
             ("refine", "Q1"): "",
             ("synthesize", "Q1"): "",
             ("refine", "Q2"): "Sure! <solution>\n2 + 2 = 4 \\boxed{4}",
-            ("synthesize", "Q2"): "4 \\boxed{4}",
+            ("synthesize", "Q2"): "<solution>4 \\boxed{4}</solution>",
         }
     )
     ps = [problem("p1", "Q1: add"), problem("p2", "Q2: add")]
@@ -230,6 +237,50 @@ def test_malformed_refine_and_synthesis_never_crash(fake):
     ]  # unclosed tag: what follows it
     assert oracle.synthesize_many(ps) == ["", "4 \\boxed{4}"]
     assert oracle.stats()["refine_empty"] == 1 and oracle.stats()["synthesize_empty"] == 1
+
+
+# Answers that are not what their prompt asks for (no <solution>/<rewrite> tag, an empty tag): a
+# model that chats ("Sure! Here is ...") or ignores the format must not become a training trace.
+UNTAGGED = "Sure! The student added wrongly: 2 + 2 = 4, so the answer is \\boxed{4}."
+GARBAGE = {
+    ("refine", "Q1"): UNTAGGED,
+    ("synthesize", "Q1"): UNTAGGED,
+    ("style_align", "Q1"): UNTAGGED,
+    ("drift", "Q1"): UNTAGGED,
+    ("refine", "Q2"): "<solution>\n\n</solution>",
+    ("synthesize", "Q2"): "<solution> </solution>",
+    ("style_align", "Q2"): "<rewrite></rewrite>",
+    ("drift", "Q2"): "<rewrite>\n</rewrite>",
+}
+
+
+def test_untagged_or_empty_answers_fall_back_and_are_counted(fake):
+    oracle, _ = fake(GARBAGE)
+    ps = [problem("p1", "Q1: add 2 and 2, times 1"), problem("p2", "Q2: add 2 and 2, times 1")]
+    rft = [TRACE, TRACE.replace("first", "at first")]
+    assert oracle.refine_many(ps, rft) == rft  # the SLM-RFT trace
+    assert oracle.synthesize_many(ps, rft) == rft  # the SLM-RFT trace too: the problem stays in the stream
+    assert oracle.synthesize_many(ps) == ["", ""]  # no fallback given: empty, never the garbage
+    assert oracle.rewrite_in_style_many(ps, rft, [1, 1]) == [(t, []) for t in rft]  # the original
+    # f = 0.5: locate finds nothing (unscripted answer), so the repaired trace is the trace itself
+    assert oracle.rewrite_fraction_many(ps, rft, 0.5) == rft
+    stats = oracle.stats()
+    assert {k: stats[k] for k in stats if k.endswith(("_untagged", "_empty"))} == {
+        "refine_untagged": 1,
+        "refine_empty": 1,
+        "synthesize_untagged": 2,  # asked twice, counted twice (the second from the cache)
+        "synthesize_empty": 2,
+        "style_align_untagged": 1,
+        "style_align_empty": 1,
+        "drift_untagged": 1,
+        "drift_empty": 1,
+    }
+
+
+def test_both_worlds_report_the_same_fallback_counts(fake):
+    oracle, _ = fake({})
+    assert set(ToyOracle().stats()) == set(FALLBACK_COUNTS) <= set(oracle.stats())
+    assert not any(ToyOracle().stats().values()) and not any(oracle.stats()[k] for k in FALLBACK_COUNTS)
 
 
 def test_toy_batch_methods_match_single_calls(splits):
@@ -353,6 +404,7 @@ def test_answers_cut_at_their_limit_are_never_used(tmp_path):
             ("locate", "Q1"): "Paragraph 0 is fine. Paragraph 1: is \\boxed{1} the",
             ("style_align", "Q1"): "<rewrite>2 + 2 = 4, so",
             ("drift", "Q1"): "<rewrite>\\( a = 2",
+            ("retention_judge", ""): "Score: 5 for the first atoms; but",  # a score it had not settled
         }
     )
     with PayloadServer(lambda body: completion(script(body), finish_reason="length")) as srv:
@@ -360,7 +412,7 @@ def test_answers_cut_at_their_limit_are_never_used(tmp_path):
             base_url=srv.url, model="m", cache_dir=tmp_path / "cache", api_key_env="X", backoff_base_s=0.01
         )
         oracle = PromptOracle(client, PROMPTS)
-        assert run_every_kind(oracle, client)[:5] == FALLBACKS[:5]
+        assert run_every_kind(oracle, client) == FALLBACKS  # the judge's too: unscored
     stats = oracle.stats()
     assert (
         stats["refine_truncated"] == 1

@@ -6,8 +6,15 @@
   `max_retries` (counted; a `Retry-After` header is honoured up to the cap), and an endpoint that
   stops answering has its requests moved to the others.
 - An on-disk cache: one small JSON file per (model, messages, sampling params), written
-  atomically the moment its answer arrives, so an interrupted or repeated run never pays twice.
-  The key and the files never hold the API key or the endpoint URL.
+  atomically the moment its answer arrives. A repeated run pays nothing for answers it has. A
+  run stopped by a failed request or Ctrl-C first lets the requests in flight finish and caches
+  them; a run killed outright (SIGKILL, a lost node, a job's time limit) loses the answers in
+  flight, so its resumption re-pays at most those requests: at most `oracle.concurrency` x the
+  number of endpoints (the pool's capacity) per interruption (tests/test_oracle_client.py
+  asserts the bound). An entry that is not a
+  well-formed answer (not JSON, a completion that is not a string, a missing field) is counted
+  as `cache_invalid`, asked again and overwritten, never a crash. The key and the files never
+  hold the API key or the endpoint URL.
 - A request that still fails raises `OracleError` naming the endpoint and the status; answers
   that arrived before it stay cached.
 - With `context_length` set, every request fits the Oracle's context (`paradox.oracle_budget`):
@@ -75,6 +82,17 @@ class Answer:
     @property
     def truncated(self) -> bool:  # cut at its completion limit
         return self.finish_reason == "length"
+
+
+def answer_of(record: object) -> Answer | None:
+    """The `Answer` a cache record holds, or None when it is not a well-formed one: a JSON object
+    with a string `completion` and a `finish_reason` that is a string or null."""
+    if not isinstance(record, dict) or not {"completion", "finish_reason"} <= record.keys():
+        return None
+    text, reason = record["completion"], record["finish_reason"]
+    if not isinstance(text, str) or not (reason is None or isinstance(reason, str)):
+        return None
+    return Answer(text, reason)
 
 
 def too_long(err: Exception) -> bool:
@@ -224,10 +242,11 @@ class OracleClient:
             self._stats[what] += n
 
     def stats(self) -> dict[str, int]:
-        """Counts so far: requests sent (every attempt), cache hits, retries, failures; requests
+        """Counts so far: requests sent (every attempt), cache hits, invalid cache entries (asked
+        again), retries, failures; requests
         skipped (did not fit, or refused as too long) and answers cut at their limit, in all and
         per kind (`skipped_<kind>`, `truncated_<kind>`, when any)."""
-        base = ("requests", "cache_hits", "retries", "failures", "skipped", "truncated")
+        base = ("requests", "cache_hits", "cache_invalid", "retries", "failures", "skipped", "truncated")
         pool = self.pool.stats()  # requests, retries, failures (and failovers, endpoints down)
         with self._lock:
             counts = Counter(self._stats) + Counter(pool)
@@ -259,15 +278,21 @@ class OracleClient:
         return self.cache_dir / key[:2] / f"{key}.json"
 
     def _cached(self, prompt: str, limit: int | None) -> Answer | None:
+        """The cached answer, or None: not cached, or an entry that is not a well-formed answer
+        (unreadable, not JSON, a completion that is not a string, a missing field), which is
+        counted as `cache_invalid`, asked again and overwritten."""
         path = self.cache_path(prompt, limit)
         try:
             record = json.loads(path.read_text())
-            return Answer(record["completion"], record.get("finish_reason"))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):  # unreadable entry: ask again, rewrite it
-            log.warning("unreadable oracle cache entry %s; requesting again", path)
-            return None
+        except (OSError, ValueError):  # unreadable or not JSON (a disk error, a hand edit)
+            record = None
+        answer = answer_of(record)
+        if answer is None:
+            log.warning("invalid oracle cache entry %s; requesting again, it will be overwritten", path)
+            self._count("cache_invalid")
+        return answer
 
     def cached(self, prompt: str, limit: int | None = None) -> str | None:
         hit = self._cached(prompt, limit)
@@ -424,10 +449,14 @@ class OracleClient:
         *,
         kind: str = OTHER,
         sources: Sequence[str | None] | None = None,
+        keep_truncated: bool = True,
     ) -> list[str | None]:
-        """The answers' text in input order; None for a request that was skipped (did not fit)."""
+        """The answers' text in input order; None for a request that was skipped (did not fit),
+        and, with `keep_truncated=False`, for an answer cut at its completion limit (a verdict
+        parsed from a partial answer, such as the retention judge's score, is not one). Both are
+        counted in `stats()`."""
         return [
-            None if a.skipped else a.text
+            None if a.skipped or (a.truncated and not keep_truncated) else a.text
             for a in self.answer_many(prompts, kind=kind, sources=sources, desc=desc)
         ]
 

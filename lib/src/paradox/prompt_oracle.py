@@ -15,12 +15,20 @@ The drift dial: f = 0 is that repair alone, f = 1 is exactly `refine`, otherwise
 prompt shows the repaired trace's steps (once, tagged) and rewrites the first m = round(f n) of
 them in the Oracle's own notation; the rest is copied verbatim.
 
-Model outputs can be empty or malformed: the original trace is kept instead, and counted
-(`stats()`). So is a request that does not fit the Oracle's context (the client skips it) and an
-answer cut at its completion limit (a partial rewrite is never used): refine -> the original trace,
-synthesize -> empty, locate -> not located, style-align -> the original, drift -> the repaired
-trace; the retention judge -> unscored (`paradox.retention`). Counted as `<kind>_skipped` and
-`<kind>_truncated`, beside the client's own counts.
+A garbage answer never becomes a training trace. An answer is not used when
+- the request did not fit the Oracle's context (the client skips it): `<kind>_skipped`;
+- it was cut at its completion limit (finish_reason "length": a partial rewrite): `<kind>_truncated`;
+- it lacks the tag its prompt asks for (`<solution>`, `<rewrite>`; text after an opened but
+  unclosed tag is used, the answer having ended by itself): `<kind>_untagged`;
+- it is empty, or the tagged text is: `<kind>_empty`;
+- (locate) it holds no usable step index: `locate_unparsed`; (style_align) the rewrite loses the
+  trace's correct final answer: `style_align_answer_lost`.
+Instead each kind keeps its fallback: refine -> the SLM-RFT trace; synthesize -> the SLM-RFT trace
+too, when the caller gives it (`fallbacks`; see `synthesize_many` for why), else empty; locate ->
+not located; style-align -> the original trace; drift -> the repaired trace; the retention judge ->
+unscored (`paradox.retention`, through `OracleClient.complete_many`). Every count is in `stats()`
+(zeros included, the keys of `FALLBACK_COUNTS`, which the toy Oracle reports too), beside the
+client's own counts. Nothing here raises on a model's output.
 """
 
 from __future__ import annotations
@@ -53,6 +61,17 @@ THINK = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
 BOXED_INT = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
 # Fallback when there is no \boxed{}: "index is 2", "Answer: -1" (never "paragraph 3 is fine").
 STATED_INT = re.compile(r"\b(?:index|answer)\s*(?:is|:|=)\s*[*`$]*\s*(-?\d+)", re.IGNORECASE)
+
+# The tag each rewriting prompt asks its answer to be in.
+TAGS = {"refine": "solution", "synthesize": "solution", "style_align": "rewrite", "drift": "rewrite"}
+# Why an answer was not used, per kind of request (the counts `stats()` always reports).
+FALLBACK_COUNTS = (
+    *(f"{kind}_{why}" for kind in TAGS for why in ("skipped", "truncated", "untagged", "empty")),
+    "locate_skipped",
+    "locate_truncated",
+    "locate_unparsed",
+    "style_align_answer_lost",
+)
 
 
 class BatchCompleter(Protocol):
@@ -148,14 +167,16 @@ def parse_index(answer: str | None, n_steps: int) -> tuple[int | None, bool]:
     return (i, True) if 0 <= i < n_steps else (None, False)
 
 
-def extract(answer: str | None, tag: str) -> str:
-    """The text inside the last <tag>...</tag> (or after an unclosed <tag>), else the whole answer."""
+def extract(answer: str | None, tag: str) -> str | None:
+    """The text inside the last <tag>...</tag> (or after an unclosed <tag>); None when the answer
+    has no <tag> (the prompt asked for one: what else it says is not the rewrite)."""
     text = strip_think(answer)
     opened = text.rfind(f"<{tag}>")
-    if opened >= 0:
-        text = text[opened + len(tag) + 2 :]
-        closed = text.find(f"</{tag}>")
-        text = text if closed < 0 else text[:closed]
+    if opened < 0:
+        return None
+    text = text[opened + len(tag) + 2 :]
+    closed = text.find(f"</{tag}>")
+    text = text if closed < 0 else text[:closed]
     return text.strip("\n").rstrip()
 
 
@@ -196,9 +217,26 @@ class PromptOracle:
         self.servers = []
 
     def stats(self) -> dict[str, int]:
-        """Fallbacks and parse failures so far (plus the client's request counts, if it has them)."""
+        """Answers not used, per kind and reason (`FALLBACK_COUNTS`, zeros included), plus the
+        client's request counts, if it has them."""
         client_stats = getattr(self.client, "stats", None)
-        return {**dict(self._stats), **(client_stats() if callable(client_stats) else {})}
+        own = {k: self._stats[k] for k in FALLBACK_COUNTS}
+        return {**own, **(client_stats() if callable(client_stats) else {})}
+
+    def _text(self, answer: str | None, kind: str) -> str | None:
+        """The tagged text of a usable answer; None (counted `<kind>_untagged` / `<kind>_empty`)
+        for an answer without its tag or with nothing in it. `answer` None: already counted."""
+        if answer is None:
+            return None
+        text = extract(answer, TAGS[kind])
+        if not strip_think(answer).strip():
+            why: str | None = "empty"  # nothing at all, tag or not
+        else:
+            why = "untagged" if text is None else "empty" if not text.strip() else None
+        if why is not None:
+            self._stats[f"{kind}_{why}"] += 1
+            return None
+        return text
 
     def _ask(
         self, prompts: list[str], kind: str, desc: str, sources: list[str] | None = None
@@ -226,27 +264,30 @@ class PromptOracle:
             "oracle refine",
             list(traces),
         )
-        out = []
-        for trace, ans in zip(traces, answers, strict=True):
-            text = "" if ans is None else extract(ans, "solution")
-            if ans is not None and not text.strip():
-                self._stats["refine_empty"] += 1  # keep the original trace
-            out.append(text if text.strip() else trace)
-        return out
+        texts = [self._text(a, "refine") for a in answers]
+        return [trace if t is None else t for trace, t in zip(traces, texts, strict=True)]  # else: the trace
 
-    def synthesize_many(self, problems: list[Problem]) -> list[str]:
-        """The Oracle's own solution from scratch; an empty answer stays empty (there is no
-        original to fall back to) and is counted."""
+    def synthesize_many(self, problems: list[Problem], fallbacks: list[str] | None = None) -> list[str]:
+        """The Oracle's own solution from scratch. An answer not used (see the module docstring)
+        becomes `fallbacks[i]`, the problem's SLM-RFT trace, or "" without `fallbacks`.
+
+        Why the RFT trace: the streams are compared on the same problems, so a failed answer must
+        keep its problem (dropping it would shrink this stream alone), and an empty or garbage
+        trace must not be trained on. The RFT trace is correct, exists for every problem, is
+        refine's fallback too, and pulls this stream towards the baseline it is compared with: the
+        fallbacks work against the gap the paper reports, not for it. The reference solution
+        would be a third model's writing in a stream meant to be the Oracle's. Counted, so a stream
+        with many fallbacks is visible in `stats()`."""
+        if fallbacks is not None and len(fallbacks) != len(problems):
+            raise ValueError(f"{len(fallbacks)} fallbacks for {len(problems)} problems")
         answers = self._ask(
             [fill(self.prompts["synthesize"], question=p.question) for p in problems],
             "synthesize",
             "oracle synthesize",
         )
-        out = ["" if a is None else extract(a, "solution") for a in answers]
-        self._stats["synthesize_empty"] += sum(
-            a is not None and not t.strip() for a, t in zip(answers, out, strict=True)
-        )
-        return out
+        keep = [""] * len(problems) if fallbacks is None else list(fallbacks)
+        texts = [self._text(a, "synthesize") for a in answers]
+        return [k if t is None else t for k, t in zip(keep, texts, strict=True)]
 
     # --- Style-Aligned Refinement -------------------------------------------------------------
     def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
@@ -301,18 +342,14 @@ class PromptOracle:
         for i, ans in zip(todo, answers, strict=True):
             k, orig = first_wrong[i], steps[i]
             assert k is not None
-            if ans is None:  # skipped or cut off: the original, unchanged (counted in _ask)
-                continue
-            new_tail = extract(ans, "rewrite")
-            if not new_tail.strip():
-                self._stats["style_empty"] += 1
+            new_tail = self._text(ans, "style_align")
+            if new_tail is None:  # skipped, cut off, no tag or empty: the original, unchanged (counted)
                 continue
             trailing = orig.text[len(orig.text.rstrip()) :]  # keep the original's final newline(s)
             rewrite = orig.head(k) + new_tail.lstrip() + trailing
             if grade(orig.text, problems[i].answer) and not grade(rewrite, problems[i].answer):
-                self._stats["style_answer_lost"] += (
-                    1  # the "repair" broke a correct answer: keep the original
-                )
+                # The "repair" broke a correct answer: keep the original.
+                self._stats["style_align_answer_lost"] += 1
                 continue
             new = split_steps(rewrite, orig.mode)
             changed = [
@@ -357,12 +394,10 @@ class PromptOracle:
         )
         out = list(repaired)
         for i, ans in zip(todo, answers, strict=True):
-            if ans is None:  # skipped or cut off: the repaired trace (counted in _ask)
+            text = self._text(ans, "drift")
+            if text is None:  # skipped, cut off, no tag or empty: the repaired trace (counted)
                 continue
-            head = extract(ans, "rewrite").strip()
-            if not head:
-                self._stats["drift_empty"] += 1  # keep the repaired trace
-                continue
+            head = text.strip()
             s, n = steps[i], m[i]
             sep = s.text[s.spans[n - 1][1] : s.spans[n][0]] if n < len(s) else s.text[s.spans[-1][1] :]
             out[i] = head + sep + s.tail(n)
@@ -372,8 +407,8 @@ class PromptOracle:
     def refine(self, problem: Problem, trace: str) -> str:
         return self.refine_many([problem], [trace])[0]
 
-    def synthesize(self, problem: Problem) -> str:
-        return self.synthesize_many([problem])[0]
+    def synthesize(self, problem: Problem, fallback: str | None = None) -> str:
+        return self.synthesize_many([problem], None if fallback is None else [fallback])[0]
 
     def first_wrong_step(self, problem: Problem, trace: str) -> int | None:
         return self.locate_many([problem], [trace])[0]

@@ -30,7 +30,7 @@ class Completer(Protocol):
 
 class BatchJudge(Protocol):
     def complete_many(
-        self, prompts: list[str], desc: str | None = ..., *, kind: str = ...
+        self, prompts: list[str], desc: str | None = ..., *, kind: str = ..., keep_truncated: bool = ...
     ) -> list[str | None]: ...
 
 
@@ -62,9 +62,11 @@ def judge_retention_many(
     client: BatchJudge, prompt_template: str, pairs: Sequence[tuple[str, str]], desc: str | None = "retention"
 ) -> list[float | None]:
     """Scores of (original, rewrite) pairs, asked concurrently as `retention_judge` requests; None for
-    an answer without a score and for a pair that did not fit the judge's context."""
+    an answer without a score, for a pair that did not fit the judge's context and for an answer cut
+    at its limit (a "Score: N" in it may be one the judge had not settled on; counted by the client
+    as `truncated_retention_judge`)."""
     answers = client.complete_many(
-        [judge_prompt(prompt_template, o, r) for o, r in pairs], desc, kind=JUDGE_KIND
+        [judge_prompt(prompt_template, o, r) for o, r in pairs], desc, kind=JUDGE_KIND, keep_truncated=False
     )
     return [parse_score(a) for a in answers]
 

@@ -7,6 +7,7 @@ It stands in for GPT-5.2 / Qwen2.5-Math-72B-Instruct behind the same interface a
 from __future__ import annotations
 
 from paradox.problems import Problem
+from paradox.prompt_oracle import FALLBACK_COUNTS
 from paradox.toy import steps, styles
 
 
@@ -18,8 +19,9 @@ class ToyOracle:
         repaired, _ = steps.repair(trace, problem.meta)
         return steps.to_oracle_notation(repaired, problem.meta, fraction=1.0)
 
-    def synthesize(self, problem: Problem) -> str:
-        """The Oracle's own solution from scratch, in its own order of steps."""
+    def synthesize(self, problem: Problem, fallback: str | None = None) -> str:
+        """The Oracle's own solution from scratch, in its own order of steps (the rule never fails:
+        `fallback`, the real Oracle's substitute for an unusable answer, is never needed)."""
         return styles.render_synthesized(problem.meta)
 
     def rewrite_fraction(self, problem: Problem, trace: str, fraction: float) -> str:
@@ -41,7 +43,7 @@ class ToyOracle:
     def refine_many(self, problems: list[Problem], traces: list[str]) -> list[str]:
         return [self.refine(p, t) for p, t in zip(problems, traces, strict=True)]
 
-    def synthesize_many(self, problems: list[Problem]) -> list[str]:
+    def synthesize_many(self, problems: list[Problem], fallbacks: list[str] | None = None) -> list[str]:
         return [self.synthesize(p) for p in problems]
 
     def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
@@ -60,8 +62,8 @@ class ToyOracle:
         return [self.rewrite_fraction(p, t, fraction) for p, t in zip(problems, traces, strict=True)]
 
     def stats(self) -> dict[str, int]:
-        """The rule never fails, so there is nothing to count (the real Oracle counts fallbacks)."""
-        return {}
+        """The real Oracle's fallback counts, all zero: the rule never fails (same keys in both worlds)."""
+        return dict.fromkeys(FALLBACK_COUNTS, 0)
 
     def close(self) -> None:
         """Nothing to free (the real Oracle stops its managed servers here)."""

@@ -65,16 +65,19 @@ print(f"{len(rft)} RFT traces; oracle={oracle.name}; reward model={reward.name}"
 # %% [markdown]
 # A real Oracle (`oracle.backend: openai`) gets its requests concurrently, retried on rate limits
 # and server errors, and cached one answer per file under `runs/<profile>/cache/oracle/`: a rerun,
-# or a resumed one, pays only for the answers it does not have yet. An empty answer keeps the RFT
-# trace (refine) and is counted.
+# or a resumed one, pays only for the answers it does not have yet. An unusable Oracle answer
+# (empty, without its `<solution>` tag, cut at its limit, or a request that does not fit) keeps the
+# RFT trace (refine and synthesize) and is counted in the "oracle counts" printed below.
 
 # %%
 rft_problems = [problems[r["id"]] for r in rft]
+rft_traces = [r["completion"] for r in rft]  # what refine repairs, and the fallback of both kinds
 refined = [
-    {**r, "completion": c}
-    for r, c in zip(rft, oracle.refine_many(rft_problems, [r["completion"] for r in rft]), strict=True)
+    {**r, "completion": c} for r, c in zip(rft, oracle.refine_many(rft_problems, rft_traces), strict=True)
 ]
-synthesized = [{**r, "completion": c} for r, c in zip(rft, oracle.synthesize_many(rft_problems), strict=True)]
+synthesized = [
+    {**r, "completion": c} for r, c in zip(rft, oracle.synthesize_many(rft_problems, rft_traces), strict=True)
+]
 print("oracle counts:", oracle.stats())
 oracle.close()  # a managed Oracle server (oracle.serve) stops here: the GPU is the reward model's now
 write_jsonl(paths.stream("oracle_refined"), refined)

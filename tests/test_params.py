@@ -238,3 +238,16 @@ def test_profile_world_refuses_the_same_names(tmp_path):
     (tmp_path / "params" / "bad.yaml").write_text("extends: ../evil\n")
     with pytest.raises(ProfileError, match=r"bad\.yaml: key 'extends': '\.\./evil' is not a profile name"):
         world_and_files("bad", tmp_path / "params")
+
+
+def test_a_fields_own_bounds_survive_the_32_bit_range():
+    """Int's 32-bit range once was an annotated Interval, whose ge/le replaced the field's own:
+    k's le=MAX_K and grade_workers' ge=0 were silently lost."""
+    from paradox.params import MAX_K, Eval
+
+    base = dict(splits=("test",), temperature=1.0, max_new_tokens=8, batch_size=1)
+    for bad, key in (({"k": MAX_K + 1}, "k"), ({"k": 2, "grade_workers": -1}, "grade_workers")):
+        with pytest.raises(ValueError, match=key):
+            Eval(**base, **bad)
+    with pytest.raises(ValueError, match="32-bit"):
+        Eval(**base, k=2, grade_workers=2**40)

@@ -110,7 +110,15 @@ def _no_bool(v: Any) -> Any:
 # Integers refuse booleans, floats (1.0e+23) and strings; every one fits a signed 32-bit int (what
 # torch, vLLM and the tokenizers take), fields bound themselves further. Floats refuse booleans,
 # and inf/nan (model config below).
-Int = Annotated[int, StrictMode(), Interval(ge=-(2**31), le=2**31 - 1)]
+def _int32(v: int) -> int:
+    if not -(2**31) <= v <= 2**31 - 1:
+        raise ValueError("must fit a signed 32-bit integer")
+    return v
+
+
+# The 32-bit range is a validator, not an annotated Interval: an Interval's ge/le would replace
+# the ge/le a field gives in Field(...) (k's le=MAX_K, grade_workers' ge=0 were silently lost).
+Int = Annotated[int, StrictMode(), AfterValidator(_int32)]
 Float = Annotated[float, BeforeValidator(_no_bool)]
 Seed = Annotated[int, StrictMode(), Interval(ge=0, le=2**32 - 1)]  # numpy / torch seed range
 Name = Annotated[str, AfterValidator(_safe_name)]

@@ -23,7 +23,7 @@ from paradox.io import read_jsonl, write_jsonl
 from paradox.metrics import avg_at_k, perplexity, response_nll
 from paradox.models import model_fingerprint
 from paradox.params import Params
-from paradox.paths import RunPaths
+from paradox.paths import RunPaths, display
 from paradox.problems import Problem
 from paradox.protocols import Generator
 from paradox.training.runs import RunSpec, keeps_checkpoints
@@ -120,7 +120,8 @@ def evaluate(
             grade_desc=f"grading {tag}/{split}",
         )
         write_jsonl(paths.eval / "graded" / tag / f"{split}.jsonl", rows)
-        scores[split] = SplitScore(avg_at_k(rows), truncated_share(rows))
+        where = f"{tag}/{split} (samples under {display(paths.eval / 'samples' / f'{fingerprint}-s{seed}' / split)})"
+        scores[split] = SplitScore(avg_at_k(rows, [p.id for p in probs], e.k, where), truncated_share(rows))
     gen.close()
     return scores
 

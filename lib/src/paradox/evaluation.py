@@ -21,7 +21,7 @@ from paradox.generation import Completion, SamplingSettings, sample_sharded
 from paradox.grading import grade, grade_many
 from paradox.io import read_jsonl, write_jsonl
 from paradox.metrics import avg_at_k, perplexity, response_nll
-from paradox.models import model_fingerprint
+from paradox.models import check_local_model, model_fingerprint
 from paradox.params import Params
 from paradox.paths import RunPaths, display
 from paradox.problems import Problem
@@ -100,6 +100,7 @@ def evaluate(
     land in eval/graded/<tag>/<split>.jsonl. One model in memory at a time: the generator is
     closed before returning (a vLLM engine claims most of the GPU)."""
     e = params.eval
+    check_local_model(model_path, params.slm.gguf_file)  # a missing run: name it, not a hub-id error
     fingerprint = model_fingerprint(model_path)
     gen = backends.generator(params, model_path, e.batch_size, paths, purpose="eval")
     scores: dict[str, SplitScore] = {}

@@ -54,6 +54,7 @@ import torch
 from paradox.evaluation import greedy_accuracy
 from paradox.generation import HFGenerator
 from paradox.io import write_json, write_jsonl
+from paradox.models import reusable_model_dir
 from paradox.params import load_params
 from paradox.paths import RunPaths, display
 from paradox.toy import problems as toy_problems
@@ -123,7 +124,7 @@ print("\ndataset (ground truth):\n" + example.reference_solution)
 # %%
 key = toy_slm.cache_key(toy, params.seed, params.slm.prompt_template)
 slm_dir = paths.slm_cache / key
-if (slm_dir / "config.json").is_file():
+if reusable_model_dir(slm_dir):  # config and whole weights; a damaged cache is pretrained again
     print(f"reusing cached toy SLM {slm_dir}")
 else:
     corpus = toy_slm.pretraining_corpus(

@@ -115,3 +115,22 @@ def test_learning_curves_off_need_no_learning_curve_splits(tmp_path):
     )
     with pytest.raises(ValueError, match=r"learning_curve.splits \['test'\]"):
         learning_curve_table(on, paths, pd.DataFrame(), training_runs(on), splits)
+
+
+def test_evaluate_refuses_a_split_without_k_samples_for_every_problem(tmp_path, monkeypatch):
+    """A generator (or a stored shard) that gives fewer than eval.k samples must not become a row
+    of accuracy.csv over fewer samples or problems than it says (issue 11 item 1)."""
+    import pytest
+
+    from paradox import backends, evaluation
+    from paradox.params import load_params
+    from paradox.paths import RunPaths
+
+    params = load_params("toy")
+    assert params.eval.k > 2  # the script holds 2 completions per prompt
+    gen = ScriptedGenerator({p.question: SCRIPT[p.question] for p in PROBLEMS})
+    gen.tok = None
+    monkeypatch.setattr(backends, "generator", lambda *a, **kw: gen)
+    monkeypatch.setattr(backends, "format_prompt", lambda params, question, tok: question)
+    with pytest.raises(ValueError, match=rf"m/test .*exactly k={params.eval.k} samples"):
+        evaluation.evaluate(params, RunPaths("toy", tmp_path), "some/hub-model", "m", 0, {"test": PROBLEMS})

@@ -96,3 +96,18 @@ def test_stops_cut_at_the_first_stop_token_or_string_and_say_whether_one_ended_t
     assert with_pad.token_ids == (eos, pad) and with_pad.finish(tok, [*ids[:2], pad, *ids[2:]])[1]
     with pytest.raises(ValueError, match="'Question' is not one token"):
         Stops.resolve(tok, stop_tokens=["Question"])
+
+
+@pytest.mark.parametrize("cut", ["whole-lines", "mid-line"])
+def test_a_truncated_shard_is_resampled_not_trusted(tiny_lm, tmp_path, cut):
+    gen = CountingGenerator(HFGenerator.from_pretrained(str(tiny_lm), batch_size=3))
+    ids = [f"p{i}" for i in range(len(PROMPTS))]
+    s = SamplingSettings(4, 1.0, 1.0, 8, seed=1)
+    first = sample_sharded(gen, "m1", ids, PROMPTS, s, tmp_path, batch_size=3)
+    shard = tmp_path / "shard-00000.jsonl"
+    data = shard.read_bytes()
+    shard.write_bytes(
+        b"".join(data.splitlines(keepends=True)[:5]) if cut == "whole-lines" else data[: len(data) // 2]
+    )
+    again = sample_sharded(gen, "m1", ids, PROMPTS, s, tmp_path, batch_size=3)
+    assert gen.calls == 2 and again == first and shard.read_bytes() == data

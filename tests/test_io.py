@@ -91,3 +91,60 @@ def test_clean_stale_removes_what_killed_stages_leave_and_nothing_else(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not [f for f in leftovers if f.exists()] and all(f.exists() for f in kept)
     assert not (tmp_path / "runs/.cache/slm/.0231fb.x9.tmp").exists()
+
+
+def _marked(tmp_path, lines=4):
+    out = write_jsonl(tmp_path / "shard.jsonl", [{"i": i} for i in range(lines)])
+    DoneMarker(out, "k").mark()
+    return out
+
+
+def test_done_marker_records_rows_and_content_hash(tmp_path):
+    import hashlib
+    import json
+
+    out = _marked(tmp_path)
+    rec = json.loads((tmp_path / "shard.jsonl.done").read_text())
+    assert rec == {"key": "k", "rows": 4, "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+    assert DoneMarker(out, "k").is_done()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_text("".join(p.read_text().splitlines(keepends=True)[:2])),  # whole lines kept
+        lambda p: p.write_bytes(p.read_bytes()[:-5]),  # cut mid-line
+        lambda p: p.write_text(p.read_text().replace("1", "7")),  # same rows, other content
+        lambda p: p.unlink(),
+    ],
+    ids=["fewer-lines", "cut-mid-line", "edited", "deleted"],
+)
+def test_a_damaged_artifact_is_not_done_and_says_which_file(tmp_path, caplog, damage):
+    out = _marked(tmp_path)
+    damage(out)
+    with caplog.at_level("WARNING", logger="paradox.io"):
+        assert not DoneMarker(out, "k").is_done()
+    assert "shard.jsonl" in caplog.text and "rebuilding" in caplog.text
+
+
+@pytest.mark.parametrize("marker_text", ["k\n", "{not json", ""], ids=["old-key-only", "garbled", "empty"])
+def test_an_old_or_unreadable_marker_means_redo(tmp_path, caplog, marker_text):
+    out = _marked(tmp_path)
+    (tmp_path / "shard.jsonl.done").write_text(marker_text)
+    with caplog.at_level("WARNING", logger="paradox.io"):
+        assert not DoneMarker(out, "k").is_done()
+    assert "shard.jsonl.done" in caplog.text
+
+
+def test_done_marker_of_a_directory_notices_a_truncated_or_missing_file(tmp_path):
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "model.safetensors").write_bytes(b"w" * 100)
+    (d / "config.json").write_text("{}")
+    DoneMarker(d, "k").mark()
+    assert DoneMarker(d, "k").is_done()
+    (d / "model.safetensors").write_bytes(b"w" * 50)
+    assert not DoneMarker(d, "k").is_done()
+    DoneMarker(d, "k").mark()
+    (d / "config.json").unlink()
+    assert not DoneMarker(d, "k").is_done()

@@ -158,3 +158,14 @@ def test_response_nll_refuses_a_model_whose_logits_are_not_its_head_of_the_hidde
     model.forward = scaled
     with pytest.raises(ValueError, match="not lm_head"):
         response_nll(model, tok, ["Question: x\nAnswer:\n"], ["Tom has 3 apples."])
+
+
+def test_avg_at_k_refuses_missing_problems_or_samples():
+    full = [{"id": i, "correct": j == 0} for i in ("a", "b") for j in range(2)]
+    assert avg_at_k(full, ["a", "b"], 2, "m/test") == pytest.approx(50.0)
+    with pytest.raises(ValueError, match=r"m/test: .*1 of 2 problems have no samples .*'b'"):
+        avg_at_k(full[:2], ["a", "b"], 2, "m/test")
+    with pytest.raises(ValueError, match=r"m/test: .*exactly k=2 samples .*'b': 1"):
+        avg_at_k(full[:3], ["a", "b"], 2, "m/test")
+    with pytest.raises(ValueError, match=r"ids not among the problems .*'c'"):
+        avg_at_k([*full, {"id": "c", "correct": True}], ["a", "b"], 2, "m/test")

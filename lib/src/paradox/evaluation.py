@@ -21,9 +21,9 @@ from paradox.generation import Completion, SamplingSettings, sample_sharded
 from paradox.grading import grade, grade_many
 from paradox.io import read_jsonl, write_jsonl
 from paradox.metrics import avg_at_k, perplexity, response_nll
-from paradox.models import model_fingerprint
+from paradox.models import check_local_model, model_fingerprint
 from paradox.params import Params
-from paradox.paths import RunPaths
+from paradox.paths import RunPaths, display
 from paradox.problems import Problem
 from paradox.protocols import Generator
 from paradox.training.runs import RunSpec, keeps_checkpoints
@@ -100,6 +100,7 @@ def evaluate(
     land in eval/graded/<tag>/<split>.jsonl. One model in memory at a time: the generator is
     closed before returning (a vLLM engine claims most of the GPU)."""
     e = params.eval
+    check_local_model(model_path, params.slm.gguf_file)  # a missing run: name it, not a hub-id error
     fingerprint = model_fingerprint(model_path)
     gen = backends.generator(params, model_path, e.batch_size, paths, purpose="eval")
     scores: dict[str, SplitScore] = {}
@@ -120,7 +121,8 @@ def evaluate(
             grade_desc=f"grading {tag}/{split}",
         )
         write_jsonl(paths.eval / "graded" / tag / f"{split}.jsonl", rows)
-        scores[split] = SplitScore(avg_at_k(rows), truncated_share(rows))
+        where = f"{tag}/{split} (samples under {display(paths.eval / 'samples' / f'{fingerprint}-s{seed}' / split)})"
+        scores[split] = SplitScore(avg_at_k(rows, [p.id for p in probs], e.k, where), truncated_share(rows))
     gen.close()
     return scores
 

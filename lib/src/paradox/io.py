@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ from paradox.paths import display, project_root
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -154,10 +157,37 @@ def write_sidecar(
     return write_json(artifact.with_name(artifact.name + ".json"), meta)
 
 
-class DoneMarker:
-    """Resumable units of work: `<path>.done` holds the key of the config that produced `path`.
+def artifact_summary(path: Path | str) -> dict[str, Any]:
+    """What a done-marker records of an artifact, so a damaged one is told from a finished one.
 
-    A unit whose marker matches the current key is skipped; a changed config redoes it.
+    A file: its line count (`rows`) and the sha256 of its bytes. A directory (a saved model):
+    every file's size by relative name (`files`); sizes, not a hash, because a checkpoint of
+    billions of weights would be read in full on every rerun, and truncation or a missing shard
+    changes a size (the safetensors headers are checked by `models.model_dir_problems`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return {
+            "files": {
+                str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*")) if f.is_file()
+            }
+        }
+    h, rows = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+            rows += chunk.count(b"\n")
+    return {"rows": rows, "sha256": h.hexdigest()}
+
+
+class DoneMarker:
+    """Resumable units of work: `<path>.done` (one small JSON file, written after the artifact)
+    holds the key of the config that produced `path` and `artifact_summary(path)`.
+
+    A unit whose marker matches the current key and whose artifact still matches the summary is
+    skipped. A changed config, a marker of the older key-only format, or an artifact that was cut,
+    edited or removed since (or that cannot be read) means "redo it", with one log line naming the
+    file: never trusted silently, never an error that stays on every rerun.
     """
 
     def __init__(self, path: Path | str, key: str) -> None:
@@ -165,7 +195,39 @@ class DoneMarker:
         self.marker = self.path.with_name(self.path.name + ".done")
 
     def is_done(self) -> bool:
-        return self.path.exists() and self.marker.is_file() and self.marker.read_text().strip() == self.key
+        if not self.marker.is_file():
+            return False
+        try:
+            recorded = json.loads(self.marker.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            recorded = None
+        if not isinstance(recorded, dict) or "key" not in recorded:
+            log.warning(
+                "%s: done-marker of an older format or unreadable; rebuilding %s",
+                display(self.marker),
+                display(self.path),
+            )
+            return False
+        if recorded["key"] != self.key:
+            return False  # other settings: the ordinary redo, nothing damaged
+        if not self.path.exists():
+            log.warning("%s: marked done but missing; rebuilding it", display(self.path))
+            return False
+        try:
+            now = artifact_summary(self.path)
+        except OSError as err:
+            log.warning("%s: unreadable (%s); rebuilding it", display(self.path), err)
+            return False
+        expected = {k: recorded.get(k) for k in now}
+        if now != expected:
+            what = ", ".join(
+                f"{k} {expected[k]} -> {now[k]}" if k == "rows" else f"{k} changed"
+                for k in now
+                if now[k] != expected[k]
+            )
+            log.warning("%s: differs from what was marked done (%s); rebuilding it", display(self.path), what)
+            return False
+        return True
 
     def mark(self) -> None:
-        write_text(self.marker, self.key + "\n")
+        write_json(self.marker, {"key": self.key, **artifact_summary(self.path)})

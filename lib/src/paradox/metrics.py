@@ -25,11 +25,38 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-def avg_at_k(rows: Sequence[dict[str, Any]]) -> float:
-    """Rows {id, correct}; several per id. Mean over ids of the per-id mean, in percent."""
+def avg_at_k(
+    rows: Sequence[dict[str, Any]],
+    expected_ids: Sequence[str] | None = None,
+    k: int | None = None,
+    source: str = "rows",
+) -> float:
+    """Rows {id, correct}; several per id. Mean over ids of the per-id mean, in percent.
+
+    With `expected_ids` and `k`, the rows must hold exactly k samples for every expected id and
+    nothing else: a score over fewer problems or samples would look like a result (ValueError
+    naming `source` and what is missing or extra).
+    """
     per: dict[str, list[bool]] = defaultdict(list)
     for r in rows:
         per[r["id"]].append(bool(r["correct"]))
+    if expected_ids is not None:
+        problems = []
+        missing = [i for i in expected_ids if i not in per]
+        extra = sorted(set(per) - set(expected_ids))
+        if missing:
+            problems.append(
+                f"{len(missing)} of {len(expected_ids)} problems have no samples (e.g. {missing[:3]})"
+            )
+        if extra:
+            problems.append(f"{len(extra)} ids not among the problems (e.g. {extra[:3]})")
+        if k is not None:
+            wrong = {i: len(v) for i, v in per.items() if len(v) != k}
+            if wrong:
+                shown = dict(list(wrong.items())[:3])
+                problems.append(f"{len(wrong)} problems without exactly k={k} samples (id: count {shown})")
+        if problems:
+            raise ValueError(f"{source}: incomplete samples, Avg@k refused: " + "; ".join(problems))
     if not per:
         return float("nan")
     return 100.0 * sum(sum(v) / len(v) for v in per.values()) / len(per)

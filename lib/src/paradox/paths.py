@@ -60,14 +60,40 @@ def display(path: Path | str) -> str:
         return str(path)
 
 
+LOCAL_PREFIXES = ("runs/", "./", "../", "/", "~")
+
+
+def looks_local(name_or_path: str) -> bool:
+    """A name meant as a local path, never a hub id (`org/name`): one that starts like a path."""
+    return name_or_path.startswith(LOCAL_PREFIXES) or name_or_path in (".", "..", "runs")
+
+
+def stage_making(path: Path | str) -> str:
+    """Which notebook writes `path` (for messages about a missing or damaged artifact)."""
+    parts = Path(path).parts
+    if ".cache" in parts and "slm" in parts or "world" in parts:
+        return "notebook 00 (00_toy_world)"
+    if "models" in parts:
+        return "notebook 04 (04_train)"
+    if "eval" in parts:
+        return "notebook 05 (05_eval)"
+    return "the stage or person that put it there"
+
+
 def local_or_hub(name_or_path: str) -> str:
     """A model or dataset named in params: a local path (resolved from the root) if one exists
-    there, else the string unchanged (a hub id such as `Qwen/Qwen2.5-Math-1.5B`)."""
+    there, else the string unchanged (a hub id such as `Qwen/Qwen2.5-Math-1.5B`). A name that
+    starts like a path (`runs/`, `./`, `../`, `/`, `~`) but does not exist is an error naming it,
+    not a hub id the hub then refuses."""
     path = Path(name_or_path).expanduser()
-    if path.is_absolute():
-        return str(path)
-    local = project_root() / path
-    return str(local) if local.exists() else name_or_path
+    local = path if path.is_absolute() else project_root() / path
+    if local.exists():
+        return str(local)
+    if looks_local(name_or_path):
+        raise FileNotFoundError(
+            f"{name_or_path}: no such local path ({local}); it is made by {stage_making(local)}"
+        )
+    return name_or_path
 
 
 @dataclass(frozen=True)

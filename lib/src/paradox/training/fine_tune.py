@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from paradox import backends
 from paradox.io import DoneMarker, file_hash, read_json, read_jsonl, stable_hash
-from paradox.models import load_model, model_fingerprint
+from paradox.models import load_model, model_fingerprint, reusable_model_dir
 from paradox.params import Params, ParamsError, load_params
 from paradox.paths import RunPaths
 from paradox.training.job import make_job
@@ -94,7 +94,7 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
             {"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key}
         )
         marker = DoneMarker(out, key)
-        if not marker.is_done():
+        if not (marker.is_done() and reusable_model_dir(out)):
             if key in trained_by_key:
                 if machines.is_main:
                     copy_model(trained_by_key[key], out)

@@ -42,7 +42,7 @@ import pandas as pd
 
 from paradox import cross_check, figures, tables
 from paradox.io import read_jsonl
-from paradox.metrics import base_utility, bootstrap_utility, interval, lookup, problem_accuracy, utility
+from paradox.metrics import bootstrap_utility, interval, lookup, problem_accuracy, utility
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.report import TOY_CAVEAT, save_figure, save_table, setup_style
@@ -73,7 +73,6 @@ ppl = pd.read_csv(ppl_file).set_index("stream")["ppl"]
 curves = pd.read_csv(curves_file)
 k = int(accuracy["k"].iloc[0])
 util = utility(accuracy)
-base_mean, base_ci = base_utility(accuracy)
 n_seeds = int(util["n_seeds"].max())
 seeds_note = f"mean ± 95% Student-t interval over {n_seeds} seeds" if n_seeds > 1 else "one seed"
 seeds_word = f"mean of {n_seeds} seeds" if n_seeds > 1 else "one seed"

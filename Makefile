@@ -105,13 +105,16 @@ $(PARAMS_OK): $(PARAMS) $(LIB) | $(STAMP)
 	@mkdir -p $(RUN) && touch $@
 
 # One stage: papermill runs the notebook into notebooks/partial/, and it becomes the target only
-# when every cell succeeded (a failed run stays there for inspection). Each stage depends on its
-# notebook, the params, lib and the stage before.
+# when every cell succeeded (a failed run stays there for inspection). Its wall time goes into the
+# notebook, and $(RUN)/timings.csv is rebuilt from the finished notebooks (paradox.timings). Each
+# stage depends on its notebook, the params, lib and the stage before.
 $(NBOUT)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) $(PARAMS_OK) | $(STAMP)
 	@mkdir -p $(NBOUT)/partial
-	$(PY) -m papermill $< $(NBOUT)/partial/$*.ipynb -k python3 --cwd $(CURDIR) --log-output \
-	  --no-progress-bar -p profile $(PROFILE) -p runs_dir runs
+	t0=$$(date +%s.%N) && $(PY) -m papermill $< $(NBOUT)/partial/$*.ipynb -k python3 --cwd $(CURDIR) \
+	  --log-output --no-progress-bar -p profile $(PROFILE) -p runs_dir runs \
+	  && $(PY) -m paradox.timings $(RUN) --notebook $(NBOUT)/partial/$*.ipynb --since $$t0
 	mv $(NBOUT)/partial/$*.ipynb $@
+	@$(PY) -m paradox.timings $(RUN)  # $(RUN)/timings.csv: where the time went, stage by stage
 	@test "$*" != 07_mechanism || echo "done: read $(RUN)/REPORT.md; tables and figures in $(RUN)/figures/ \
 	  (make publish copies them into figures/$(PROFILE)/, make render makes HTML of the notebooks)"
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paradox.generation import HFGenerator
 from paradox.io import read_json
 from paradox.params import Params, RewardModel
 from paradox.paths import RunPaths, local_or_hub, project_root, resolve
@@ -68,6 +67,8 @@ def generator(
     backend = params.sampling.backend if purpose == "sampling" else params.eval_backend
     stops = {"stop_tokens": params.slm.stop_tokens, "stop_strings": params.slm.stop_strings}
     if backend == "hf":
+        from paradox.generation import HFGenerator  # here: a stage that samples nothing loads no torch
+
         return HFGenerator.from_pretrained(model_path, batch_size, **stops, **load_kwargs(params, model_path))
     kw = load_kwargs(params, model_path)
     if kw["gguf_file"]:

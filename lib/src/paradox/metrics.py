@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a model is scored: the tables and figures need none
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -106,6 +106,8 @@ def _check_head(
 ) -> None:
     """The model's logits must be head(last hidden state): a family that scales or caps its logits
     would be scored wrong, so that is an error (checked on a few positions of one sequence)."""
+    import torch
+
     ids = ids[:1, :8]
     want = model(input_ids=ids).logits.float()
     got = head(body(input_ids=ids).last_hidden_state).float()
@@ -120,6 +122,8 @@ def _token_nll(
     head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int
 ) -> torch.Tensor:
     """-log p(target) for each row of `hidden` [n, H], logits of at most `chunk` rows at a time."""
+    import torch
+
     out = []
     for j in range(0, hidden.shape[0], chunk):
         logits = head(hidden[j : j + chunk]).float()
@@ -129,7 +133,6 @@ def _token_nll(
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
-@torch.inference_mode()
 def response_nll(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -152,6 +155,26 @@ def response_nll(
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    import torch
+
+    with torch.inference_mode():
+        return _response_nll(
+            model, tokenizer, prompts, responses, token_budget, batch_size, desc, logit_chunk_bytes
+        )
+
+
+def _response_nll(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    token_budget: int,
+    batch_size: int | None,
+    desc: str,
+    logit_chunk_bytes: int,
+) -> list[TraceNLL]:
+    import torch
+
     from paradox.tokenization import SequenceEncoder
 
     enc = SequenceEncoder(tokenizer)

@@ -122,9 +122,10 @@ def _sft_config(
     extra: dict[str, Any] = {}
     if model_init_kwargs is not None:  # only when the model is given as a path (multi-process runs)
         extra["model_init_kwargs"] = model_init_kwargs
-    if gradient_checkpointing:
-        extra["gradient_checkpointing"] = True
     return SFTConfig(
+        # Always passed: TRL's SFTConfig turns it on by default, which made `false` in params a no-op
+        # (and cost the toy's CPU runs a recomputed forward pass per step).
+        gradient_checkpointing=gradient_checkpointing,
         output_dir=str(output_dir),
         loss_type=s.loss_type,
         learning_rate=s.learning_rate,

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from paradox import backends
 from paradox.evaluation import greedy_accuracy
 from paradox.generation import HFGenerator
 from paradox.io import write_json, write_jsonl
@@ -131,7 +132,7 @@ else:
         splits["pretrain"], params.slm.prompt_template, toy.slm.foreign_style_fraction, params.seed
     )
     tokenizer = toy_slm.train_tokenizer([r["prompt"] + r["completion"] for r in corpus], toy.slm.vocab_size)
-    model = toy_slm.build_model(toy, tokenizer, params.seed)
+    model = toy_slm.build_model(toy, tokenizer, params.seed, params.slm.attn_implementation)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"pretraining a {n_params / 1e6:.2f}M-parameter SLM on {len(corpus)} solutions")
     settings = toy_slm.pretrain_settings(toy, len(corpus), params.seed)
@@ -147,7 +148,9 @@ write_json(paths.world / "slm.json", {"path": display(slm_dir), "cache_key": key
 # per problem, graded by the one grader (`evaluation.greedy_accuracy`); nothing is stored.
 
 # %%
-gen = HFGenerator.from_pretrained(str(slm_dir), params.eval.batch_size)
+gen = HFGenerator.from_pretrained(
+    str(slm_dir), params.eval.batch_size, **backends.load_kwargs(params, str(slm_dir))
+)
 check = {}
 for split in ("test", "hard"):
     probs = splits[split]

@@ -221,3 +221,31 @@ def test_log_lines_print_progress_a_notebook_log_can_show(tmp_path, tiny_lm, cap
     logged = [h for h in history if "loss" in h]
     assert len(lines) == len(logged) > 0
     assert lines[0].startswith(f"step {logged[0]['step']}/") and f"loss {logged[0]['loss']:.3f}" in lines[0]
+
+
+@pytest.mark.parametrize("wanted", [False, True])
+def test_gradient_checkpointing_is_what_params_say(tmp_path, wanted):
+    """TRL's SFTConfig turns gradient checkpointing on by default: `false` must reach it as False."""
+    from paradox.training.trainer import _sft_config
+
+    config = _sft_config(_settings(), tmp_path, None, gradient_checkpointing=wanted)
+    assert config.gradient_checkpointing is wanted
+
+
+def test_the_slm_attention_kernel_reaches_every_loader(tmp_path, tiny_lm):
+    """slm.attn_implementation goes to the loader (generation, scoring, inline training) and to the
+    model a toy world builds; unset, transformers chooses (sdpa)."""
+    from paradox import backends
+    from paradox.models import load_model
+    from paradox.params import load_params
+    from paradox.toy import slm as toy_slm
+
+    toy = load_params("toy")
+    assert toy.slm.attn_implementation == "eager"
+    model, _ = load_model(str(tiny_lm), **backends.load_kwargs(toy, str(tiny_lm)))
+    assert model.config._attn_implementation == "eager"
+    model, _ = load_model(str(tiny_lm))
+    assert model.config._attn_implementation == "sdpa"
+    _, tok = load_model(str(tiny_lm))
+    built = toy_slm.build_model(toy.toy, tok, 0, "eager")
+    assert built.config._attn_implementation == "eager"

@@ -56,6 +56,7 @@ def load_kwargs(params: Params, model_path: str) -> dict[str, Any]:
         "dtype": params.slm.dtype,
         "gguf_file": params.slm.gguf_file if base else None,
         "revision": params.slm.revision if base else None,
+        "attn_implementation": params.slm.attn_implementation,
     }
 
 

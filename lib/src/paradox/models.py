@@ -107,12 +107,18 @@ def check_local_model(name_or_path: str, gguf_file: str | None = None) -> None:
 
 
 def load_model(
-    name_or_path: str, dtype: str = "float32", gguf_file: str | None = None, revision: str | None = None
+    name_or_path: str,
+    dtype: str = "float32",
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """AutoTokenizer + AutoModelForCausalLM, the same call for the toy SLM and a hub model."""
     kw: dict[str, Any] = {"revision": revision}
     if gguf_file:
         kw["gguf_file"] = gguf_file
+    if attn_implementation:
+        kw["attn_implementation"] = attn_implementation
     check_local_model(name_or_path, gguf_file)
     tok = load_tokenizer(name_or_path, revision, gguf_file)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype], **kw)

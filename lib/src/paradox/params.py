@@ -188,6 +188,10 @@ class SLM(Strict):
     # stop_tokens, so that a fine-tuned model stops where generation stops.
     completion_end: str = "eos"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # The attention kernel transformers runs (attn_implementation when loading): null = its default
+    # (sdpa). flash_attention_2 on GPUs with the flash-attn package; eager for the toy SLM on a
+    # CPU, where it trains ~3x faster than sdpa at these sizes (bench/RESULTS.md).
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] | None = None
 
     # Field validators (fields are validated in order), so an error names the offending key.
     @field_validator("prompt_template")

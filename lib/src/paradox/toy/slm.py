@@ -69,7 +69,11 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     return fast
 
 
-def build_model(toy: ToyWorld, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+def build_model(
+    toy: ToyWorld, tokenizer: PreTrainedTokenizerFast, seed: int, attn_implementation: str | None = None
+) -> LlamaForCausalLM:
+    """A freshly initialised Llama of the toy's size, running `attn_implementation` (slm.attn_implementation;
+    None: transformers' default)."""
     import torch
 
     torch.manual_seed(seed)
@@ -87,6 +91,8 @@ def build_model(toy: ToyWorld, tokenizer: PreTrainedTokenizerFast, seed: int) ->
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
     )
+    if attn_implementation:
+        config._attn_implementation = attn_implementation
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -90,9 +90,10 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
     for r in tqdm(runs, desc="training runs"):
         out = paths.models / r.name
         settings = settings_for(params, r, n)
-        key = stable_hash(
-            {"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key}
-        )
+        parts = {"settings": repr(settings), "data": file_hash(paths.stream(r.stream)), "base": base_key}
+        if params.slm.attn_implementation:  # another kernel rounds differently: other weights
+            parts["attn"] = params.slm.attn_implementation
+        key = stable_hash(parts)
         marker = DoneMarker(out, key)
         if not (marker.is_done() and reusable_model_dir(out)):
             if key in trained_by_key:

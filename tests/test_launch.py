@@ -240,7 +240,7 @@ def test_the_slm_attention_kernel_reaches_every_loader(tmp_path, tiny_lm):
     from paradox.params import load_params
     from paradox.toy import slm as toy_slm
 
-    toy = load_params("toy")
+    toy = load_params("smoke")
     assert toy.slm.attn_implementation == "eager"
     model, _ = load_model(str(tiny_lm), **backends.load_kwargs(toy, str(tiny_lm)))
     assert model.config._attn_implementation == "eager"

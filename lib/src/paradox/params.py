@@ -189,8 +189,8 @@ class SLM(Strict):
     completion_end: str = "eos"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # The attention kernel transformers runs (attn_implementation when loading): null = its default
-    # (sdpa). flash_attention_2 on GPUs with the flash-attn package; eager for the toy SLM on a
-    # CPU, where it trains ~3x faster than sdpa at these sizes (bench/RESULTS.md).
+    # (sdpa). flash_attention_2 on GPUs with the flash-attn package. eager makes toy-sized models
+    # faster on a CPU, but rounds differently from sdpa: the toy's numbers move (bench/RESULTS.md).
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] | None = None
 
     # Field validators (fields are validated in order), so an error names the offending key.

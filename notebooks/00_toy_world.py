@@ -123,7 +123,7 @@ print("\ndataset (ground truth):\n" + example.reference_solution)
 # its config, seed, prompt and the toy world's source code: unchanged, it is reused.
 
 # %%
-key = toy_slm.cache_key(toy, params.seed, params.slm.prompt_template)
+key = toy_slm.cache_key(toy, params.seed, params.slm.prompt_template, params.slm.attn_implementation)
 slm_dir = paths.slm_cache / key
 if reusable_model_dir(slm_dir):  # config and whole weights; a damaged cache is pretrained again
     print(f"reusing cached toy SLM {slm_dir}")

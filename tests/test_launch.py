@@ -249,3 +249,7 @@ def test_the_slm_attention_kernel_reaches_every_loader(tmp_path, tiny_lm):
     _, tok = load_model(str(tiny_lm))
     built = toy_slm.build_model(toy.toy, tok, 0, "eager")
     assert built.config._attn_implementation == "eager"
+    # the toy SLM's cache knows the kernel it was pretrained with (another kernel: other weights)
+    key = toy_slm.cache_key(toy.toy, 0, toy.slm.prompt_template)
+    assert toy_slm.cache_key(toy.toy, 0, toy.slm.prompt_template, "eager") != key
+    assert toy_slm.cache_key(toy.toy, 0, toy.slm.prompt_template, None) == key

@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 PAD, EOS = "<pad>", "</s>"
 
 
-def cache_key(toy: ToyWorld, seed: int, prompt_template: str) -> str:
-    """Changes when the SLM's config, seed, prompt or the toy world's text generators change."""
+def cache_key(toy: ToyWorld, seed: int, prompt_template: str, attn_implementation: str | None = None) -> str:
+    """Changes when the SLM's config, seed, prompt, attention kernel (another kernel rounds
+    differently: other weights) or the toy world's text generators change."""
     here = Path(__file__).parent
     sources = {name: file_hash(here / name) for name in ("problems.py", "styles.py", "slm.py")}
-    return stable_hash(
-        {"toy": toy.model_dump(mode="json"), "seed": seed, "prompt": prompt_template, "sources": sources}
-    )
+    parts = {"toy": toy.model_dump(mode="json"), "seed": seed, "prompt": prompt_template, "sources": sources}
+    if attn_implementation:
+        parts["attn"] = attn_implementation
+    return stable_hash(parts)
 
 
 def pretraining_corpus(

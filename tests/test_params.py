@@ -251,3 +251,9 @@ def test_a_fields_own_bounds_survive_the_32_bit_range():
             Eval(**base, **bad)
     with pytest.raises(ValueError, match="32-bit"):
         Eval(**base, k=2, grade_workers=2**40)
+
+
+def test_a_key_added_later_changes_the_hash_only_when_set():
+    toy = load_params("toy", ROOT / "params")
+    eager = toy.model_copy(update={"slm": toy.slm.model_copy(update={"attn_implementation": "eager"})})
+    assert toy.slm.attn_implementation is None and eager.hash() != toy.hash()

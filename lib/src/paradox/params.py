@@ -810,8 +810,18 @@ class Params(Strict):
         return self.eval.backend or self.sampling.backend
 
     def hash(self) -> str:
-        """Stable hash of the validated params (the profile's identity in sidecars)."""
-        return stable_hash(self.model_dump(mode="json"))
+        """Stable hash of the validated params (the profile's identity in sidecars). A key added
+        after profiles were published counts only when set: unset, the old hash (and every
+        committed sidecar) stays valid."""
+        dump = self.model_dump(mode="json")
+        for section, key in ADDED_KEYS:
+            if isinstance(dump.get(section), dict) and dump[section].get(key) is None:
+                del dump[section][key]
+        return stable_hash(dump)
+
+
+# Keys added after published runs, left out of Params.hash() while unset (null).
+ADDED_KEYS = (("slm", "attn_implementation"),)
 
 
 # Which params file set each key, by its path of keys (for error messages).

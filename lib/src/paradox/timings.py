@@ -2,26 +2,28 @@
 
 Papermill stamps every executed cell with its duration (`metadata.papermill.duration`). The
 Makefile adds what papermill cannot see: the stage's wall time as Make ran it, papermill's own
-start-up and the kernel's start included (`--stage NAME --since T0` stores it in the notebook's
+start-up and the kernel's start included (`--notebook NB --since T0` stores it in the notebook's
 `metadata.paradox.wall_s`). The CSV is rebuilt from every finished notebook after each stage, so
 it always describes the notebooks that are there; nobody writes it by hand.
 
 Rows: one `total` per stage (Make's wall time), one `start-up` (total minus the cells: papermill,
 kernel start), one per code cell that took at least `MIN_CELL_S`, labelled with its first line of
-code, and an `all stages` total. Standard library only: Make runs it after every stage.
+code, and an `all stages` total. Light (the standard library and `paradox.io`): Make runs it after
+every stage.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from paradox.io import write_text
 
 MIN_CELL_S = 0.5  # shorter cells are folded into nothing: the table is for where time goes
 COLUMNS = ["stage", "part", "seconds"]
@@ -70,15 +72,11 @@ def table(notebooks_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_csv(run_dir: Path) -> Path:
-    out = Path(run_dir) / "timings.csv"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".timings.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, COLUMNS)
-        w.writeheader()
-        w.writerows(table(Path(run_dir) / "notebooks"))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
-    return out
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(table(Path(run_dir) / "notebooks"))
+    return write_text(Path(run_dir) / "timings.csv", buf.getvalue())
 
 
 def record_wall(notebook: Path, since: float) -> float:
@@ -86,12 +84,7 @@ def record_wall(notebook: Path, since: float) -> float:
     wall = time.time() - since
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     nb.setdefault("metadata", {}).setdefault("paradox", {})["wall_s"] = round(wall, 3)
-    fd, tmp = tempfile.mkstemp(dir=notebook.parent, prefix=f".{notebook.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(nb, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, notebook)
+    write_text(notebook, json.dumps(nb, indent=1) + "\n")  # ASCII escapes: safe in any locale
     return wall
 
 

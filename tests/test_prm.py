@@ -241,3 +241,33 @@ def test_plan_says_a_hub_prm_not_on_this_machine_is_checked_when_it_loads(monkey
     assert errors == [] and "checked when notebook 03 loads it" in lines[0]
     _, errors = prm.check(_real("runs/nowhere/prm"))
     assert errors and "oracle.prm" in errors[0] and "runs/nowhere/prm" in errors[0]
+
+
+def test_plan_shows_the_locator_its_model_and_its_cost_and_refuses_a_bad_local_prm(tiny_prm):
+    from paradox import gpu_hours, plan
+
+    main = load_params("paper-qwen2.5-math-1.5b", ROOT / "params")
+    text = plan.render(main)
+    assert (
+        "locator (oracle.locator: oracle): the Oracle's locate prompt (Qwen/Qwen2.5-Math-72B-Instruct)"
+        in text
+    )
+    assert "beside it, for the locator agreement table: PRM Qwen/Qwen2.5-Math-PRM-7B via transformers" in text
+    assert "03_style_align   PRM Qwen/Qwen2.5-Math-PRM-7B (hf), locating:" in text  # its GPU hours
+    assert "03_style_align   PRM Qwen/Qwen2.5-Math-PRM-7B (hf): needs ~" in text  # its memory
+    alone = main.model_copy(
+        update={"oracle": main.oracle.model_copy(update={"locator": "prm", "compare_locators": False})}
+    )
+    text = plan.render(alone)
+    assert "locator (oracle.locator: prm): PRM Qwen/Qwen2.5-Math-PRM-7B" in text and "beside it" not in text
+    assert "locate requests to the Oracle: none" in text
+    s = gpu_hours.sizes(main)
+    asked = gpu_hours.oracle_requests(main, s)["03_style_align"]["requests"]
+    assert asked - gpu_hours.oracle_requests(alone, s)["03_style_align"]["requests"] == s.kept  # no locate
+    no_prm = main.model_copy(update={"oracle": main.oracle.model_copy(update={"prm": None})})
+    assert "PRM" not in "\n".join(w.what for w in gpu_hours.estimate(no_prm))
+    bad = main.model_copy(
+        update={"oracle": main.oracle.model_copy(update={"prm": str(tiny_prm), "prm_step_separator": "<x>"})}
+    )
+    _, errors = plan.checks(bad)
+    assert any("'<x>' (oracle.prm_step_separator)" in e for e in errors)

@@ -271,3 +271,23 @@ def test_plan_shows_the_locator_its_model_and_its_cost_and_refuses_a_bad_local_p
     )
     _, errors = plan.checks(bad)
     assert any("'<x>' (oracle.prm_step_separator)" in e for e in errors)
+
+
+def test_preflight_checks_the_config_and_tokenizer_without_weights(tiny_prm, tmp_path):
+    main = load_params("paper-qwen2.5-math-1.5b", ROOT / "params")
+
+    def with_prm(path: Path, **kw):
+        return main.model_copy(update={"oracle": main.oracle.model_copy(update={"prm": str(path), **kw})})
+
+    prm.preflight(with_prm(tiny_prm))
+    with pytest.raises(ValueError, match="prm_step_separator"):
+        prm.preflight(with_prm(tiny_prm, prm_step_separator="<extra_5>"))
+    no_template = tmp_path / "no_template"
+    shutil.copytree(tiny_prm, no_template)
+    cfg = json.loads((no_template / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (no_template / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (no_template / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="no chat template"):
+        prm.preflight(with_prm(no_template))
+    prm.preflight(with_prm(tmp_path / "nowhere-but-not-run", locator="oracle", compare_locators=False))

@@ -370,3 +370,25 @@ def check(params: Params) -> tuple[list[str], list[str]]:
         else [f"PRM {o.prm}: config.json and the step separator {o.prm_step_separator!r} checked ({where})"]
     )
     return lines, errors
+
+
+def preflight(params: Params) -> None:
+    """Load the PRM's config and tokenizer (from the hub if need be: kilobytes and a tokenizer, no
+    weights) and check them as `load` would, so that a wrong head or separator fails before sampling
+    rather than in notebook 03, hours later. Nothing to do when 03 runs no PRM."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from paradox.gpu_memory import prm_runs
+
+    o = params.oracle
+    if not prm_runs(params):
+        return
+    assert o.prm is not None
+    kw = {"revision": o.prm_revision, "trust_remote_code": o.prm_trust_remote_code}
+    where = local_or_hub(o.prm)
+    if errors := config_errors(AutoConfig.from_pretrained(where, **kw).to_dict(), o):
+        raise ValueError("; ".join(errors))
+    tok = AutoTokenizer.from_pretrained(where, **kw)
+    name = f"PRM {o.prm}"
+    separator_id(tok, o.prm_step_separator, name)
+    prm_chat(tok, "question", ["step"], o.prm_system_prompt, o.prm_step_separator)  # it has a chat template

@@ -19,8 +19,10 @@
 # The paper's intervention: repair the logic, keep the SLM's wording. For each SLM-RFT trace:
 #
 # 1. keep the SLM's own trajectory;
-# 2. locate the first erroneous step with a validator (toy: a step-level arithmetic checker
-#    against the problem's chain; real: an Oracle judge or a process reward model);
+# 2. locate the first erroneous step with a validator (`oracle.locator`: the Oracle, with the
+#    `locate` prompt in a real world and the step-level arithmetic checker in the toy one; or a process
+#    reward model, `prm`, such as Qwen2.5-Math-PRM-7B, whose toy stand-in is the checker with a stated
+#    error rate; docs/prm-locator.md);
 # 3. change only the erroneous steps, in the SLM's own wording;
 # 4. check style consistency: the rewrite's perplexity under the SLM may grow by at most
 #    `style_align.max_ppl_ratio`, and its character edit distance may be at most
@@ -34,9 +36,10 @@
 # - **Question.** Can the logic be repaired without changing the SLM's wording?
 # - **Reads** the SLM-RFT stream (01), the Oracle (02's backend) and the base SLM (for the style check).
 # - **Writes** the Style-Aligned stream, the drift-dial streams (`drift_*`) and, with `selection`,
-#   the Compat-Selected stream, with their rewards.
-# - **Look for** how many traces were repaired, how many repairs the style check rejected, and how
-#   little a kept repair changes (the side-by-side view).
+#   the Compat-Selected stream, with their rewards; the locator agreement table
+#   (`figures/locator_agreement.*`) and each locator's answers (`data/locator_answers.jsonl`).
+# - **Look for** how many traces were repaired, how many repairs the style check rejected, how
+#   little a kept repair changes (the side-by-side view), and how often two locators agree.
 
 # %% tags=["parameters"]
 profile = "toy"
@@ -69,11 +72,17 @@ problems = {p["id"]: Problem.from_dict(p) for p in read_jsonl(paths.data / "kept
 rft = read_jsonl(paths.stream("slm_rft"))
 oracle = backends.oracle(params, paths)
 
-# Locate for every trace, then rewrite the ones with a wrong step (batches: a real Oracle runs them
-# concurrently). Real Oracle: steps are blank-line paragraphs (lines for a one-paragraph trace), an
-# unparseable locate answer counts as "not located", a malformed rewrite keeps the original; both counted.
+# Locate for every trace with each locator (`backends.locators`: the one `oracle.locator` names and,
+# with `oracle.compare_locators`, the other; the toy's exact checker too), then rewrite the traces the
+# chosen one finds a wrong step in (batches: a real Oracle runs them concurrently). Real world: steps are
+# blank-line paragraphs (lines for a one-paragraph trace) for the Oracle and the PRM alike; an unparseable
+# locate answer counts as "not located", a malformed rewrite keeps the original; both counted.
 rft_problems, rft_traces = [problems[r["id"]] for r in rft], [r["completion"] for r in rft]
-first_wrong = oracle.locate_many(rft_problems, rft_traces)
+located_by = backends.locators(params, oracle)
+answers = {role: loc.locate_many(rft_problems, rft_traces) for role, loc in located_by.items()}
+for loc in located_by.values():
+    loc.close()  # a PRM's weights go (its answers stay known); the Oracle is closed at the end
+first_wrong = answers[params.oracle.locator]
 rewrites = oracle.rewrite_in_style_many(rft_problems, rft_traces, first_wrong)
 located = [
     {"first_wrong": k, "rewrite": rewrite, "changed": changed}
@@ -81,7 +90,36 @@ located = [
 ]
 n_wrong = sum(x["first_wrong"] is not None for x in located)
 print(f"{n_wrong} of {len(rft)} RFT traces have a wrong step despite a correct final answer")
+print(f"located by: {located_by[params.oracle.locator].name} (oracle.locator: {params.oracle.locator})")
 print("oracle counts:", oracle.stats())
+
+# %% [markdown]
+# ## Do the locators agree?
+# The rewrite follows one locator; the others ran beside it on the same traces. Each row compares a
+# locator with a reference ProcessBench's way: among the traces where the reference names a wrong
+# step, the share where the locator names the same one; among the others, the share where it names
+# none; F1, their harmonic mean (`paradox.locator_agreement`). Against the toy's exact checker these
+# are ProcessBench's scores; between two locators neither is the truth. The toy world's PRM is a
+# stand-in (the checker with `toy.prm_standin_error_rate` of its answers replaced), not a model.
+
+# %%
+from paradox import locator_agreement
+from paradox.report import save_table
+
+missing = locator_agreement.why_missing(params, list(answers))
+names = {role: loc.name for role, loc in located_by.items()}
+notes = locator_agreement.toy_notes(params, located_by["prm"].stats() if "prm" in located_by else None)
+agreement = locator_agreement.agreement_table(answers, names, missing, notes)
+caption = (
+    f"Error locators on the {len(rft)} SLM-RFT traces of 03 (correct final answers); the rewrite follows "
+    f"{names[params.oracle.locator]}. Shares in %; F1 = harmonic mean of the two accuracies."
+)
+save_table(agreement, paths.figures / "locator_agreement", params, [paths.stream("slm_rft")], caption)
+write_jsonl(
+    paths.data / "locator_answers.jsonl",
+    ({"id": r["id"], **{role: a[i] for role, a in answers.items()}} for i, r in enumerate(rft)),
+)
+display(agreement)
 
 # %% [markdown]
 # ## Style-consistency check
@@ -261,3 +299,7 @@ if params.selection.enabled:
 # - `drift.fractions`: more points on the dial (each adds one training run per loss in 04 and an
 #   evaluation in 05). `selection.lam` (1.0): the price of one nat of perplexity in reward units for
 #   compatibility-aware selection; TEACHING.md asks why no λ ≥ 0 picks SLM-RFT here.
+# - `oracle.locator: prm` rewrites where the PRM (toy: its stand-in) finds the error instead of the
+#   Oracle, and `toy.prm_standin_error_rate` (0.1) sets how often the stand-in is wrong: how much a noisy
+#   validator changes the repaired stream. Models a cheap validator in place of a 72B Oracle call.
+#   Cost: reruns 03-07 (the agreement table alone: 03).

@@ -1,5 +1,5 @@
-"""A tiny reward model shaped like Qwen2.5-Math-RM-72B, built locally (no hub), for the main suite and
-tests/vllm_engine/.
+"""A tiny reward model shaped like Qwen2.5-Math-RM-72B, and a tiny process reward model shaped like
+Qwen2.5-Math-PRM-7B, built locally (no hub), for the main suite and tests/vllm_engine/.
 
 Written here after the published structure of that checkpoint (its config.json and its remote code
 `modeling_qwen2_rm.py`; nothing copied): `architectures: ["Qwen2ForRewardModel"]`, `model_type: qwen2`,
@@ -17,6 +17,12 @@ transformers 5, each of which HFReward must get round:
     (`DynamicCache.from_legacy_cache`, gone from transformers 5).
 The weight names are the original's, so vLLM loads the same checkpoint with its own
 `Qwen2ForRewardModel`.
+
+The PRM (`build_qwen_prm`) is written after Qwen2.5-Math-PRM-7B's published config.json (architectures
+["Qwen2ForProcessRewardModel"], the same auto_map modules, no pad_token_id, no num_labels) and its model
+card (the head gives two logits per token; the score of a step is the softmax's class 1 at the
+"<extra_0>" token after it); vLLM's own `Qwen2ForProcessRewardModel` (score = Linear(h, h), ReLU,
+Linear(h, 2)) fixes the weight names. Its code is the same 4.40-era body with that head.
 
 `reward_per_token=True` (a config key of this stand-in only) makes the forward return every token's
 reward, (batch, seq, 1), to test a remote-code head that leaves the pooling to the caller.
@@ -60,7 +66,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.modeling_outputs import BaseModelOutputWithPast, SequenceClassifierOutputWithPast
+from transformers.modeling_outputs import (BaseModelOutputWithPast, SequenceClassifierOutputWithPast,
+                                           TokenClassifierOutput)
 
 from .configuration_qwen2_rm import Qwen2RMConfig
 
@@ -203,6 +210,25 @@ class Qwen2ForRewardModel(PreTrainedModel):
             at = (torch.eq(input_ids, self.config.pad_token_id).int().argmax(-1) - 1) % input_ids.shape[-1]
         pooled = rewards[torch.arange(n, device=rewards.device), at.to(rewards.device)]
         return SequenceClassifierOutputWithPast(logits=pooled, past_key_values=body.past_key_values)
+
+
+class Qwen2ForProcessRewardModel(Qwen2ForRewardModel):
+    # The PRM's shape: the same body, a head of num_labels logits per token (the config's: 2 unless set,
+    # as the original's config.json sets none), returned for every token; the caller reads them.
+    def __init__(self, config):
+        PreTrainedModel.__init__(self, config)
+        self.model = Body(config)
+        width = config.hidden_size
+        self.score = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, config.num_labels))
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, past_key_values=None, use_cache=None, **kwargs):
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and not isinstance(past_key_values, Cache):
+            past_key_values = DynamicCache.from_legacy_cache(past_key_values)
+        body = self.model(input_ids, attention_mask=attention_mask, past_key_values=past_key_values,
+                          use_cache=use_cache)
+        return TokenClassifierOutput(logits=self.score(body.last_hidden_state))
 """
 
 
@@ -273,6 +299,94 @@ def build_qwen_rm(
     saved.pop("pad_token_id", None)
     (out / "config.json").write_text(json.dumps(saved, indent=2))
     tokenizer.save_pretrained(out)
+    return out
+
+
+# Qwen2.5's chat layout (its ChatML template: <|im_start|>role, newline, content, <|im_end|>, newline),
+# written here for the tiny tokenizers; a system turn is rendered when the chat has one.
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+PRM_SEPARATOR = "<extra_0>"  # Qwen2.5-Math-PRM's step separator (model card), one added token
+
+
+def qwen_prm_tokenizer(tokenizer, separator: str = PRM_SEPARATOR):
+    """`tokenizer` with Qwen's turn tokens and the PRM's step separator added as tokens of their own,
+    and the ChatML template, as the PRM's tokenizer has them."""
+    tokenizer.add_tokens(["<|im_start|>", "<|im_end|>", separator], special_tokens=True)
+    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_qwen_prm(
+    out: Path,
+    tokenizer,
+    *,
+    hidden_size: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    max_positions: int = 1024,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised PRM shaped like Qwen2.5-Math-PRM-7B, with `tokenizer` (see
+    `qwen_prm_tokenizer`), to `out`: its config.json as the original's (architectures
+    ["Qwen2ForProcessRewardModel"], the auto_map to its own modules, use_cache true, no pad_token_id and
+    no num_labels: 2 by default), and the 4.40-era code above."""
+    import torch
+
+    sources = {"configuration_qwen2_rm.py": CONFIG_SOURCE, "modeling_qwen2_rm.py": MODELING_SOURCE}
+    with _as_package(sources) as (cfg_mod, model_mod):
+        config = cfg_mod.Qwen2RMConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=max_positions,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        config.pad_token_id = None
+        torch.manual_seed(seed)
+        model = model_mod.Qwen2ForProcessRewardModel(config)
+        with torch.no_grad():
+            model.score[2].weight.mul_(20)  # spread the step scores over (0, 1): a mismatch cannot hide
+        model.config.architectures = ["Qwen2ForProcessRewardModel"]
+        model.config.auto_map = {
+            "AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
+            "AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel",
+        }
+        model.save_pretrained(out)
+    for f, text in sources.items():
+        (out / f).write_text(text)
+    saved = json.loads((out / "config.json").read_text())
+    for key in ("pad_token_id", "id2label", "label2id", "num_labels"):
+        saved.pop(key, None)
+    (out / "config.json").write_text(json.dumps(saved, indent=2))
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def step_probabilities(path: Path, sequences: list[list[int]], separator_id: int) -> list[list[float]]:
+    """The model card's reading of a PRM, done by hand: per UNPADDED sequence, softmax over the two
+    logits at each separator token, class 1. The checkpoint's own classes are built directly (no
+    `from_pretrained`, nothing `HFProcessReward` does), as `last_token_rewards` does."""
+    import torch
+    from safetensors.torch import load_file
+
+    sources = {f: (path / f).read_text() for f in ("configuration_qwen2_rm.py", "modeling_qwen2_rm.py")}
+    with _as_package(sources) as (cfg_mod, model_mod):
+        config = cfg_mod.Qwen2RMConfig(**json.loads((path / "config.json").read_text()))
+        config.pad_token_id = None
+        model = model_mod.Qwen2ForProcessRewardModel(config).eval()
+        model.load_state_dict(load_file(path / "model.safetensors"))
+        out = []
+        with torch.inference_mode():
+            for ids in sequences:
+                logits = model(torch.tensor([ids]), use_cache=False).logits[0]
+                at = [i for i, t in enumerate(ids) if t == separator_id]
+                out.append(torch.softmax(logits[at].float(), dim=-1)[:, 1].tolist())
     return out
 
 

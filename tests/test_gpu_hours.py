@@ -67,6 +67,16 @@ def test_paper_mini_estimates_by_hand():
     busy = generated / 20_000 + 2 * slm * (16 * 570 + 5 * 500) * 150 / (peak * 0.3)
     assert ev.gpu_h == pytest.approx((busy + 21 * (load + 90)) / 3600)
 
+    # 03: the PRM (beside the Oracle's locate prompt, for the agreement table) reads each kept problem's
+    # question, trace and chat template once: 2 x 7.07B params per token at 30%, + its weights read once.
+    prm = by_what(works, "03_style_align", "PRM Qwen/Qwen2.5-Math-PRM-7B")
+    prm_params = n_params(SHAPES["Qwen/Qwen2.5-Math-PRM-7B"])
+    tokens = kept * (150 + 600 + 64)
+    assert prm.gpus == 1
+    assert prm.gpu_h == pytest.approx(
+        (2 * prm_params * tokens / (peak * 0.3) + prm_params * 2 / GIB / 2.0) / 3600
+    )
+
     # The run fits the budget: about two hours on one GPU.
     here = sum(w.gpu_h for w in works if w.gpu_h is not None and not w.elsewhere)
     assert 1.5 < here < 2.5
@@ -80,7 +90,7 @@ def test_plan_prints_the_estimate_with_its_assumptions():
     total = next(
         line for line in text.splitlines() if line.strip().startswith("total") and "per node" in line
     )
-    assert "1.88" in total, total
+    assert "1.89" in total, total
     for stage in ("01_data", "02_oracle_refine", "03_style_align", "04_train", "05_eval", "07_mechanism"):
         assert any(
             line.strip().startswith(stage) and line.strip().endswith(" 1") for line in text.splitlines()

@@ -133,6 +133,21 @@ def test_mechanism_outputs(smoke_run):
     assert beside == report.replace("](figures/", "](")
 
 
+def test_locator_agreement_table(smoke_run):
+    """03's table: the same three rows in every world; in the toy one the rule is the checker."""
+    table = pd.read_csv(FIG / "locator_agreement.csv")
+    assert len(table) == 3 and table.loc[1, "agree_pct"] == 100
+    assert "stand-in, not a model" in table.loc[2, "note"]
+    n = len(read_jsonl(RUN / "streams" / "slm_rft.jsonl"))
+    assert (table["traces"] == n).all()
+    meta = json.loads((FIG / "locator_agreement.csv.json").read_text())
+    assert "Toy world" in meta["caption"] and meta["params_hash"] == load_params("smoke").hash()
+    answers = read_jsonl(RUN / "data" / "locator_answers.jsonl")
+    decisions = read_jsonl(RUN / "data" / "style_align_decisions.jsonl")
+    assert [a["oracle"] for a in answers] == [d["first_wrong"] for d in decisions]  # the rewrite's locator
+    assert [a["oracle"] for a in answers] == [a["exact"] for a in answers]
+
+
 def test_second_run_does_nothing(smoke_run):
     proc = subprocess.run(["make", "-q", "paper", "PROFILE=smoke"], cwd=ROOT)
     assert proc.returncode == 0, "make paper would redo work with nothing changed"

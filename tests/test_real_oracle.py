@@ -11,7 +11,6 @@ from fault_proxy import FaultServer
 from oracle_helpers import PayloadServer, byte_tokenizer, completion
 
 from paradox import backends
-from paradox.backends import NotBuiltYet
 from paradox.oracle_client import OracleClient
 from paradox.params import OraclePrompts, load_params
 from paradox.paths import RunPaths
@@ -329,11 +328,13 @@ def test_backend_factory(tmp_path):
                 model="m",
                 locator="prm",
                 prm="Qwen/Qwen2.5-Math-PRM-7B",
+                prm_trust_remote_code=True,
             )
         }
     )
-    with pytest.raises(NotBuiltYet, match="locator"):
-        backends.oracle(prm, paths)
+    with_prm = backends.oracle(prm, paths)  # the PRM locator is built (tests/test_prm.py), not loaded
+    assert isinstance(with_prm, PromptOracle) and with_prm.locator is not None
+    assert with_prm.locator.name == "PRM Qwen/Qwen2.5-Math-PRM-7B (hf, threshold 0.5)"
 
 
 # --- requests that do not fit, answers cut short ----------------------------------------------------

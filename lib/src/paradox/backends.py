@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paradox.io import read_json
-from paradox.params import Params, RewardModel
+from paradox.params import Params, RewardModel, ToyWorld
 from paradox.paths import RunPaths, local_or_hub, project_root, resolve
 from paradox.problems import JsonlProblemSource
 from paradox.protocols import Generator, Oracle, ProblemSource, RetentionScorer, RewardScorer
 
 if TYPE_CHECKING:
+    from paradox.locators import Locator
     from paradox.serving import ServerGroup
 
 TOY_SLM = "toy"
@@ -159,14 +160,36 @@ def oracle_cache_dir(paths: RunPaths) -> Path:
     return paths.root / "cache" / "oracle"
 
 
+def prm_locator(params: Params) -> Locator | None:
+    """The profile's process reward model as an error locator: the toy world's stand-in (the exact step
+    checker at `toy.prm_standin_error_rate`), or `oracle.prm` on transformers or vLLM; None in a real
+    world without `oracle.prm`. Nothing loads before its first `locate_many`."""
+    o = params.oracle
+    if o.backend == "toy":
+        from paradox.toy.prm import StandInPRM
+
+        # (a real world with the toy Oracle has no toy section: the schema's default rate)
+        default = ToyWorld.model_fields["prm_standin_error_rate"].default
+        return StandInPRM(params.toy.prm_standin_error_rate if params.toy else default, params.seed)
+    if o.prm is None:
+        return None
+    if o.prm_backend == "hf":
+        from paradox.prm import HFProcessReward
+
+        return HFProcessReward(o)
+    from paradox.vllm_backend import VLLMProcessReward
+
+    return VLLMProcessReward(o, params.vllm, seed=params.seed)  # the engine starts on first use
+
+
 def oracle(params: Params, paths: RunPaths) -> Oracle:
-    """ToyOracle, or PromptOracle on an OpenAI-compatible endpoint (cached under the run dir)."""
+    """ToyOracle, or PromptOracle on an OpenAI-compatible endpoint (cached under the run dir). With
+    `oracle.locator: prm` the Oracle's first wrong steps come from `prm_locator` (docs/prm-locator.md)."""
+    locator = prm_locator(params) if params.oracle.locator == "prm" else None
     if params.oracle.backend == "toy":
         from paradox.toy.oracle import ToyOracle
 
-        return ToyOracle()
-    if params.oracle.locator == "prm":
-        raise _not_built("the process-reward-model error locator (oracle.locator 'prm'; use 'oracle')")
+        return ToyOracle(locator)
     from paradox.oracle_client import OracleClient
     from paradox.prompt_oracle import PromptOracle, load_prompts
 
@@ -185,7 +208,34 @@ def oracle(params: Params, paths: RunPaths) -> Oracle:
         prompts,
         name=f"{params.oracle.model} ({client.endpoint})",
         servers=[servers] if servers else [],
+        locator=locator,
     )
+
+
+def locators(params: Params, oracle: Oracle) -> dict[str, Locator]:
+    """The error locators notebook 03 runs, by role: "oracle" (the Oracle's own: its `locate` prompt,
+    the toy's rule), "prm" (the PRM, or the toy's stand-in) and, with the toy Oracle, "exact" (the step
+    checker, the truth, indexing the toy chain as the toy Oracle does). The one `oracle.locator` names is always there; the other only with
+    `oracle.compare_locators` (and, in a real world, `oracle.prm`). The PRM is the Oracle's own
+    instance when it was handed one (one model, one memory of answers)."""
+    from paradox.locators import ExactLocator, OwnOracleLocator
+
+    o = params.oracle
+    out: dict[str, Locator] = {}
+    if o.locator == "oracle" or o.compare_locators:
+        own = (
+            "the toy Oracle's rule (the exact step checker)"
+            if o.backend == "toy"
+            else f"{o.model} (locate prompt)"
+        )
+        out["oracle"] = OwnOracleLocator(oracle, own)
+    if o.locator == "prm" or o.compare_locators:
+        prm = getattr(oracle, "locator", None) or prm_locator(params)
+        if prm is not None:
+            out["prm"] = prm
+    if o.backend == "toy":  # (a real Oracle's steps are paragraphs or lines, not the toy chain's)
+        out["exact"] = ExactLocator()
+    return out
 
 
 def oracle_servers(params: Params, paths: RunPaths) -> ServerGroup | None:

@@ -284,7 +284,12 @@ def oracle_requests(params: Params, s: Sizes) -> dict[str, dict[str, float]]:
     ]  # f = 1 is oracle_refined's pairs
     per_stage = {
         "02_oracle_refine": {"refine": 1, "synthesize": 1},
-        "03_style_align": {"locate": 1, "style_align": 1, "drift": len(fractions)},
+        # locate: the Oracle's prompt, unless a PRM locates alone (oracle.locator prm, no comparison)
+        "03_style_align": {
+            "locate": int(o.locator == "oracle" or o.compare_locators),
+            "style_align": 1,
+            "drift": len(fractions),
+        },
         "07_mechanism": {"retention_judge": len(judged)},
     }
     out = {}
@@ -348,6 +353,32 @@ def _reward_works(params: Params, stage: str, streams: int, tokens_each: float) 
             # device_map "auto" balances any model over every GPU of the node (reward_models.HFReward)
             out.append(forward(stage, what, m, tokens, params.hardware.gpus_per_node))
     return out
+
+
+def _prm_work(params: Params, s: Sizes) -> list[Work]:
+    """Notebook 03's PRM (`oracle.prm`, as the locator or beside it): one forward pass per kept trace,
+    a chat of the question and the trace (+ the template, bounded by oracle.chat_template_tokens)."""
+    from paradox.gpu_memory import prm_runs
+
+    o = params.oracle
+    if not prm_runs(params):
+        return []
+    assert o.prm is not None
+    stage, what = "03_style_align", f"PRM {o.prm} ({o.prm_backend}), locating"
+    tokens = s.kept * (s.question + s.kept_trace + o.chat_template_tokens)
+    try:
+        m = Model(params, o.prm, o.prm_dtype)
+    except NotEstimated as err:
+        return [Work(stage, what, None, None, 0, str(err))]
+    if o.prm_backend == "vllm":  # the pooling runner: prefill only, one engine
+        work, start, tp = (
+            m.forward_gpu_s(tokens),
+            m.load_s() + m.a.engine_start_s,
+            params.vllm.tensor_parallel_size,
+        )
+        detail = f"{_m(tokens)} tokens scored (vLLM pooling) + 1 engine start"
+        return [Work(stage, what, (work + start * tp) / 3600, (work / tp + start) / 3600, tp, detail)]
+    return [forward(stage, what, m, tokens, params.hardware.gpus_per_node)]
 
 
 def estimate(params: Params) -> list[Work]:
@@ -416,6 +447,7 @@ def estimate(params: Params) -> list[Work]:
                 )
             )
     works += _reward_works(p, "02_oracle_refine", 4 * s.kept, seq)
+    works += _prm_work(p, s)
     works += _reward_works(p, "03_style_align", (1 + len(p.drift.fractions)) * s.kept, seq)
     candidates = len(p.selection.candidates) if p.selection.enabled else 0
     works.append(

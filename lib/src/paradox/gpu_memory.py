@@ -113,6 +113,21 @@ SHAPES: dict[str, ModelShape] = {
         qkv_bias=True,
         source="config.json of Qwen/Qwen2.5-Math-7B-Instruct (as copied by models built on it)",
     ),
+    # The error locator of `oracle.locator: prm`: config.json of Qwen/Qwen2.5-Math-PRM-7B (read on the hub's
+    # page): Qwen2.5-Math-7B-Instruct's body (28 layers, 3,584 hidden, 28 heads, 4 KV heads, 4,096
+    # positions) with a 2-logit head per token instead of the LM head.
+    "Qwen/Qwen2.5-Math-PRM-7B": ModelShape(
+        layers=28,
+        hidden=3584,
+        heads=28,
+        kv_heads=4,
+        intermediate=18944,
+        vocab=152064,
+        max_position=4096,
+        qkv_bias=True,
+        lm_head=False,
+        source=_QWEN_CFG.format("Qwen/Qwen2.5-Math-PRM-7B"),
+    ),
     # The paper-mini reward model: its model card names meta-llama/Llama-3.2-3B-Instruct as the base, a
     # LlamaForSequenceClassification with one label (the checkpoint's own config.json was not read: the
     # body is Llama-3.2-3B's, the score head a 3,072 x 1 matrix, no LM head).
@@ -400,6 +415,34 @@ def _reward(params: Params, stage: str, spec: RewardModel, key: str = "reward") 
     )
 
 
+def prm_runs(params: Params) -> bool:
+    """Whether notebook 03 runs a process reward model: `oracle.prm`, as the locator or beside it."""
+    o = params.oracle
+    return o.backend == "openai" and o.prm is not None and (o.locator == "prm" or o.compare_locators)
+
+
+def prm(params: Params, stage: str = "03_style_align") -> Estimate:
+    """The PRM of `oracle.prm` (notebook 03, before the SLM and the reward model load)."""
+    o = params.oracle
+    assert o.prm is not None
+    what = f"PRM {o.prm} ({o.prm_backend})"
+    if o.prm_backend == "vllm":
+        return vllm_engine(
+            params, stage, what, o.prm, o.prm_dtype, params.vllm.max_model_len or o.prm_max_length
+        )
+    return hf_inference(
+        params,
+        stage,
+        what,
+        o.prm,
+        o.prm_dtype,
+        params.hardware.gpus_per_node,
+        o.prm_token_budget,
+        logits=False,
+        fix="lower oracle.prm_token_budget (or hardware.gpus_per_node is too small)",
+    )
+
+
 def reward_specs(params: Params) -> list[tuple[str, RewardModel]]:
     """(params key, spec) of the main reward model and each cross-check model."""
     return [
@@ -495,6 +538,7 @@ def estimates(params: Params) -> list[Estimate]:
     out += [
         _reward(p, "02_oracle_refine", spec, key) for key, spec in reward_specs(p) if spec.backend != "toy"
     ]
+    out += [prm(p)] if prm_runs(p) else []
     out += [
         perplexity("03_style_align"),
         training(p, "04_train", slm),
@@ -535,7 +579,9 @@ def oracle_beside(params: Params, perplexity: Callable[[str], Estimate]) -> list
         return [server]
     rewards = [] if params.reward.backend == "toy" else [_reward(params, "03_style_align", params.reward)]
     out = [server]
+    # In 03 the PRM locates first and is freed before the SLM and the reward model load.
     for stage, beside in (
+        *((("03_style_align", [prm(params)]),) if prm_runs(params) else ()),
         ("03_style_align", [perplexity("03_style_align"), *rewards]),
         ("07_mechanism", [perplexity("07_mechanism")]),
     ):

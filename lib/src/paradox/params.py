@@ -129,6 +129,8 @@ MAX_K = 1024  # samples per problem (the paper: 8 for RFT, 16 for Avg@16)
 MAX_PROBLEMS = 10**7  # toy problems of one split
 MAX_TOKENS = 2**20  # a length in tokens (context, generation budget)
 MAX_BATCH = 2**16
+# The system prompt of the Qwen2.5-Math reward models' model cards (RM-72B, PRM-7B).
+QWEN_MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
 class Strict(BaseModel):
@@ -166,6 +168,11 @@ class ToySLM(Strict):
 class ToyWorld(Strict):
     problems: ToyProblems
     slm: ToySLM
+    # The toy world's stand-in for a process reward model (paradox.toy.prm, docs/prm-locator.md): the
+    # exact step checker, whose answer is replaced, for this share of the traces (seeded per problem),
+    # by a different step index or "no error". A stated error rate, not a model: it gives the locator
+    # agreement table of 03 a PRM column in the toy world, and `oracle.locator: prm` a noisy validator.
+    prm_standin_error_rate: Float = Field(0.1, ge=0, le=1)
 
 
 class SLM(Strict):
@@ -360,10 +367,30 @@ class Oracle(Strict):
     max_retries: Int = Field(6, ge=0)  # on 429, 5xx, timeouts and dropped connections, with backoff
     timeout_s: Float = Field(600.0, gt=0)
     prompts: OraclePrompts = OraclePrompts()
-    # Style-Aligned Refinement's error locator: the Oracle with the `locate` prompt, or a PRM.
+    # Style-Aligned Refinement's error locator (docs/prm-locator.md): the Oracle with the `locate` prompt,
+    # or a process reward model (PRM): the toy world's stand-in (toy.prm_standin_error_rate) with
+    # backend toy, the model `prm` with backend openai.
     locator: Literal["oracle", "prm"] = "oracle"
-    prm: str | None = None  # e.g. Qwen/Qwen2.5-Math-PRM-7B (locator: prm)
-    prm_threshold: Float = Field(0.5, gt=0, lt=1)  # first step whose PRM score is below this is wrong
+    prm: str | None = None  # hub id or local path of the PRM, e.g. Qwen/Qwen2.5-Math-PRM-7B
+    prm_threshold: Float = Field(0.5, gt=0, lt=1)  # the first step whose PRM score is below this is wrong
+    # hf: transformers with the checkpoint's own class (remote code); vllm: vLLM's offline pooling runner
+    # (its own Qwen2ForProcessRewardModel, STEP pooling; engine settings from the `vllm` section).
+    prm_backend: Literal["hf", "vllm"] = "hf"
+    prm_revision: str | None = None
+    prm_trust_remote_code: bool = False  # hf: Qwen's PRM head is its own code (modeling_qwen2_rm.py)
+    prm_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # the Qwen PRM's torch_dtype
+    # The chat the PRM scores (its model card): system prompt, user = question, assistant = the steps,
+    # each followed by the step separator, one token of the PRM's vocabulary whose position is scored.
+    prm_system_prompt: str | None = QWEN_MATH_SYSTEM_PROMPT
+    prm_step_separator: str = "<extra_0>"
+    # Tokens of one chat (the Qwen PRM's max_position_embeddings: 4,096); a longer chat loses its end,
+    # and the steps cut off are not scored (counted as prm_truncated).
+    prm_max_length: Int = Field(4096, gt=0, le=MAX_TOKENS)
+    prm_token_budget: Int = Field(16384, gt=0)  # hf: padded tokens per forward pass (chats per batch)
+    # 03 also runs the locator not chosen (the Oracle's prompt, or the PRM when `prm` is set or the world
+    # is the toy's) for its locator agreement table; false: only the chosen one (e.g. a PRM run that
+    # sends no locate request to the Oracle).
+    compare_locators: bool = True
     # Fitting every request into the Oracle's context (docs/budgets.md). context_length: the served
     # model's context (vLLM's max_model_len); None: requests are not counted (a hosted API with a
     # large context). tokenizer: hub id or local path of the Oracle's tokenizer with its chat template
@@ -396,8 +423,22 @@ class Oracle(Strict):
             raise ValueError(
                 "oracle.backend 'openai' needs oracle.model and oracle.base_url (or oracle.serve)"
             )
-        if self.locator == "prm" and not self.prm:
+        if self.backend == "openai" and self.locator == "prm" and not self.prm:
             raise ValueError("oracle.locator 'prm' needs oracle.prm (a process reward model)")
+        if self.backend == "toy" and self.prm:
+            raise ValueError(
+                "oracle.prm is for oracle.backend 'openai': the toy Oracle's PRM is its stand-in "
+                "(toy.prm_standin_error_rate), whose step indices are the toy chain's"
+            )
+        if self.prm and self.prm_backend == "hf" and not self.prm_trust_remote_code:
+            # Without it AutoModel falls back to the bare body, whose first output is hidden states.
+            raise ValueError(
+                f"oracle.prm {self.prm} with prm_backend 'hf' runs the checkpoint's own code (a Qwen "
+                "PRM's head is in its modeling_qwen2_rm.py): set oracle.prm_trust_remote_code: true, "
+                "or prm_backend: vllm (vLLM's own implementation)"
+            )
+        if not self.prm_step_separator.strip():
+            raise ValueError("oracle.prm_step_separator must be a token, not blank")
         return self
 
 
@@ -814,14 +855,31 @@ class Params(Strict):
         after profiles were published counts only when set: unset, the old hash (and every
         committed sidecar) stays valid."""
         dump = self.model_dump(mode="json")
-        for section, key in ADDED_KEYS:
-            if isinstance(dump.get(section), dict) and dump[section].get(key) is None:
-                del dump[section][key]
+        for path, default in ADDED_KEYS.items():
+            *sections, key = path
+            where: Any = dump
+            for section in sections:
+                where = where.get(section) if isinstance(where, dict) else None
+            if isinstance(where, dict) and key in where and where[key] == default:
+                del where[key]
         return stable_hash(dump)
 
 
-# Keys added after published runs, left out of Params.hash() while unset (null).
-ADDED_KEYS = (("slm", "attn_implementation"),)
+# Keys added after published runs, with their defaults (as model_dump(mode="json") writes them): left
+# out of Params.hash() while they have them, so every published profile keeps its hash.
+ADDED_KEYS: dict[tuple[str, ...], Any] = {
+    ("slm", "attn_implementation"): None,
+    ("toy", "prm_standin_error_rate"): 0.1,
+    ("oracle", "prm_backend"): "hf",
+    ("oracle", "prm_revision"): None,
+    ("oracle", "prm_trust_remote_code"): False,
+    ("oracle", "prm_dtype"): "bfloat16",
+    ("oracle", "prm_system_prompt"): QWEN_MATH_SYSTEM_PROMPT,
+    ("oracle", "prm_step_separator"): "<extra_0>",
+    ("oracle", "prm_max_length"): 4096,
+    ("oracle", "prm_token_budget"): 16384,
+    ("oracle", "compare_locators"): True,
+}
 
 
 # Which params file set each key, by its path of keys (for error messages).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from paradox import gpu_hours, gpu_memory, oracle_budget
+from paradox import gpu_hours, gpu_memory, oracle_budget, prm
 from paradox.params import Params, ParamsError, RewardModel, load_params
 from paradox.paths import RunPaths, project_root
 from paradox.streams import all_streams, drift_stream
@@ -154,6 +154,53 @@ def _oracle(params: Params) -> str:
     )
 
 
+def _prm(params: Params) -> str:
+    o = params.oracle
+    if o.backend == "toy":
+        rate = params.toy.prm_standin_error_rate if params.toy else 0.1
+        return f"the toy PRM stand-in (paradox.toy.prm: the exact step checker, its answer replaced at rate {rate:.0%})"
+    runner = "transformers, the checkpoint's own code" if o.prm_backend == "hf" else "vLLM's pooling runner"
+    return (
+        f"PRM {o.prm} via {runner} ({o.prm_dtype}; the first step scoring below {o.prm_threshold:g} at "
+        f"its {o.prm_step_separator!r} token; at most {o.prm_max_length:,} tokens per chat)"
+    )
+
+
+def _locators(params: Params) -> list[str]:
+    """The error locator of 03 (docs/prm-locator.md), and the one run beside it for the agreement table."""
+    o = params.oracle
+    own = (
+        "the toy Oracle's rule (the exact step checker)"
+        if o.backend == "toy"
+        else f"the Oracle's locate prompt ({o.model})"
+    )
+    has_prm = o.backend == "toy" or o.prm is not None
+    chosen, other = (own, _prm(params) if has_prm else None) if o.locator == "oracle" else (_prm(params), own)
+    lines = [f"locator (oracle.locator: {o.locator}): {chosen}"]
+    if other and o.compare_locators:
+        lines.append(f"beside it, for the locator agreement table: {other}")
+    return lines
+
+
+def _locator_sizes(params: Params) -> list[str]:
+    o = params.oracle
+    if o.backend == "toy":
+        return []
+    asks = o.locator == "oracle" or o.compare_locators
+    lines = [
+        "locate requests to the Oracle: 1 per kept problem"
+        if asks
+        else "locate requests to the Oracle: none (a PRM locates alone: oracle.compare_locators false)"
+    ]
+    if gpu_memory.prm_runs(params):
+        lines.append(
+            "PRM: 1 forward pass per kept problem (no generation), batched by "
+            + (f"{o.prm_token_budget:,} padded tokens" if o.prm_backend == "hf" else "vLLM")
+            + "; its GPU hours and memory below"
+        )
+    return lines
+
+
 def stages(params: Params) -> list[Stage]:
     p, t, e = params, params.train, params.eval
     paths = RunPaths(p.profile)
@@ -241,11 +288,12 @@ def stages(params: Params) -> list[Stage]:
             "style check); drift dial; compatibility-aware selection",
             models=[
                 f"Oracle: {_oracle(p)}",
-                f"locator: {p.oracle.locator}" + (f" ({p.oracle.prm})" if p.oracle.locator == "prm" else ""),
+                *_locators(p),
                 f"perplexity: {_slm(p)}",
             ],
             sizes=[
                 *_oracle_gpus(p),
+                *_locator_sizes(p),
                 f"style check: PPL ratio <= {sa.max_ppl_ratio}, edit ratio <= {sa.max_edit_ratio}",
                 f"drift dial fractions: {list(p.drift.fractions) or 'none'}",
                 f"selection: {'on, lambda ' + str(p.selection.lam) if p.selection.enabled else 'off'}",
@@ -253,6 +301,8 @@ def stages(params: Params) -> list[Stage]:
             outputs=[
                 f"{paths.streams}/style_aligned.jsonl",
                 f"{paths.data}/style_align_decisions.jsonl",
+                f"{paths.data}/locator_answers.jsonl",
+                f"{paths.figures}/locator_agreement.*",
                 *([f"{paths.streams}/compat_selected.jsonl"] if p.selection.enabled else []),
                 *[f"{paths.streams}/{drift_stream(f)}.jsonl" for f in p.drift.fractions],
             ],
@@ -356,10 +406,14 @@ def precision_errors(params: Params) -> list[str]:
 
 
 def checks(params: Params) -> tuple[list[str], list[str]]:
-    """(lines, errors) of the Oracle-budget, GPU-memory and training-precision checks."""
+    """(lines, errors) of the Oracle-budget, GPU-memory, training-precision and PRM-file checks."""
     budget_lines, budget_errors = oracle_budget.check(params)
     memory_lines, memory_errors = gpu_memory.check(params)
-    return [*budget_lines, "", *memory_lines], [*budget_errors, *memory_errors, *precision_errors(params)]
+    prm_lines, prm_errors = prm.check(params)
+    return (
+        [*budget_lines, "", *memory_lines, *(["", *prm_lines] if prm_lines else [])],
+        [*budget_errors, *memory_errors, *precision_errors(params), *prm_errors],
+    )
 
 
 def render(params: Params) -> str:

@@ -7,7 +7,8 @@ Style-Aligned Refinement, real variant:
 1. the trace is split into steps: blank-line separated paragraphs, as Qwen2.5-Math-PRM and
    ProcessBench do, or its lines when it has a single paragraph;
 2. the `locate` prompt (ProcessBench's task) asks for the index of the earliest wrong step, or
-   -1; an answer with no usable index counts as "not located" (counted, never a crash);
+   -1; an answer with no usable index counts as "not located" (counted, never a crash). With
+   `oracle.locator: prm` a process reward model answers instead, on the same steps (`paradox.prm`);
 3. the `style_align` prompt rewrites the steps from the wrong one on, in the SLM's own wording;
    the steps before it are kept verbatim (they are copied, not asked for).
 
@@ -44,6 +45,7 @@ from paradox.grading import grade
 from paradox.problems import Problem
 
 if TYPE_CHECKING:
+    from paradox.locators import Locator
     from paradox.oracle_client import Answer
 
 # Placeholders each prompt file must contain ({n_steps} is optional everywhere, {n_total} in drift).
@@ -201,27 +203,34 @@ class PromptOracle:
         prompts: dict[str, str],
         name: str = "oracle",
         servers: Sequence[Any] = (),
+        locator: Locator | None = None,
     ) -> None:
-        """`servers`: managed servers behind the client (`paradox.serving`), stopped by `close()`."""
+        """`servers`: managed servers behind the client (`paradox.serving`), stopped by `close()`.
+        `locator`: where the first wrong step comes from (`oracle.locator: prm`, a process reward model
+        indexing `split_steps` as the `locate` prompt does); None: the `locate` prompt."""
         missing = set(REQUIRED) - set(prompts)
         if missing:
             raise ValueError(f"PromptOracle needs prompts for {sorted(missing)}")
         self.client, self.prompts, self.name = client, prompts, name
         self.servers = list(servers)
+        self.locator = locator
         self._stats: Counter[str] = Counter()
 
     def close(self) -> None:
-        """Stop the managed servers, if any (the stage is done with the Oracle)."""
+        """Stop the managed servers, if any, and free the locator's weights (the stage is done)."""
         for server in self.servers:
             server.stop()
         self.servers = []
+        if self.locator is not None:
+            self.locator.close()
 
     def stats(self) -> dict[str, int]:
         """Answers not used, per kind and reason (`FALLBACK_COUNTS`, zeros included), plus the
-        client's request counts, if it has them."""
+        client's request counts, if it has them, and the locator's, if one was handed over."""
         client_stats = getattr(self.client, "stats", None)
         own = {k: self._stats[k] for k in FALLBACK_COUNTS}
-        return {**own, **(client_stats() if callable(client_stats) else {})}
+        located = self.locator.stats() if self.locator is not None else {}
+        return {**own, **(client_stats() if callable(client_stats) else {}), **located}
 
     def _text(self, answer: str | None, kind: str) -> str | None:
         """The tagged text of a usable answer; None (counted `<kind>_untagged` / `<kind>_empty`)
@@ -291,7 +300,14 @@ class PromptOracle:
 
     # --- Style-Aligned Refinement -------------------------------------------------------------
     def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
-        """Earliest wrong step (index into `split_steps(trace)`), or None: none, or not located."""
+        """Earliest wrong step (index into `split_steps(trace)`), or None: none, or not located; from
+        the locator handed over (a PRM), else from the `locate` prompt."""
+        if self.locator is not None:
+            return self.locator.locate_many(problems, traces)
+        return self.own_locate_many(problems, traces)
+
+    def own_locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
+        """The `locate` prompt's answer, whatever the locator: ProcessBench's task, one request per trace."""
         steps = [split_steps(t) for t in traces]
         answers = self._ask(
             [

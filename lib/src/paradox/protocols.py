@@ -8,6 +8,7 @@ by `paradox.backends` from the params; the notebooks never see which world is be
 | `Oracle` | `toy.oracle.ToyOracle` | `prompt_oracle.PromptOracle` |
 | `RewardScorer` | `toy.reward.RubricReward` | `reward_models.HFReward`, `vllm_backend.VLLMReward`, `reward_server.ServedReward` |
 | `RetentionScorer` | `toy.retention.ExactRetention` | `retention.JudgeRetention` |
+| `locators.Locator` (error locator) | `toy.prm.StandInPRM`, the Oracle's rule | `prm.HFProcessReward`, `vllm_backend.VLLMProcessReward`, the Oracle's `locate` prompt |
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ class Oracle(Protocol):
     # fallbacks: each problem's SLM-RFT trace, kept where the Oracle's answer is unusable
     def synthesize_many(self, problems: list[Problem], fallbacks: list[str] | None = None) -> list[str]: ...
 
+    # The first wrong step (index or None) from the profile's locator (oracle.locator: the Oracle's
+    # own, or a PRM it was handed); own_locate_many: the Oracle's own answer whatever the locator.
     def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]: ...
+
+    def own_locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]: ...
 
     def rewrite_in_style_many(
         self, problems: list[Problem], traces: list[str], first_wrong: list[int | None]

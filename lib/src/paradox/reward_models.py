@@ -62,9 +62,6 @@ from paradox.problems import Problem
 
 log = logging.getLogger(__name__)
 
-# The system prompt of Qwen2.5-Math-RM-72B's model card (profiles set it as reward.system_prompt).
-QWEN_MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
-
 
 def format_chat(tokenizer: Any, question: str, trace: str, system_prompt: str | None) -> str:
     """The text a reward model scores: system (optional), user = question, assistant = trace,
@@ -185,6 +182,67 @@ def _text_configs(config: Any) -> list[Any]:
     return [text] if text is config else [text, config]
 
 
+def load_scorer(
+    name: str,
+    name_or_path: str,
+    auto_class: Any,
+    *,
+    revision: str | None,
+    trust_remote_code: bool,
+    dtype: str,
+    remote_code: bool,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, the keyword that turns the cache off) of a scoring model, with the three
+    transformers-5 fixes of the module docstring: the config's pad id from the tokenizer, no cache,
+    and (`remote_code`) the buffers the checkpoint's own code computes in `__init__` recomputed.
+    Used by `HFReward` and by the process reward model (`paradox.prm`)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    where_from = local_or_hub(name_or_path)  # a local checkpoint is named from the project root
+    tok = AutoTokenizer.from_pretrained(where_from, **kw)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    # The config first: the model is built from it. Qwen2.5-Math-RM-72B's config.json has no
+    # pad_token_id, and transformers 5 configs no longer default one, so its remote code (which
+    # reads config.pad_token_id when it builds its embedding) cannot even be constructed without it.
+    config = AutoConfig.from_pretrained(where_from, **kw)
+    text_cfgs = _text_configs(config)
+    if getattr(text_cfgs[0], "pad_token_id", None) is None:
+        # Both pooling conventions need a pad id to batch; the tokenizer's (or EOS) is the usual
+        # choice (a batch whose chats contain it pads with another id, see `HFReward._pad_for`).
+        log.warning(
+            "%s: its config has no pad_token_id; using the tokenizer's %r (id %d) to batch",
+            name,
+            tok.pad_token,
+            tok.pad_token_id,
+        )
+        for c in text_cfgs:
+            c.pad_token_id = tok.pad_token_id
+    for c in text_cfgs:  # one forward pass per batch: no cache (see the module docstring)
+        c.use_cache = False
+    # device_map "auto" spreads a model too big for one GPU (a 72B RM) over all visible GPUs.
+    where = {"device_map": "auto"} if torch.cuda.is_available() else {}
+    model = auto_class.from_pretrained(where_from, config=config, dtype=DTYPES[dtype], **kw, **where)
+    model.eval()
+    if remote_code:
+        rebuilt = rebuild_init_buffers(model)
+        if rebuilt:
+            log.info(
+                "%s: recomputed the buffers its own code sets in __init__ in %d module(s) (%s, ...)",
+                name,
+                len(rebuilt),
+                rebuilt[0],
+            )
+    params = inspect.signature(model.forward).parameters
+    no_cache_kw = (
+        {"use_cache": False}
+        if "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        else {}
+    )
+    return model, tok, no_cache_kw
+
+
 def encode_batch(scorer: Any, problems: Sequence[Problem], traces: Sequence[str]) -> list[list[int]]:
     """What every reward backend does before it scores: one chat per (problem, trace), the model
     loaded, token ids cut to the scorer's max length as `encode_chat` cuts them (counted in
@@ -238,54 +296,20 @@ class HFReward:
     def load(self) -> HFReward:
         if self.model is not None:
             return self
-        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModel, AutoModelForSequenceClassification
 
         s = self.spec
-        kw: dict[str, Any] = {"revision": s.revision, "trust_remote_code": s.trust_remote_code}
         assert s.name_or_path is not None  # the params schema requires it for every backend but toy
-        where_from = local_or_hub(s.name_or_path)  # a local checkpoint is named from the project root
-        tok = AutoTokenizer.from_pretrained(where_from, **kw)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        # The config first: the model is built from it. Qwen2.5-Math-RM-72B's config.json has no
-        # pad_token_id, and transformers 5 configs no longer default one, so its remote code (which
-        # reads config.pad_token_id when it builds its embedding) cannot even be constructed without it.
-        config = AutoConfig.from_pretrained(where_from, **kw)
-        text_cfgs = _text_configs(config)
-        if getattr(text_cfgs[0], "pad_token_id", None) is None:
-            # Both pooling conventions need a pad id to batch; the tokenizer's (or EOS) is the usual
-            # choice (a batch whose chats contain it pads with another id, see `_pad_for`).
-            log.warning(
-                "%s: its config has no pad_token_id; using the tokenizer's %r (id %d) to batch",
-                self.name,
-                tok.pad_token,
-                tok.pad_token_id,
-            )
-            for c in text_cfgs:
-                c.pad_token_id = tok.pad_token_id
-        for c in text_cfgs:  # one forward pass per batch: no cache (see the module docstring)
-            c.use_cache = False
-        # device_map "auto" spreads a model too big for one GPU (a 72B RM) over all visible GPUs.
-        where = {"device_map": "auto"} if torch.cuda.is_available() else {}
-        cls = AutoModelForSequenceClassification if s.head == "seq_cls" else AutoModel
-        model = cls.from_pretrained(where_from, config=config, dtype=DTYPES[s.dtype], **kw, **where)
-        model.eval()
-        if s.head == "remote_code":
-            rebuilt = rebuild_init_buffers(model)
-            if rebuilt:
-                log.info(
-                    "%s: recomputed the buffers its own code sets in __init__ in %d module(s) (%s, ...)",
-                    self.name,
-                    len(rebuilt),
-                    rebuilt[0],
-                )
-        cfg = _text_configs(model.config)[0]
-        params = inspect.signature(model.forward).parameters
-        self._no_cache_kw = (
-            {"use_cache": False}
-            if "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-            else {}
+        model, tok, self._no_cache_kw = load_scorer(
+            self.name,
+            s.name_or_path,
+            AutoModelForSequenceClassification if s.head == "seq_cls" else AutoModel,
+            revision=s.revision,
+            trust_remote_code=s.trust_remote_code,
+            dtype=s.dtype,
+            remote_code=s.head == "remote_code",
         )
+        cfg = _text_configs(model.config)[0]
         self.model, self.tok = model, tok
         self.pad_id, self.vocab_size = (
             int(cfg.pad_token_id),

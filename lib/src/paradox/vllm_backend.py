@@ -1,4 +1,5 @@
-"""vLLM adapters: SLM sampling (`VLLMGenerator`) and reward-model scoring (`VLLMReward`).
+"""vLLM adapters: SLM sampling (`VLLMGenerator`), reward-model scoring (`VLLMReward`) and a process
+reward model as the error locator (`VLLMProcessReward`).
 
 Both drive vLLM's offline `LLM` engine from the calling process (the notebook's). vLLM is imported
 only when an adapter is built, so this module imports in an environment without vLLM (the main
@@ -23,8 +24,9 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from paradox.generation import Completion, SamplingSettings
-from paradox.params import RewardModel, VLLMEngine
+from paradox.params import Oracle, RewardModel, VLLMEngine
 from paradox.paths import local_or_hub
+from paradox.prm import PRMLocator
 from paradox.tokenization import SequenceEncoder, Stops
 
 if TYPE_CHECKING:
@@ -290,3 +292,81 @@ class VLLMReward(_Engine):
 
     def score(self, problem: Problem, trace: str) -> float:
         return self.score_many([problem], [trace])[0]
+
+
+class VLLMProcessReward(PRMLocator):
+    """A process reward model (`oracle.prm_backend: vllm`) on vLLM's pooling runner, as a `Locator`
+    (`paradox.prm`: the chat, the threshold and the memory of answers are `PRMLocator`'s).
+
+    vLLM runs its own `Qwen2ForProcessRewardModel` (chosen by the checkpoint's `architectures`, so no
+    remote code runs): its pooler offers `token_classify` with STEP pooling, which keeps the rows of
+    the chat's tokens equal to `step_tag_id` (the separator's id, passed per request: vLLM's default,
+    151651, is the Qwen tokenizer's "<extra_0>"). Those rows are the head's two logits, returned raw
+    (`use_activation=False`) and turned into scores by the same softmax as under transformers. Which
+    tasks the loaded model offers is checked when the engine starts."""
+
+    backend = "vllm"
+
+    def __init__(
+        self,
+        o: Oracle,
+        engine: VLLMEngine | None = None,
+        seed: int = 0,
+        show_progress: bool = True,
+        **llm_kwargs: Any,
+    ) -> None:
+        if o.prm_backend != "vllm":
+            raise ValueError(f"VLLMProcessReward needs oracle.prm_backend 'vllm', got {o.prm_backend!r}")
+        super().__init__(o, show_progress)
+        self.seed, self.llm_kwargs = seed, llm_kwargs
+        try:
+            self.engine_kwargs = _engine_kwargs(engine or VLLMEngine())  # a bad engine section fails now
+        except ValueError as err:
+            raise ValueError(f"{err} (the PRM's vLLM engine)") from None
+
+    def load(self) -> VLLMProcessReward:
+        if "llm" not in self.__dict__:
+            from paradox.prm import config_errors
+
+            assert self.o.prm is not None
+            llm = _vllm().LLM(
+                model=local_or_hub(self.o.prm),
+                runner="pooling",
+                revision=self.o.prm_revision,
+                dtype=self.o.prm_dtype,
+                trust_remote_code=self.o.prm_trust_remote_code,
+                seed=self.seed,
+                **(self.engine_kwargs | self.llm_kwargs),
+            )
+            config = llm.llm_engine.model_config.hf_config
+            errors = config_errors({"architectures": getattr(config, "architectures", None)}, self.o)
+            if "token_classify" not in tuple(llm.supported_tasks):
+                errors.append(
+                    f"{self.name}: vLLM serves it with pooling task(s) {list(llm.supported_tasks)}, "
+                    "not 'token_classify' (per-step scores)"
+                )
+            if errors:
+                llm.llm_engine.engine_core.shutdown()
+                raise ValueError("; ".join(errors))
+            self.llm = llm
+            self._use_tokenizer(llm.get_tokenizer(), llm.llm_engine.model_config.max_model_len)
+        return self
+
+    def close(self) -> None:
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+
+    def _step_logits(self, chats: list[list[int]]) -> list[Any]:
+        from vllm import PoolingParams
+        from vllm.inputs import TokensPrompt
+
+        self.load()
+        params = PoolingParams(step_tag_id=self.sep_id, use_activation=False)  # raw logits
+        outs = self.llm.encode(
+            [TokensPrompt(prompt_token_ids=x) for x in chats],
+            pooling_params=params,
+            pooling_task="token_classify",
+            use_tqdm=self.show_progress,
+        )
+        return [out.outputs.data for out in outs]

@@ -6,13 +6,23 @@ It stands in for GPT-5.2 / Qwen2.5-Math-72B-Instruct behind the same interface a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from paradox.problems import Problem
 from paradox.prompt_oracle import FALLBACK_COUNTS
 from paradox.toy import steps, styles
 
+if TYPE_CHECKING:
+    from paradox.locators import Locator
+
 
 class ToyOracle:
     name = "toy-rule-oracle"
+
+    def __init__(self, locator: Locator | None = None) -> None:
+        """`locator`: where the first wrong step comes from (`oracle.locator: prm`: the PRM stand-in);
+        None: the Oracle's own rule, the exact step checker."""
+        self.locator = locator
 
     def refine(self, problem: Problem, trace: str) -> str:
         """Minimal logical repair of the trace, written in the Oracle's notation."""
@@ -47,6 +57,12 @@ class ToyOracle:
         return [self.synthesize(p) for p in problems]
 
     def locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
+        if self.locator is not None:
+            return self.locator.locate_many(problems, traces)
+        return self.own_locate_many(problems, traces)
+
+    def own_locate_many(self, problems: list[Problem], traces: list[str]) -> list[int | None]:
+        """The Oracle's own rule (the exact step checker), whatever the locator."""
         return [self.first_wrong_step(p, t) for p, t in zip(problems, traces, strict=True)]
 
     def rewrite_in_style_many(
@@ -62,8 +78,11 @@ class ToyOracle:
         return [self.rewrite_fraction(p, t, fraction) for p, t in zip(problems, traces, strict=True)]
 
     def stats(self) -> dict[str, int]:
-        """The real Oracle's fallback counts, all zero: the rule never fails (same keys in both worlds)."""
-        return dict.fromkeys(FALLBACK_COUNTS, 0)
+        """The real Oracle's fallback counts, all zero: the rule never fails (same keys in both worlds);
+        and the locator's, if one was handed over."""
+        return dict.fromkeys(FALLBACK_COUNTS, 0) | (self.locator.stats() if self.locator is not None else {})
 
     def close(self) -> None:
-        """Nothing to free (the real Oracle stops its managed servers here)."""
+        """Nothing of its own to free (the real Oracle stops its managed servers here)."""
+        if self.locator is not None:
+            self.locator.close()

@@ -3,9 +3,12 @@ of this machine, measured in the same run.
 
 Usage (after `make paper`, which builds the toy SLM and its streams):
   .venv/bin/python bench/bench_speed.py [--profile toy] [--repeats 3]
+  VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python bench/bench_speed.py --backend vllm --skip training
 
 Generation: the pipeline's own generator (`backends.generator`, purpose "eval") on the profile's
-eval settings (k samples per problem, eval.max_new_tokens, eval.batch_size) over the test split.
+eval settings (k samples per problem, eval.max_new_tokens, eval.batch_size) over the test split;
+`--backend vllm` swaps in vLLM's offline engine (`eval.backend: vllm`; in `.venv-vllm` on a CPU,
+the `vllm-cpu` build) on the same model, prompts and settings.
 Training: `sft_train` on the SLM-RFT stream with the profile's train settings and DFT loss, one
 run as 04 makes it. Tokens are the real ones (generated tokens; prompt + completion tokens per
 example seen), never padding. The machine's FLOP rate is a large fp32 matmul timed in this
@@ -57,7 +60,8 @@ def bench_generation(params, paths: RunPaths, slm: str, machine: float, repeats:
     seconds = statistics.median(r[0] for r in runs)
     tokens, mean_new = runs[0][1], runs[0][2]
     prompt_len = statistics.mean(len(SequenceEncoder(tok).prompt(p)) for p in prompts)
-    per_token = forward_flops_per_token(gen.model, prompt_len + mean_new / 2)  # type: ignore[attr-defined]
+    model = getattr(gen, "model", None) or load_model(slm)[0]  # (vLLM's engine holds no HF model)
+    per_token = forward_flops_per_token(model, prompt_len + mean_new / 2)
     name = f"generation ({params.eval_backend}, {len(prompts)}x{e.k})"
     return report(name, tokens, seconds, per_token, machine)
 
@@ -102,8 +106,11 @@ def main() -> None:
     ap.add_argument("--runs-dir", default="runs")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip", choices=["generation", "training"], action="append", default=[])
+    ap.add_argument("--backend", choices=["hf", "vllm"], help="eval backend (default: the profile's)")
     a = ap.parse_args()
     params = load_params(a.profile)
+    if a.backend:
+        params = params.model_copy(update={"eval": params.eval.model_copy(update={"backend": a.backend})})
     paths = RunPaths(a.profile, Path(a.runs_dir))
     slm = backends.slm_path(params, paths)
     machine = matmul_flops()

@@ -253,3 +253,18 @@ def test_the_slm_attention_kernel_reaches_every_loader(tmp_path, tiny_lm):
     key = toy_slm.cache_key(toy.toy, 0, toy.slm.prompt_template)
     assert toy_slm.cache_key(toy.toy, 0, toy.slm.prompt_template, "eager") != key
     assert toy_slm.cache_key(toy.toy, 0, toy.slm.prompt_template, None) == key
+    # ... but not a toy key that only 03 reads: another stand-in error rate pretrains nothing again
+    other = toy.toy.model_copy(update={"prm_standin_error_rate": 0.3})
+    assert toy_slm.cache_key(other, 0, toy.slm.prompt_template) == key
+    assert (
+        toy_slm.cache_key(
+            toy.toy.model_copy(
+                update={
+                    "problems": other.problems.model_copy(update={"n_train": toy.toy.problems.n_train + 1})
+                }
+            ),
+            0,
+            toy.slm.prompt_template,
+        )
+        != key
+    )

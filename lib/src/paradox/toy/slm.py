@@ -28,10 +28,12 @@ PAD, EOS = "<pad>", "</s>"
 
 def cache_key(toy: ToyWorld, seed: int, prompt_template: str, attn_implementation: str | None = None) -> str:
     """Changes when the SLM's config, seed, prompt, attention kernel (another kernel rounds
-    differently: other weights) or the toy world's text generators change."""
+    differently: other weights) or the toy world's text generators change; not with the toy keys
+    that only later stages read (the PRM stand-in's error rate)."""
     here = Path(__file__).parent
     sources = {name: file_hash(here / name) for name in ("problems.py", "styles.py", "slm.py")}
-    parts = {"toy": toy.model_dump(mode="json"), "seed": seed, "prompt": prompt_template, "sources": sources}
+    world = toy.model_dump(mode="json", include={"problems", "slm"})  # what pretraining reads
+    parts = {"toy": world, "seed": seed, "prompt": prompt_template, "sources": sources}
     if attn_implementation:
         parts["attn"] = attn_implementation
     return stable_hash(parts)

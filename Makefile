@@ -51,7 +51,9 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-RUN := runs/$(PROFILE)
+# Where runs live (runs/ in the repository; the fault-injection tests point it at a copy elsewhere).
+RUNS ?= runs
+RUN := $(RUNS)/$(PROFILE)
 NBOUT := $(RUN)/notebooks
 # The profile's world and its params files (base, the profiles it extends, itself). A real-world
 # profile has no toy world to build: its stages start at 01. Read by the system python3 with the
@@ -107,11 +109,16 @@ $(PARAMS_OK): $(PARAMS) $(LIB) | $(STAMP)
 # One stage: papermill runs the notebook into notebooks/partial/, and it becomes the target only
 # when every cell succeeded (a failed run stays there for inspection). Its wall time goes into the
 # notebook, and $(RUN)/timings.csv is rebuilt from the finished notebooks (paradox.timings). Each
-# stage depends on its notebook, the params, lib and the stage before.
+# stage depends on its notebook, the params, lib and the stage before. It starts by removing what
+# killed stages of this profile left in $(RUN): hidden half-written files and directories
+# (.<name>.<random>.tmp, paradox.io); Make runs a profile's stages one at a time, so none is live.
+# PARADOX_STAGE names the stage in the seals of what it writes (paradox.io.seal): a reader that
+# finds an artifact changed names the notebook to rerun.
 $(NBOUT)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) $(PARAMS_OK) | $(STAMP)
+	@find $(RUN) -name '.*.tmp' -prune -exec rm -rf {} +
 	@mkdir -p $(NBOUT)/partial
-	t0=$$(date +%s.%N) && $(PY) -m papermill $< $(NBOUT)/partial/$*.ipynb -k python3 --cwd $(CURDIR) \
-	  --log-output --no-progress-bar -p profile $(PROFILE) -p runs_dir runs \
+	t0=$$(date +%s.%N) && PARADOX_STAGE=$* $(PY) -m papermill $< $(NBOUT)/partial/$*.ipynb -k python3 --cwd $(CURDIR) \
+	  --log-output --no-progress-bar -p profile $(PROFILE) -p runs_dir $(RUNS) \
 	  && $(PY) -m paradox.timings $(RUN) --notebook $(NBOUT)/partial/$*.ipynb --since $$t0
 	mv $(NBOUT)/partial/$*.ipynb $@
 	@$(PY) -m paradox.timings $(RUN)  # $(RUN)/timings.csv: where the time went, stage by stage
@@ -224,6 +231,6 @@ clean:
 # stage is running: its work in progress looks the same.
 .PHONY: clean-stale
 clean-stale:
-	@find runs -name '.*.tmp' -prune -print -exec rm -rf {} + 2>/dev/null || true
-	@find runs -path '*/notebooks/partial' -prune -print -exec rm -rf {} + 2>/dev/null || true
+	@find $(RUNS) -name '.*.tmp' -prune -print -exec rm -rf {} + 2>/dev/null || true
+	@find $(RUNS) -path '*/notebooks/partial' -prune -print -exec rm -rf {} + 2>/dev/null || true
 	@find figures -maxdepth 1 -name '*.tmp' -prune -print -exec rm -rf {} + 2>/dev/null || true

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paradox.io import read_json
+from paradox.io import read_json, write_csv
 from paradox.params import load_params
 from paradox.paths import RunPaths
 from paradox.training.fine_tune import fine_tune_all
@@ -90,7 +90,7 @@ for r in runs:
     for h in read_json(paths.models / r.name / "log_history.json"):
         if "loss" in h:
             curves.append({"stream": r.stream, "loss_type": r.loss, "step": h["step"], "loss": h["loss"]})
-pd.DataFrame(curves).to_csv(paths.models / "loss_curves.csv", index=False)
+write_csv(paths.models / "loss_curves.csv", pd.DataFrame(curves))
 runs_df.groupby(["purpose", "loss"])["seconds"].describe()[["count", "mean", "max"]]
 
 # %% [markdown]

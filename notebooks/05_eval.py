@@ -43,6 +43,7 @@ from pathlib import Path
 
 from paradox import backends
 from paradox.evaluation import accuracy_table, learning_curve_table, perplexity_table
+from paradox.io import write_csv
 from paradox.models import load_model
 from paradox.params import load_params
 from paradox.paths import RunPaths
@@ -71,7 +72,7 @@ print(f"{len(runs)} fine-tuned models + the base SLM, on {len(splits)} splits, k
 
 # %%
 accuracy = accuracy_table(params, paths, splits, runs)
-accuracy.to_csv(paths.eval / "accuracy.csv", index=False)
+write_csv(paths.eval / "accuracy.csv", accuracy)
 accuracy[accuracy["purpose"] != "grid"].pivot_table(index="model", columns="split", values="avg_at_k")
 
 # %% [markdown]
@@ -88,9 +89,7 @@ accuracy[accuracy["purpose"] != "grid"].pivot_table(index="model", columns="spli
 # (`evaluation.learning_curve_table`).
 
 # %%
-learning_curve_table(params, paths, accuracy, runs, splits).to_csv(
-    paths.eval / "learning_curves.csv", index=False
-)
+write_csv(paths.eval / "learning_curves.csv", learning_curve_table(params, paths, accuracy, runs, splits))
 
 # %% [markdown]
 # ## Perplexity of each stream under the base SLM
@@ -100,7 +99,7 @@ learning_curve_table(params, paths, accuracy, runs, splits).to_csv(
 base = backends.slm_path(params, paths)
 model, tok = load_model(base, **backends.load_kwargs(params, base))
 ppl = perplexity_table(model, tok, all_streams(params), paths, e.score_token_budget)
-ppl.to_csv(paths.eval / "perplexity.csv", index=False)
+write_csv(paths.eval / "perplexity.csv", ppl)
 ppl
 
 # %% [markdown]

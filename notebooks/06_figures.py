@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from paradox import cross_check, figures, tables
-from paradox.io import read_jsonl
+from paradox.io import read_csv, read_jsonl
 from paradox.metrics import bootstrap_utility, interval, lookup, problem_accuracy, utility
 from paradox.params import load_params
 from paradox.paths import RunPaths
@@ -68,9 +68,9 @@ acc_file, ppl_file, curves_file = (
     paths.models / "loss_curves.csv",
 )
 reward = {s: pd.DataFrame(read_jsonl(f))["reward"].mean() for s, f in reward_files.items()}
-accuracy = pd.read_csv(acc_file)
-ppl = pd.read_csv(ppl_file).set_index("stream")["ppl"]
-curves = pd.read_csv(curves_file)
+accuracy = read_csv(acc_file)
+ppl = read_csv(ppl_file).set_index("stream")["ppl"]
+curves = read_csv(curves_file)
 k = int(accuracy["k"].iloc[0])
 util = utility(accuracy)
 n_seeds = int(util["n_seeds"].max())

@@ -45,7 +45,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from paradox import backends, examples, figures, mechanism
-from paradox.io import read_jsonl, write_jsonl, write_text
+from paradox.io import read_csv, read_jsonl, write_jsonl, write_text
 from paradox.metrics import bootstrap_utility, interval, lookup, problem_accuracy, response_nll, utility
 from paradox.models import load_model
 from paradox.params import load_params
@@ -81,7 +81,7 @@ scored = {
     )
     for s, rows in data.items()
 }
-accuracy = pd.read_csv(paths.eval / "accuracy.csv")
+accuracy = read_csv(paths.eval / "accuracy.csv")
 util = utility(accuracy)
 u = partial(lookup, util)  # u(stream, loss) -> (mean, ci95, n_seeds)
 ui = partial(interval, bootstrap_utility(problem_accuracy(accuracy, paths.eval / "graded"), params.seed))
@@ -202,7 +202,7 @@ pd.Series(retention, name="retention (1-5)").rename(index=label)
 
 # %%
 reward = {s: pd.DataFrame(read_jsonl(paths.rewards / f"{s}.jsonl"))["reward"].mean() for s in data}
-ppl = pd.read_csv(paths.eval / "perplexity.csv").set_index("stream")["ppl"]
+ppl = read_csv(paths.eval / "perplexity.csv").set_index("stream")["ppl"]
 mechanism_full, mechanism_shown = mechanism.mechanism_table(streams, ppl, reward, retention, util, k)
 save_table(
     mechanism_full,
@@ -221,7 +221,7 @@ mechanism_shown
 # hold "through most of training", as the paper says of Style-Aligned vs Oracle-Refined?
 
 # %%
-lc = pd.read_csv(paths.eval / "learning_curves.csv")
+lc = read_csv(paths.eval / "learning_curves.csv")
 if not lc.empty:
     save_figure(
         figures.learning_curves(lc, streams, k, params.learning_curve.splits),

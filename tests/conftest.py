@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,19 @@ from paradox.toy import styles
 # tests/vllm_engine/ needs the vLLM environment and runs through `make test-vllm`; `pytest tests/vllm_engine`
 # still collects it (an explicit path is not ignored).
 collect_ignore = ["vllm_engine", "browser"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smoke_run() -> subprocess.CompletedProcess:
+    """`make paper PROFILE=smoke` from scratch into runs/smoke, once per session: the pipeline
+    tests read it, the fault-injection tests damage copies of it."""
+    shutil.rmtree(ROOT / "runs" / "smoke", ignore_errors=True)
+    shutil.rmtree(ROOT / "figures" / "smoke", ignore_errors=True)  # left by older code: must not come back
+    proc = subprocess.run(["make", "paper", "PROFILE=smoke"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,20 @@
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from paradox.io import DoneMarker, atomic_dir, atomic_path, file_hash, read_jsonl, write_jsonl
+from paradox.io import (
+    DamagedArtifact,
+    DoneMarker,
+    atomic_dir,
+    atomic_path,
+    file_hash,
+    read_csv,
+    read_jsonl,
+    seal_path,
+    write_csv,
+    write_jsonl,
+)
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -26,9 +38,48 @@ def test_failed_dir_leaves_previous_version(tmp_path):
 def test_jsonl_roundtrip_and_bad_record_names_line(tmp_path):
     p = write_jsonl(tmp_path / "a.jsonl", [{"a": 1}, {"b": 2}])
     assert read_jsonl(p) == [{"a": 1}, {"b": 2}]
+    seal_path(p).unlink()  # a file without a seal (by hand, older code) is read as it is
     p.write_text('{"a": 1}\n{oops\n')
     with pytest.raises(ValueError, match=r"a\.jsonl:2"):
         read_jsonl(p)
+    p.write_text('{"a": "x\u2028y"}\n')  # a raw line separator inside a record is not a line break
+    assert read_jsonl(p) == [{"a": "x\u2028y"}]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],  # cut mid-record
+        lambda b: b[: b.index(b"\n") + 1],  # cut at a line boundary: valid JSONL, one record fewer
+        lambda b: b.replace(b"2", b"3"),  # same length, other numbers
+        None,  # deleted
+    ],
+)
+def test_a_sealed_artifact_changed_after_its_stage_is_refused_naming_the_notebook(
+    tmp_path, monkeypatch, damage
+):
+    """Without the seal, the cut at a line boundary and the edit were read silently (fewer or
+    other records, no error)."""
+    run = tmp_path / "runs" / "p"
+    (run / "notebooks").mkdir(parents=True)
+    monkeypatch.setenv("PARADOX_STAGE", "03_style_align")
+    p = write_jsonl(run / "streams" / "s.jsonl", [{"a": 1}, {"b": 2}])
+    c = write_csv(run / "eval" / "acc.csv", pd.DataFrame({"x": [1, 2]}))
+    assert read_jsonl(p) == [{"a": 1}, {"b": 2}] and read_csv(c)["x"].tolist() == [1, 2]
+    for f in (p, c):
+        if damage is None:
+            f.unlink()
+        else:
+            f.write_bytes(damage(f.read_bytes()))
+    for f, read in ((p, read_jsonl), (c, read_csv)):
+        with pytest.raises(DamagedArtifact, match=rf"{f.name} .*rerun notebook 03_style_align \(make: rm "):
+            read(f)
+
+
+def test_an_unreadable_seal_leaves_the_file_readable(tmp_path):
+    p = write_jsonl(tmp_path / "a.jsonl", [{"a": 1}])
+    seal_path(p).write_text("{half")
+    assert read_jsonl(p) == [{"a": 1}]
 
 
 def test_done_marker_tracks_the_key(tmp_path):

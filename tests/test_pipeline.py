@@ -1,7 +1,6 @@
 """The whole pipeline on the `smoke` profile, through the same Make/papermill path as `make paper`."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,17 +19,7 @@ FIG = RUN / "figures"
 pytestmark = pytest.mark.pipeline
 
 
-def make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", *args, "PROFILE=smoke"], cwd=ROOT, capture_output=True, text=True)
-
-
-@pytest.fixture(scope="module")
-def smoke_run():
-    shutil.rmtree(RUN, ignore_errors=True)
-    shutil.rmtree(ROOT / "figures" / "smoke", ignore_errors=True)  # left by older code: must not come back
-    proc = make("paper")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc
+# smoke_run (tests/conftest.py): one `make paper PROFILE=smoke` from scratch per test session.
 
 
 def test_every_stage_ran(smoke_run):

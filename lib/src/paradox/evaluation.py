@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from paradox import backends
 from paradox.generation import Completion, SamplingSettings, sample_sharded
 from paradox.grading import grade, grade_many
-from paradox.io import read_jsonl, write_jsonl
+from paradox.io import read_csv, read_jsonl, write_jsonl
 from paradox.metrics import avg_at_k, perplexity, response_nll
 from paradox.models import check_local_model, model_fingerprint
 from paradox.params import Params
@@ -195,7 +195,7 @@ def learning_curve_table(
             "(eval.splits); the learning curves are evaluated on those"
         )
     lc_splits = {s: splits[s] for s in params.learning_curve.splits}
-    max_steps_of = pd.read_csv(paths.models / "runs.csv").set_index("name")["max_steps"]
+    max_steps_of = read_csv(paths.models / "runs.csv").set_index("name")["max_steps"]
     seed0 = params.train.seeds[0]
     base_scores = accuracy[(accuracy["model"] == f"base-s{seed0}")].set_index("split")["avg_at_k"]
     rows: list[dict[str, Any]] = []

@@ -80,20 +80,106 @@ def write_jsonl(path: Path | str, rows: Iterable[dict[str, Any]]) -> Path:
     with atomic_path(path) as tmp, tmp.open("w") as fh:
         for row in rows:
             fh.write(json.dumps(row, sort_keys=True) + "\n")
-    return Path(path)
+    return seal(path)
 
 
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    """The records of a JSONL file, after `check_seal`; a line that is not JSON is an error naming
+    the file and the line."""
     rows = []
-    with Path(path).open() as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: not a JSON record: {err}") from err
+    for n, line in enumerate(
+        check_seal(path).decode().split("\n"), 1
+    ):  # (not splitlines: U+2028 in a record)
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{n}: not a JSON record: {err}") from err
     return rows
+
+
+def write_csv(path: Path | str, frame: Any) -> Path:
+    """A pandas DataFrame as CSV (no index), atomically and sealed (`read_csv` checks it)."""
+    return seal(write_text(path, frame.to_csv(index=False)))
+
+
+def read_csv(path: Path | str, **kwargs: Any) -> Any:
+    """`pandas.read_csv` of a file `check_seal` accepts."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.BytesIO(check_seal(path)), **kwargs)
+
+
+# --- seals: what a stage wrote, checked where a later stage reads it ---------------------------------
+# A JSONL or CSV artifact gets `<name>.seal` beside it, written after it: its size, sha256 and the
+# stage that wrote it (PARADOX_STAGE, which the Makefile sets for each notebook). A reader that finds
+# the file changed or gone while its seal is there stops with `DamagedArtifact`, naming the file and
+# the notebook to rerun, instead of computing on fewer or altered records. No seal (a file written
+# by hand or by older code): the file is read as it is.
+
+SEAL_SUFFIX = ".seal"
+
+
+class DamagedArtifact(ValueError):
+    """An artifact differs from what its stage wrote: rerun that stage."""
+
+
+def seal_path(path: Path | str) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + SEAL_SUFFIX)
+
+
+def seal(path: Path | str) -> Path:
+    """Record `path`'s size, sha256 and writing stage in its seal (after the file itself)."""
+    data = Path(path).read_bytes()
+    meta = {
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "stage": os.environ.get("PARADOX_STAGE"),
+    }
+    write_text(seal_path(path), json.dumps(meta, sort_keys=True) + "\n")
+    return Path(path)
+
+
+def check_seal(path: Path | str) -> bytes:
+    """The bytes of `path`, if they are what its stage wrote (or it has no seal); else
+    `DamagedArtifact` naming the file and the notebook to rerun."""
+    path = Path(path)
+    try:
+        meta = json.loads(seal_path(path).read_text())
+        want_bytes, want_sha = int(meta["bytes"]), str(meta["sha256"])
+    except FileNotFoundError:
+        return path.read_bytes()  # no seal: written by hand or by older code
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        log.warning("%s: its seal %s cannot be read; the file is read unchecked", display(path), SEAL_SUFFIX)
+        return path.read_bytes()
+    if not path.exists():
+        raise DamagedArtifact(f"{display(path)} is missing (its seal is there): {_remedy(path, meta)}")
+    data = path.read_bytes()
+    if len(data) != want_bytes or hashlib.sha256(data).hexdigest() != want_sha:
+        raise DamagedArtifact(
+            f"{display(path)} was changed after its stage wrote it ({len(data)} bytes, sha256 "
+            f"{hashlib.sha256(data).hexdigest()[:12]}; written: {want_bytes} bytes, {want_sha[:12]}): "
+            + _remedy(path, meta)
+        )
+    return data
+
+
+def _remedy(path: Path, meta: dict[str, Any]) -> str:
+    stage = meta.get("stage")
+    if not stage:
+        return "rerun the notebook that writes it"
+    run = next((p for p in path.parents if (p / "notebooks").is_dir()), None)
+    if run is None:
+        return f"rerun notebook {stage}"
+    runs = "" if run.parent == project_root() / "runs" else f" RUNS={display(run.parent)}"
+    return (
+        f"rerun notebook {stage} (make: rm {display(run / 'notebooks' / (stage + '.ipynb'))} && "
+        f"make paper PROFILE={run.name}{runs})"
+    )
 
 
 def stable_hash(obj: Any, n: int = 12) -> str:

@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from paradox import backends
-from paradox.io import DoneMarker, file_hash, read_json, read_jsonl, stable_hash
+from paradox.io import DoneMarker, file_hash, read_json, read_jsonl, stable_hash, write_csv
 from paradox.models import load_model, model_fingerprint, reusable_model_dir
 from paradox.params import Params, ParamsError, load_params
 from paradox.paths import RunPaths
@@ -138,7 +138,7 @@ def fine_tune_all(params: Params, paths: RunPaths, machines: Machines | None = N
     if not machines.is_main:
         return None
     runs_df = pd.DataFrame(records)
-    runs_df.to_csv(paths.models / "runs.csv", index=False)
+    write_csv(paths.models / "runs.csv", runs_df)
     return runs_df
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from paradox.io import write_text
+from paradox.paths import display
 
 MIN_CELL_S = 0.5  # shorter cells are folded into nothing: the table is for where time goes
 COLUMNS = ["stage", "part", "seconds"]
@@ -65,7 +66,15 @@ def table(notebooks_dir: Path) -> list[dict[str, Any]]:
     """Rows of every finished stage under `notebooks_dir` (failed ones stay in partial/, not here)."""
     rows: list[dict[str, Any]] = []
     for nb in sorted(Path(notebooks_dir).glob("*.ipynb")):
-        rows += stage_rows(nb)
+        try:
+            rows += stage_rows(nb)
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as err:
+            # a damaged record of a finished stage must not fail every later stage's recipe
+            print(
+                f"warning: {display(nb)}: unreadable ({type(err).__name__}: {err}); left out of timings.csv "
+                "(delete it and make paper runs that stage again)",
+                file=sys.stderr,
+            )
     total = sum(r["seconds"] for r in rows if r["part"] == "total")
     rows.append({"stage": "all stages", "part": "total", "seconds": round(total, 2)})
     return rows

@@ -79,7 +79,9 @@ def test_a_damaged_executed_notebook_is_named_and_left_out_not_a_failure_of_ever
     nbs.mkdir()
     _executed(nbs / "05_eval.ipynb", [("code", "x = 1", 2.0)], wall=3.0)
     good = _executed(nbs / "06_figures.ipynb", [("code", "y = 2", 1.0)], wall=2.0)
-    (nbs / "05_eval.ipynb").write_bytes((nbs / "05_eval.ipynb").read_bytes()[:20])  # cut, as a full disk leaves it
+    (nbs / "05_eval.ipynb").write_bytes(
+        (nbs / "05_eval.ipynb").read_bytes()[:20]
+    )  # cut, as a full disk leaves it
     rows = timings.table(nbs)
     assert [r["stage"] for r in rows if r["part"] == "total"] == [good.stem, "all stages"]
     assert "05_eval.ipynb: unreadable" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Damaged or missing model directories (issue 11 item 3): rebuilt when a stage would reuse one,
 a clear error naming the path and the stage that makes it when a stage would load one."""
 
+import os
 import shutil
 
 import pytest
@@ -41,6 +42,27 @@ def test_a_damaged_model_is_rebuilt_not_reused_and_refused_by_the_loader(model_c
     with pytest.raises(
         FileNotFoundError, match=rf"rft-nll-s0: not a usable model directory \(.*{says}.*notebook 04"
     ):
+        load_model(str(model_copy))
+
+
+def test_weights_overwritten_in_place_at_the_same_size_are_caught_by_the_runs_marker(model_copy, caplog):
+    """Sizes and safetensors headers were all the old check read: bytes changed inside the weights
+    were loaded (05 then sampled the damaged model: rc 0, other numbers)."""
+    from paradox.io import DoneMarker
+
+    marker = DoneMarker(model_copy, "k")
+    marker.mark()
+    weights = model_copy / "model.safetensors"
+    os.utime(weights, ns=(0, 0))  # another modification time, the same bytes: nothing to report
+    assert marker.is_done() and marker.content_problems() == []
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte of a weight, in place: same size, header intact
+    weights.write_bytes(bytes(data))
+    assert model_dir_problems(model_copy) == []  # the structural check cannot see it
+    with caplog.at_level("WARNING", logger="paradox.io"):
+        assert not marker.is_done()
+    assert "model.safetensors changed" in caplog.text
+    with pytest.raises(FileNotFoundError, match=r"rft-nll-s0: .*model\.safetensors changed.*notebook 04"):
         load_model(str(model_copy))
 
 

@@ -247,16 +247,17 @@ def artifact_summary(path: Path | str) -> dict[str, Any]:
     """What a done-marker records of an artifact, so a damaged one is told from a finished one.
 
     A file: its line count (`rows`) and the sha256 of its bytes. A directory (a saved model):
-    every file's size by relative name (`files`); sizes, not a hash, because a checkpoint of
-    billions of weights would be read in full on every rerun, and truncation or a missing shard
-    changes a size (the safetensors headers are checked by `models.model_dir_problems`).
+    every file's size by relative name (`files`) and its modification time and sha256
+    (`content`). A check compares the sizes, and hashes again only the files whose modification
+    time changed (`summary_problems`): a checkpoint of billions of weights is not read in full on
+    every rerun, yet a file overwritten in place at the same size is caught.
     """
     path = Path(path)
     if path.is_dir():
+        files = [f for f in sorted(path.rglob("*")) if f.is_file()]
         return {
-            "files": {
-                str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*")) if f.is_file()
-            }
+            "files": {str(f.relative_to(path)): f.stat().st_size for f in files},
+            "content": {str(f.relative_to(path)): [f.stat().st_mtime_ns, _sha256(f)] for f in files},
         }
     h, rows = hashlib.sha256(), 0
     with path.open("rb") as fh:
@@ -264,6 +265,35 @@ def artifact_summary(path: Path | str) -> dict[str, Any]:
             h.update(chunk)
             rows += chunk.count(b"\n")
     return {"rows": rows, "sha256": h.hexdigest()}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def summary_problems(path: Path | str, recorded: dict[str, Any]) -> list[str]:
+    """How `path` differs from the summary a done-marker recorded (empty: it does not)."""
+    path = Path(path)
+    if not path.is_dir():
+        now = artifact_summary(path)
+        return [
+            f"rows {recorded.get('rows')} -> {now['rows']}" if k == "rows" else f"{k} changed"
+            for k in now
+            if now[k] != recorded.get(k)
+        ]
+    sizes = {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*")) if f.is_file()}
+    if sizes != recorded.get("files"):
+        return ["files changed"]
+    changed = []
+    for rel, (mtime_ns, sha) in (recorded.get("content") or {}).items():  # (older markers: sizes only)
+        f = path / rel
+        if f.stat().st_mtime_ns != mtime_ns and _sha256(f) != sha:
+            changed.append(f"{rel} changed")
+    return changed
 
 
 class DoneMarker:
@@ -300,20 +330,27 @@ class DoneMarker:
             log.warning("%s: marked done but missing; rebuilding it", display(self.path))
             return False
         try:
-            now = artifact_summary(self.path)
-        except OSError as err:
+            problems = summary_problems(self.path, recorded)
+        except (OSError, TypeError, ValueError) as err:
             log.warning("%s: unreadable (%s); rebuilding it", display(self.path), err)
             return False
-        expected = {k: recorded.get(k) for k in now}
-        if now != expected:
-            what = ", ".join(
-                f"{k} {expected[k]} -> {now[k]}" if k == "rows" else f"{k} changed"
-                for k in now
-                if now[k] != expected[k]
+        if problems:
+            log.warning(
+                "%s: differs from what was marked done (%s); rebuilding it",
+                display(self.path),
+                ", ".join(problems),
             )
-            log.warning("%s: differs from what was marked done (%s); rebuilding it", display(self.path), what)
             return False
         return True
+
+    def content_problems(self) -> list[str]:
+        """Whatever the key: how the artifact differs from what its marker recorded (empty when it
+        does not, or when there is no readable marker to compare with)."""
+        try:
+            recorded = json.loads(self.marker.read_text())
+            return summary_problems(self.path, recorded) if isinstance(recorded, dict) else []
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError):
+            return []
 
     def mark(self) -> None:
         write_json(self.marker, {"key": self.key, **artifact_summary(self.path)})

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from paradox.io import file_hash
+from paradox.io import DoneMarker, file_hash
 from paradox.paths import display, looks_local, stage_making
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def check_local_model(name_or_path: str, gguf_file: str | None = None) -> None:
         return  # a hub id
     if path.is_file() or (gguf_file and path.is_dir()):
         return  # a single-file checkpoint (gguf) is the loader's to check
-    problems = model_dir_problems(path)
+    problems = model_dir_problems(path) or DoneMarker(path, "").content_problems()
     if problems:
         raise FileNotFoundError(
             f"{name_or_path}: not a usable model directory ({'; '.join(problems)}); "

@@ -87,9 +87,8 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     """The records of a JSONL file, after `check_seal`; a line that is not JSON is an error naming
     the file and the line."""
     rows = []
-    for n, line in enumerate(
-        check_seal(path).decode().split("\n"), 1
-    ):  # (not splitlines: U+2028 in a record)
+    lines = check_seal(path).decode().split("\n")  # not splitlines: a raw U+2028 inside a record
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -159,11 +158,11 @@ def check_seal(path: Path | str) -> bytes:
     if not path.exists():
         raise DamagedArtifact(f"{display(path)} is missing (its seal is there): {_remedy(path, meta)}")
     data = path.read_bytes()
-    if len(data) != want_bytes or hashlib.sha256(data).hexdigest() != want_sha:
+    sha = hashlib.sha256(data).hexdigest()
+    if len(data) != want_bytes or sha != want_sha:
         raise DamagedArtifact(
             f"{display(path)} was changed after its stage wrote it ({len(data)} bytes, sha256 "
-            f"{hashlib.sha256(data).hexdigest()[:12]}; written: {want_bytes} bytes, {want_sha[:12]}): "
-            + _remedy(path, meta)
+            f"{sha[:12]}; written: {want_bytes} bytes, {want_sha[:12]}): " + _remedy(path, meta)
         )
     return data
 
